@@ -1,0 +1,29 @@
+# Two entry points, each working on a fresh machine:
+#   make run   installs vlmflow into .venv and runs the default workflow to results/summary.csv
+#   make test  installs vlmflow with its test extras into .venv and runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+CORES ?= 2
+BIN := $(VENV)/bin
+
+.PHONY: run test install lint clean
+
+$(BIN)/snakemake: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+install: $(BIN)/snakemake
+
+run: install
+	$(BIN)/snakemake results/summary.csv --cores $(CORES)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs .snakemake

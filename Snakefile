@@ -1,0 +1,30 @@
+# vlmflow: vision-language-model experiments as cached, resumable Snakemake stages.
+#
+#   snakemake results/summary.csv --cores 8 --resources gpu=2
+#
+# Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
+# JSONL) -> infer (batched, resumable generation) -> evaluate (VQA accuracy) -> report (summary).
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/resources.smk"
+include: "rules/data.smk"
+include: "rules/infer.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/summary.csv",

@@ -1,0 +1,22 @@
+# Evaluation: the official VQA accuracy (or exact match for single-answer datasets), overall, per
+# answer type and per question type.
+
+
+rule evaluate_vqa:
+    input:
+        predictions="results/vqa/{experiment}/predictions.jsonl",
+        cache=lambda wildcards: f"results/cache/{vqa_experiment(wildcards.experiment)['dataset']}.jsonl",
+    output:
+        metrics="results/vqa/{experiment}/metrics.json",
+    params:
+        metric=lambda wildcards: vqa_experiment(wildcards.experiment)["metric"],
+        variant=lambda wildcards: vqa_experiment(wildcards.experiment)["variant"],
+        experiment=lambda wildcards: wildcards.experiment,
+    wildcard_constraints:
+        experiment=one_of(config["vqa"]["experiments"]),
+    log:
+        "logs/vqa/{experiment}/evaluate.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/evaluate_vqa.py"

@@ -1,0 +1,16 @@
+# Report: every experiment's metrics in one tidy table, results/summary.csv.
+
+
+rule summary:
+    input:
+        metrics=[entry["source"] for entry in summary_entries()],
+    output:
+        summary="results/summary.csv",
+    params:
+        entries=summary_entries(),
+    log:
+        "logs/summary.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/summary.py"

@@ -1,0 +1,105 @@
+# Inputs that are made, not downloaded: synthetic raw data in the upstream formats and the tiny
+# model zoo. Real data and checkpoints replace them by pointing config.yaml at local paths.
+
+SYNTH = config.get("synthetic", {})
+
+
+def synth_params(fmt):
+    return lambda wildcards: {
+        "n": SYNTH["sizes"][fmt][wildcards.split],
+        "seed": SYNTH.get("seed", 0),
+        "image_size": SYNTH.get("image_size", 224),
+    }
+
+
+rule synth_vqav2:
+    output:
+        questions="resources/raw/vqav2/v2_OpenEnded_mscoco_{split}2014_questions.json",
+        annotations="resources/raw/vqav2/v2_mscoco_{split}2014_annotations.json",
+        images=directory("resources/raw/vqav2/{split}2014"),
+    params:
+        synth_params("vqav2"),
+    wildcard_constraints:
+        split="train|val",
+    log:
+        "logs/synth/vqav2_{split}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth.py"
+
+
+rule synth_textvqa:
+    output:
+        json="resources/raw/textvqa/{split}/TextVQA_0.5.1_{split}.json",
+        images=directory("resources/raw/textvqa/{split}/train_images"),
+    params:
+        synth_params("textvqa"),
+    wildcard_constraints:
+        split="train|val",
+    log:
+        "logs/synth/textvqa_{split}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth.py"
+
+
+rule synth_kvasir:
+    output:
+        parquet="resources/raw/kvasir-vqa/{split}.parquet",
+    params:
+        synth_params("kvasir"),
+    wildcard_constraints:
+        split="train|val",
+    log:
+        "logs/synth/kvasir_{split}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth.py"
+
+
+rule synth_swap_pairs:
+    output:
+        tsv="resources/raw/swap_pairs/swap_pairs_{split}.tsv",
+    params:
+        synth_params("swap_pairs"),
+    wildcard_constraints:
+        split="train|val",
+    log:
+        "logs/synth/swap_pairs_{split}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth.py"
+
+
+rule synth_corpus:
+    output:
+        corpus="resources/corpus.txt",
+    log:
+        "logs/synth/corpus.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth_corpus.py"
+
+
+rule build_model:
+    input:
+        corpus="resources/corpus.txt",
+    output:
+        checkpoint=directory("resources/models/{model}"),
+    params:
+        spec=lambda wildcards: config["models"][wildcards.model]["build"],
+    wildcard_constraints:
+        model=one_of(built_models()),
+    log:
+        "logs/build_model/{model}.log",
+    benchmark:
+        "results/benchmarks/build_model/{model}.tsv"
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/build_model.py"

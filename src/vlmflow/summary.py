@@ -1,0 +1,46 @@
+"""`results/summary.csv`: every experiment's metrics as one tidy table.
+
+One row per (experiment, metric) with the columns experiment, family, model, dataset, n, metric,
+value, source, so a researcher can filter and pivot with any dataframe library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from vlmflow.io import atomic_write, read_json
+
+COLUMNS = ["experiment", "family", "model", "dataset", "n", "metric", "value", "source"]
+SCHEMA = {
+    "experiment": pl.String,
+    "family": pl.String,
+    "model": pl.String,
+    "dataset": pl.String,
+    "n": pl.Int64,
+    "metric": pl.String,
+    "value": pl.Float64,
+    "source": pl.String,
+}
+
+
+def accuracy_rows(entry: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for one accuracy report: overall, then per answer type and per question type."""
+    base = {k: entry[k] for k in ("experiment", "family", "model", "dataset")} | {"source": entry["source"]}
+    name = metrics["metric"]
+    rows = [base | {"n": metrics["n"], "metric": name, "value": metrics["accuracy"]}]
+    for breakdown in ("answer_type", "question_type"):
+        for key, group in sorted(metrics.get(f"per_{breakdown}", {}).items()):
+            rows.append(base | {"n": group["n"], "metric": f"{name}/{breakdown}={key}", "value": group["accuracy"]})
+    return rows
+
+
+def write_summary(entries: list[dict[str, Any]], output: str | Path) -> pl.DataFrame:
+    """Read each entry's metrics file (`source`) and write the tidy table atomically."""
+    rows = [row for entry in entries for row in accuracy_rows(entry, read_json(entry["source"]))]
+    frame = pl.DataFrame(rows, schema=SCHEMA).select(COLUMNS)
+    with atomic_write(output, "wb") as handle:
+        frame.write_csv(handle)
+    return frame
