@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny corpus, tiny checkpoints of each zoo family, and image records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from vlmflow.records import Record
+from vlmflow.zoo import build_checkpoint
+
+COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
+
+CORPUS = [
+    f"What color is the {shape}? {color}"
+    for shape in ("square", "circle", "triangle")
+    for color in COLORS
+] + ["How many circles are there? 1 2 3 4 5", "Answer the question using a single word or phrase.", "yes no"]
+
+TINY_SPECS = {
+    "qwen2_vl": {
+        "family": "qwen2_vl",
+        "seed": 0,
+        "vocab_size": 320,
+        "image_size": 56,
+        "vision": {"depth": 1, "embed_dim": 16, "num_heads": 2, "mlp_ratio": 2},
+        "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1},
+    },
+    "llava": {
+        "family": "llava",
+        "seed": 0,
+        "vocab_size": 320,
+        "image_size": 56,
+        "vision": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+        "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1},
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny checkpoint per zoo family, built once per test session."""
+    root = tmp_path_factory.mktemp("zoo")
+    paths = {}
+    for family, spec in TINY_SPECS.items():
+        paths[family] = root / family
+        build_checkpoint(spec, CORPUS, paths[family])
+    return paths
+
+
+def make_records(folder: Path, n: int, dataset: str = "toy") -> list[Record]:
+    """`n` one-square images with a colour question each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(COLORS)
+    records = []
+    for i in range(n):
+        color = names[i % len(names)]
+        image = Image.new("RGB", (56, 56), (240, 240, 240))
+        ImageDraw.Draw(image).rectangle([8 + i % 5, 10, 40, 42], fill=COLORS[color])
+        path = folder / f"{i:04d}.png"
+        image.save(path)
+        records.append(
+            Record(
+                question_id=str(i),
+                image=str(path),
+                question="What color is the square?",
+                answers=[color] * 10,
+                dataset=dataset,
+                answer_type="other",
+                question_type="what color is the",
+            )
+        )
+    return records
