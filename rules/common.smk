@@ -71,6 +71,16 @@ def cache_outputs(dataset):
     return files
 
 
+def synth_params(fmt):
+    """Size, seed and image size of one split of a synthetic dataset."""
+    synthetic = config.get("synthetic", {})
+    return lambda wildcards: {
+        "n": synthetic["sizes"][fmt][wildcards.split],
+        "seed": synthetic.get("seed", 0),
+        "image_size": synthetic.get("image_size", 224),
+    }
+
+
 def vqa_experiment(name):
     """An experiment's full settings: built-in defaults < vqa.defaults < the experiment."""
     spec = {**GENERATION_DEFAULTS, **config["vqa"].get("defaults", {}), **config["vqa"]["experiments"][name]}

@@ -1,16 +1,6 @@
 # Inputs that are made, not downloaded: synthetic raw data in the upstream formats and the tiny
 # model zoo. Real data and checkpoints replace them by pointing config.yaml at local paths.
 
-SYNTH = config.get("synthetic", {})
-
-
-def synth_params(fmt):
-    return lambda wildcards: {
-        "n": SYNTH["sizes"][fmt][wildcards.split],
-        "seed": SYNTH.get("seed", 0),
-        "image_size": SYNTH.get("image_size", 224),
-    }
-
 
 rule synth_vqav2:
     output:

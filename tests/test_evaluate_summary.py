@@ -1,0 +1,70 @@
+"""Evaluation joins predictions to records strictly; the summary is one tidy row per metric."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from vlmflow.errors import InputError
+from vlmflow.evaluate import evaluate_predictions
+from vlmflow.io import write_json, write_jsonl
+from vlmflow.records import Record
+from vlmflow.summary import COLUMNS, write_summary
+
+
+def record(qid: str, answers: list[str], answer_type: str, question_type: str) -> dict:
+    return Record(qid, "img.jpg", "q?", answers, "toy", question_type, answer_type).to_json()
+
+
+@pytest.fixture
+def cache(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    write_jsonl(
+        path,
+        [
+            record("1", ["yes"] * 10, "yes/no", "is there a"),
+            record("2", ["2"] * 7 + ["two"] * 3, "number", "how many"),
+            record("3", ["red"] * 2 + ["blue"] * 8, "other", "what color is the"),
+        ],
+    )
+    return path
+
+
+def predictions(tmp_path, rows):
+    path = tmp_path / "predictions.jsonl"
+    write_jsonl(path, [{"question_id": q, "prediction": p, "raw_output": p} for q, p in rows])
+    return path
+
+
+def test_accuracy_with_breakdowns(cache, tmp_path):
+    report = evaluate_predictions(cache, predictions(tmp_path, [("1", "yes"), ("2", "two"), ("3", "red")]))
+    # "two" normalises to "2" (answers differ, so normalisation runs): 10/10 match -> 1.0.
+    # "red": each annotator sees 2 or 1 other "red" answers -> (8 * 2/3 + 2 * 1/3) / 10 = 0.6.
+    assert report["per_answer_type"]["number"]["accuracy"] == pytest.approx(1.0)
+    assert report["per_answer_type"]["other"]["accuracy"] == pytest.approx(0.6)
+    assert report["accuracy"] == pytest.approx((1 + 1 + 0.6) / 3)
+    assert report["per_question_type"]["is there a"] == {"n": 1, "accuracy": 1.0}
+
+
+def test_missing_and_unknown_predictions_are_errors(cache, tmp_path):
+    with pytest.raises(InputError, match=r"1 of 3 questions have no prediction"):
+        evaluate_predictions(cache, predictions(tmp_path, [("1", "yes"), ("2", "2")]))
+    with pytest.raises(InputError, match=r"line 4.*question id '9' is not in"):
+        evaluate_predictions(cache, predictions(tmp_path, [("1", "a"), ("2", "b"), ("3", "c"), ("9", "d")]))
+    with pytest.raises(InputError, match=r"line 2.*duplicate prediction for '1'"):
+        evaluate_predictions(cache, predictions(tmp_path, [("1", "a"), ("1", "b")]))
+
+
+def test_summary_is_tidy(cache, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    report = evaluate_predictions(cache, predictions(tmp_path, [("1", "no"), ("2", "2"), ("3", "blue")]))
+    write_json(metrics, report)
+    entry = {"experiment": "e1", "family": "vqa", "model": "m", "dataset": "d", "source": str(metrics)}
+    out = tmp_path / "summary.csv"
+    write_summary([entry], out)
+    frame = pl.read_csv(out)
+    assert frame.columns == COLUMNS
+    overall = frame.filter(pl.col("metric") == "vqa_accuracy")
+    assert overall["n"].to_list() == [3] and overall["value"][0] == pytest.approx(report["accuracy"])
+    assert set(frame["metric"]) >= {"vqa_accuracy/answer_type=yes/no", "vqa_accuracy/question_type=how many"}
+    assert frame.filter(pl.col("metric") == "vqa_accuracy/answer_type=yes/no")["value"][0] == 0.0

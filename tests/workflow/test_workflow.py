@@ -1,0 +1,123 @@
+"""The Snakefile end to end on a reduced default, in a temporary copy of the workflow."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "envs"]
+
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=1800
+    )
+
+
+def copy_workflow(dest: Path, config: dict) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, dest / name)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return dest
+
+
+def test_config() -> dict:
+    return yaml.safe_load((REPO / "tests" / "workflow" / "config.yaml").read_text())
+
+
+def planned_jobs(output: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = re.findall(r"^rule (\w+):\n(?:(?:    .*)\n)*?", output, flags=re.MULTILINE)
+    blocks = re.split(r"^(?=rule \w+:$)", output, flags=re.MULTILINE)
+    planned = []
+    for block in blocks:
+        head = re.match(r"rule (\w+):$", block, flags=re.MULTILINE)
+        if head:
+            wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.MULTILINE)
+            planned.append((head.group(1), wildcards.group(1) if wildcards else ""))
+    assert len(planned) == len(jobs)
+    return planned
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The reduced default run once from scratch; later tests inspect and re-plan it."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("flow"), test_config())
+    run = snakemake(workdir, "results/summary.csv")
+    assert run.returncode == 0, run.stderr[-5000:]
+    return workdir
+
+
+def test_summary_has_an_accuracy_row_per_experiment(finished_run):
+    summary = pl.read_csv(finished_run / "results" / "summary.csv")
+    assert summary.columns == ["experiment", "family", "model", "dataset", "n", "metric", "value", "source"]
+    overall = summary.filter(~pl.col("metric").str.contains("/"))
+    experiments = test_config()["vqa"]["experiments"]
+    assert sorted(overall["experiment"]) == sorted(experiments)
+    by_name = {row["experiment"]: row for row in overall.iter_rows(named=True)}
+    assert by_name["guide_vqav2"]["metric"] == "vqa_accuracy" and by_name["guide_vqav2"]["n"] == 10
+    assert by_name["guide_kvasir"]["metric"] == "exact_match" and by_name["guide_kvasir"]["n"] == 8
+    assert by_name["guide_swap"]["n"] == 8  # 4 pairs, two questions each
+    assert all(0.0 <= v <= 1.0 for v in overall["value"])
+    assert summary.filter(pl.col("metric").str.starts_with("vqa_accuracy/answer_type=")).height > 0
+    for log in ("logs/summary.log", "logs/vqa/guide_vqav2/infer.log", "logs/cache/vqav2_val.log"):
+        assert (finished_run / log).is_file(), log
+
+
+def test_second_run_schedules_nothing(finished_run):
+    run = snakemake(finished_run, "results/summary.csv")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Nothing to be done" in run.stdout + run.stderr
+
+
+def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
+    config = test_config()
+    config["datasets"]["vqav2_val"]["limit"] = 6
+    (finished_run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        run = snakemake(finished_run, "results/summary.csv", "--dry-run")
+    finally:
+        (finished_run / "config.yaml").write_text(yaml.safe_dump(test_config(), sort_keys=False))
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = sorted(planned_jobs(run.stdout + run.stderr))
+    assert jobs == sorted(
+        [
+            ("cache_vqav2", "dataset=vqav2_val"),
+            ("infer_vqa", "experiment=guide_vqav2"),
+            ("infer_vqa", "experiment=llava_vqav2"),
+            ("evaluate_vqa", "experiment=guide_vqav2"),
+            ("evaluate_vqa", "experiment=llava_vqav2"),
+            ("summary", ""),
+        ]
+    )
+
+
+def test_config_errors_name_the_key(tmp_path):
+    config = test_config()
+    config["datasets"]["vqav2_val"]["limt"] = 3
+    run = snakemake(copy_workflow(tmp_path / "typo", config), "-n")
+    assert run.returncode != 0 and "limt" in run.stdout + run.stderr
+
+    config = test_config()
+    config["vqa"]["experiments"]["guide_vqav2"]["model"] = "gide"
+    run = snakemake(copy_workflow(tmp_path / "ref", config), "-n")
+    assert run.returncode != 0
+    assert "vqa.experiments.guide_vqav2.model: unknown model 'gide'" in run.stdout + run.stderr
+
+
+def test_lint_is_clean():
+    run = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
