@@ -8,8 +8,8 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import make_records
+
 from vlmflow.inference import GenerationSettings, fingerprint, parse_answer, run_inference
 from vlmflow.io import write_jsonl
 from vlmflow.models import load_vlm

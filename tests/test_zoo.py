@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CORPUS, TINY_SPECS, make_records
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from conftest import CORPUS, TINY_SPECS, make_records
 from vlmflow.inference import GenerationSettings, generate_batch
 from vlmflow.models import load_vlm
 from vlmflow.zoo import build_checkpoint

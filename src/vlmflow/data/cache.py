@@ -1,0 +1,148 @@
+"""Cache one configured dataset to JSON lines: read its upstream format, select, write atomically.
+
+A dataset spec is the dict under `datasets.<name>` in config.yaml:
+  vqav2:      {"format": "vqav2", "questions", "annotations", "images", ...options}
+  textvqa:    {"format": "textvqa", "json", "images", ...options}
+  kvasir:     {"format": "kvasir", "parquet", ...options}
+  swap_pairs: {"format": "swap_pairs", "tsv", ...options}
+options: "limit", "subsample", "seed", "case_list" (each may be absent or null).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vlmflow.data.kvasir import read_kvasir
+from vlmflow.data.select import load_case_ids, select
+from vlmflow.data.swap_pairs import read_swap_pairs
+from vlmflow.data.textvqa import read_textvqa
+from vlmflow.data.vqav2 import read_vqav2
+from vlmflow.errors import InputError
+from vlmflow.io import write_jsonl
+from vlmflow.records import Record
+
+Spec = dict[str, Any]
+Reader = Callable[..., list[Record]]  # (spec, *, dataset, images_out_dir, check_images)
+
+
+def _vqav2(
+    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
+) -> list[Record]:
+    return read_vqav2(
+        Path(spec["questions"]),
+        Path(spec["annotations"]),
+        Path(spec["images"]),
+        dataset,
+        check_images,
+    )
+
+
+def _textvqa(
+    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
+) -> list[Record]:
+    return read_textvqa(Path(spec["json"]), Path(spec["images"]), dataset, check_images)
+
+
+def _kvasir(
+    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
+) -> list[Record]:
+    return read_kvasir(Path(spec["parquet"]), images_out_dir, dataset, check_images)
+
+
+def _swap_pairs(
+    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
+) -> list[Record]:
+    return read_swap_pairs(Path(spec["tsv"]), images_out_dir, dataset, check_images)
+
+
+# format name -> reader(spec, *, dataset, images_out_dir, check_images=True) -> records.
+# VQAv2 and TextVQA records point at the images in place; the others extract to images_out_dir.
+FORMAT_READERS: dict[str, Reader] = {
+    "vqav2": _vqav2,
+    "textvqa": _textvqa,
+    "kvasir": _kvasir,
+    "swap_pairs": _swap_pairs,
+}
+
+
+def read_dataset(
+    name: str, spec: Spec, images_out_dir: Path | None, check_images: bool = True
+) -> list[Record]:
+    fmt = spec.get("format")
+    if fmt not in FORMAT_READERS:
+        raise ValueError(
+            f"dataset '{name}': unknown format {fmt!r} "
+            f"(expected one of {', '.join(FORMAT_READERS)})"
+        )
+    return FORMAT_READERS[fmt](
+        spec, dataset=name, images_out_dir=images_out_dir, check_images=check_images
+    )
+
+
+def cache_dataset(
+    name: str,
+    spec: Spec,
+    out_jsonl: Path,
+    images_out_dir: Path | None,
+    other_specs: dict[str, Spec],
+) -> int:
+    """Read dataset `name`, apply its case list / subsample / limit, write `out_jsonl`; returns the
+    number of records. On any input error nothing is written."""
+    records = read_dataset(name, spec, images_out_dir)
+    case_ids = None
+    if spec.get("case_list"):
+        case_path = Path(spec["case_list"])
+        case_ids = load_case_ids(case_path)
+        _check_case_ids(case_path, case_ids, name, records, other_specs)
+    chosen = select(
+        records,
+        limit=spec.get("limit"),
+        subsample=spec.get("subsample"),
+        seed=spec.get("seed") or 0,
+        case_ids=case_ids,
+    )
+    return write_jsonl(out_jsonl, (r.to_json() for r in chosen))
+
+
+def _check_case_ids(
+    path: Path, case_ids: list[str], name: str, records: list[Record], other_specs: dict[str, Spec]
+) -> None:
+    """Every case id must be in the dataset; when the missing ones belong to another configured
+    dataset, say which (a VQAv2 case list once sat under textvqa/ and silently matched nothing)."""
+    present = {r.question_id for r in records}
+    missing = [i for i in dict.fromkeys(case_ids) if i not in present]
+    if not missing:
+        return
+    n_unique = len(set(case_ids))
+    examples = ", ".join(repr(i) for i in missing[:3])
+    problem = f"{len(missing)} of {n_unique} ids are not in dataset '{name}' (e.g. {examples})"
+    match = _best_match(set(missing), name, other_specs)
+    if match is not None:
+        other, hits = match
+        which = "they" if hits == len(missing) else f"{hits} of them"
+        problem += (
+            f"; {which} match dataset '{other}' — is this a {other_specs[other]['format']} "
+            "case list?"
+        )
+    raise InputError(path, problem, field="question_id")
+
+
+def _best_match(
+    missing: set[str], name: str, other_specs: dict[str, Spec]
+) -> tuple[str, int] | None:
+    """The other dataset holding most of the missing ids; unreadable ones are skipped, since
+    this only improves an error message."""
+    best = None
+    for other, spec in other_specs.items():
+        if other == name:
+            continue
+        try:
+            ids = {r.question_id for r in read_dataset(other, spec, None, check_images=False)}
+        except (InputError, OSError, KeyError, ValueError):
+            continue
+        hits = len(missing & ids)
+        if hits and (best is None or hits > best[1]):
+            best = (other, hits)
+    return best

@@ -1,0 +1,117 @@
+"""Read Kvasir-VQA (the Hugging Face parquet: image, source, question, answer, img_id) into records.
+
+Upstream has no question id, so one is derived that is stable across runs and row orders:
+`{img_id}_{sha1(question)[:8]}` (each image is asked each question at most once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vlmflow.data.common import check_unique, verify_image_bytes
+from vlmflow.errors import InputError
+from vlmflow.io import atomic_write
+from vlmflow.records import Record
+
+TEXT_COLUMNS: tuple[str, ...] = ("source", "question", "answer", "img_id")
+_BATCH_ROWS = 256
+
+
+def kvasir_question_id(img_id: str, question: str) -> str:
+    return f"{img_id}_{hashlib.sha1(question.encode('utf-8')).hexdigest()[:8]}"
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        parquet = pq.ParquetFile(path)
+    except FileNotFoundError as err:
+        raise InputError(path, "file not found") from err
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(path, f"unreadable parquet ({err})") from err
+    names = parquet.schema_arrow.names
+    for column in ("image", *TEXT_COLUMNS):
+        if column not in names:
+            raise InputError(path, f"missing column (found: {', '.join(names)})", field=column)
+    kind = parquet.schema_arrow.field("image").type
+    is_struct = pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0
+    if not (is_struct or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+        raise InputError(
+            path, f"expected struct{{bytes, path}} or binary, got {kind}", field="image"
+        )
+    return parquet
+
+
+def _batches(parquet: pq.ParquetFile, path: Path, columns: list[str]):
+    """Row dicts in file order; a corrupt page becomes an InputError on the file."""
+    try:
+        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise InputError(path, f"unreadable parquet ({err})") from err
+
+
+def read_kvasir(
+    parquet_path: Path, images_out_dir: Path | None, dataset: str, check_images: bool = True
+) -> list[Record]:
+    """One record per row, answers=[answer] (possibly ';'-separated). Each img_id's image bytes
+    (from its first row) are written once to `images_out_dir/{img_id}.jpg`; with None, nothing
+    is extracted and image is "". The text columns are validated before any image is written."""
+    path = Path(parquet_path)
+    parquet = _open(path)
+    records: list[Record] = []
+    first_row: dict[str, int] = {}
+    for i, row in enumerate(_batches(parquet, path, list(TEXT_COLUMNS))):
+        for column in TEXT_COLUMNS:
+            if not isinstance(row[column], str):
+                raise InputError(
+                    path,
+                    f"expected a string, got {type(row[column]).__name__}",
+                    record=f"row {i}",
+                    field=column,
+                )
+        img_id = row["img_id"]
+        first_row.setdefault(img_id, i)
+        image = "" if images_out_dir is None else str(Path(images_out_dir) / f"{img_id}.jpg")
+        records.append(
+            Record(
+                question_id=kvasir_question_id(img_id, row["question"]),
+                image=image,
+                question=row["question"],
+                answers=[row["answer"]],
+                dataset=dataset,
+                source={"img_id": img_id, "source": row["source"], "row": i},
+            )
+        )
+    check_unique([r.question_id for r in records], path, [f"row {i}" for i in range(len(records))])
+    if check_images or images_out_dir is not None:
+        _extract_images(parquet, path, records, first_row, images_out_dir, check_images)
+    return records
+
+
+def _extract_images(
+    parquet: pq.ParquetFile,
+    path: Path,
+    records: list[Record],
+    first_row: dict[str, int],
+    images_out_dir: Path | None,
+    check_images: bool,
+) -> None:
+    """Stream the image column, so only one batch of image bytes is in memory at a time."""
+    for i, row in enumerate(_batches(parquet, path, ["image"])):
+        img_id = records[i].source["img_id"]
+        if first_row[img_id] != i:
+            continue
+        value = row["image"]
+        data = value.get("bytes") if isinstance(value, dict) else value
+        rec = f"row {i} (question_id {records[i].question_id})"
+        if not data:
+            raise InputError(path, "no image bytes", record=rec, field="image")
+        if check_images:
+            verify_image_bytes(data, path, rec, "image")
+        if images_out_dir is not None:
+            with atomic_write(records[i].image, "wb") as handle:
+                handle.write(data)

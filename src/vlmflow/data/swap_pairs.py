@@ -1,0 +1,157 @@
+"""Read the swap-pair TSV (seed 004) into records: two per row, original and swapped question.
+
+The hidden-state analysis pairs them back up by `source["pair_id"]` and `source["role"]`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+from pathlib import Path
+
+from vlmflow.data.common import check_unique, verify_image_bytes
+from vlmflow.errors import InputError
+from vlmflow.io import atomic_write
+from vlmflow.records import Record
+
+COLUMNS: tuple[str, ...] = (
+    "index", "question_id", "image_base64", "original_question", "swapped_question",
+    "original_answer", "swapped_answer", "category", "group",
+)  # fmt: skip
+# group -> its two answer words; the first is "left / above / far".
+AXES: dict[str, tuple[str, str]] = {
+    "horizontal": ("left", "right"),
+    "vertical": ("above", "under"),
+    "distance": ("far", "close"),
+}
+CATEGORIES: tuple[str, ...] = tuple(w for pair in AXES.values() for w in pair)
+GROUP_OF: dict[str, str] = {w: g for g, pair in AXES.items() for w in pair}
+OPPOSITE: dict[str, str] = {a: b for a, b in AXES.values()} | {b: a for a, b in AXES.values()}
+# Inline base64 images exceed csv's default 128 KiB field limit.
+_FIELD_LIMIT = 1 << 30
+
+
+def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs; the header must name every column and rows must match it."""
+    csv.field_size_limit(_FIELD_LIMIT)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            header = next(reader, None)
+            if header is None:
+                raise InputError(path, "empty file: no header row", record="line 1")
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise InputError(
+                    path,
+                    f"header lacks column(s) {', '.join(missing)}",
+                    record="line 1",
+                    field=missing[0],
+                )
+            rows = []
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise InputError(
+                        path,
+                        f"expected {len(header)} tab-separated columns, found {len(row)}",
+                        record=f"line {reader.line_num}",
+                    )
+                rows.append((reader.line_num, dict(zip(header, row, strict=True))))
+            return rows
+    except FileNotFoundError as err:
+        raise InputError(path, "file not found") from err
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except csv.Error as err:
+        raise InputError(path, f"malformed TSV ({err})", record=f"line {reader.line_num}") from err
+
+
+def read_swap_pairs(
+    tsv_path: Path, images_out_dir: Path | None, dataset: str, check_images: bool = True
+) -> list[Record]:
+    """Two records per row (`{question_id}_orig`, `{question_id}_swap`); the image is decoded
+    once per row to `images_out_dir/{question_id}.jpg` (skipped, image "", when it is None).
+    Nothing is written until every row has been validated."""
+    tsv_path = Path(tsv_path)
+    records: list[Record] = []
+    images: dict[str, bytes] = {}
+    pair_ids, lines = [], []
+    for line, row in _rows(tsv_path):
+        qid = row["question_id"].strip()
+        rec = f"line {line} (question_id {qid})"
+        if not qid or any(c in qid for c in "/\\") or qid.startswith("."):
+            raise InputError(
+                tsv_path,
+                f"unusable question_id {qid!r}",
+                record=f"line {line}",
+                field="question_id",
+            )
+        try:
+            index = int(row["index"])
+        except ValueError as err:
+            raise InputError(
+                tsv_path, f"expected an integer, got {row['index']!r}", record=rec, field="index"
+            ) from err
+        category, group = row["category"].strip(), row["group"].strip()
+        if category not in GROUP_OF:
+            raise InputError(
+                tsv_path,
+                f"unknown category {category!r} (expected one of {', '.join(CATEGORIES)})",
+                record=rec,
+                field="category",
+            )
+        if group != GROUP_OF[category]:
+            raise InputError(
+                tsv_path,
+                f"group {group!r} does not match category {category!r} "
+                f"(expected {GROUP_OF[category]!r})",
+                record=rec,
+                field="group",
+            )
+        for key in ("original_question", "swapped_question", "original_answer", "swapped_answer"):
+            if not row[key].strip():
+                raise InputError(tsv_path, "empty value", record=rec, field=key)
+        try:
+            data = base64.b64decode(row["image_base64"], validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise InputError(
+                tsv_path, f"undecodable base64 ({err})", record=rec, field="image_base64"
+            ) from err
+        if check_images:
+            verify_image_bytes(data, tsv_path, rec, "image_base64")
+        image = "" if images_out_dir is None else str(Path(images_out_dir) / f"{qid}.jpg")
+        if images_out_dir is not None:
+            images[image] = data
+        for role, question, answer, qtype in (
+            ("orig", row["original_question"], row["original_answer"], category),
+            ("swap", row["swapped_question"], row["swapped_answer"], OPPOSITE[category]),
+        ):
+            records.append(
+                Record(
+                    question_id=f"{qid}_{role}",
+                    image=image,
+                    question=question,
+                    answers=[answer],
+                    dataset=dataset,
+                    question_type=qtype,
+                    answer_type=None,
+                    candidates=list(AXES[group]),
+                    source={
+                        "index": index,
+                        "pair_id": qid,
+                        "role": role,
+                        "category": category,
+                        "group": group,
+                    },
+                )
+            )
+        pair_ids.append(qid)
+        lines.append(f"line {line}")
+    check_unique(pair_ids, tsv_path, lines)
+    for path, data in images.items():
+        with atomic_write(path, "wb") as handle:
+            handle.write(data)
+    return records

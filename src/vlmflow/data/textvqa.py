@@ -1,0 +1,42 @@
+"""Read TextVQA 0.5.1 JSON into records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlmflow.data.common import check_unique, load_json, require, require_str_list, verify_images
+from vlmflow.records import Record
+
+
+def read_textvqa(
+    json_path: Path, images_dir: Path, dataset: str, check_images: bool = True
+) -> list[Record]:
+    """One record per entry of `data`; the image is `images_dir/{image_id}.jpg` (upstream keeps
+    train and val images together in train_images/)."""
+    json_path, images_dir = Path(json_path), Path(images_dir)
+    entries = require(load_json(json_path), "data", list, json_path, "top level")
+    records, ids = [], []
+    for i, entry in enumerate(entries):
+        qid = entry.get("question_id") if isinstance(entry, dict) else None
+        rec = f"question_id {qid}" if isinstance(qid, int) else f"data[{i}]"
+        qid = require(entry, "question_id", int, json_path, rec)
+        image_id = require(entry, "image_id", str, json_path, rec)
+        records.append(
+            Record(
+                question_id=str(qid),
+                image=str(images_dir / f"{image_id}.jpg"),
+                question=require(entry, "question", str, json_path, rec),
+                answers=require_str_list(entry, "answers", json_path, rec),
+                dataset=dataset,
+                source={
+                    "image_id": image_id,
+                    "question_id": qid,
+                    "set_name": entry.get("set_name"),
+                },
+            )
+        )
+        ids.append(records[-1].question_id)
+    check_unique(ids, json_path, [f"data[{i}]" for i in range(len(ids))])
+    if check_images:
+        verify_images(records)
+    return records
