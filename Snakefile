@@ -3,7 +3,8 @@
 #   snakemake results/summary.csv --cores 8 --resources gpu=2
 #
 # Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
-# JSONL) -> infer (batched, resumable generation) -> evaluate (VQA accuracy) -> report (summary).
+# JSONL) -> train (LoRA / full fine-tuning) -> infer (batched, resumable generation) -> evaluate
+# (VQA accuracy) -> report (summary).
 
 from snakemake.utils import min_version, validate
 
@@ -20,6 +21,7 @@ include: "rules/common.smk"
 include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/infer.smk"
+include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
@@ -28,3 +30,4 @@ rule all:
     default_target: True
     input:
         "results/summary.csv",
+        expand("results/train/{experiment}/loss.png", experiment=train_experiments()),

@@ -45,6 +45,9 @@ def built_models():
 
 
 def model_path(name):
+    """A configured checkpoint, a built tiny one, or the final checkpoint of a training experiment."""
+    if name in train_experiments():
+        return trained_model_path(name)
     spec = config["models"][name]
     return spec["path"] if "path" in spec else f"resources/models/{name}"
 
@@ -81,11 +84,121 @@ def synth_params(fmt):
     }
 
 
+def vqa_experiments():
+    """The configured VQA experiments plus the before/after evaluations of training experiments."""
+    return {**config["vqa"]["experiments"], **trained_vqa_experiments()}
+
+
 def vqa_experiment(name):
     """An experiment's full settings: built-in defaults < vqa.defaults < the experiment."""
-    spec = {**GENERATION_DEFAULTS, **config["vqa"].get("defaults", {}), **config["vqa"]["experiments"][name]}
+    spec = {**GENERATION_DEFAULTS, **config["vqa"].get("defaults", {}), **vqa_experiments()[name]}
     spec.setdefault("metric", DEFAULT_METRIC[config["datasets"][spec["dataset"]]["format"]])
     return spec
+
+
+# ---- fine-tuning -------------------------------------------------------------------------------
+
+# Settings a training experiment inherits unless `train.defaults` or the experiment sets them.
+TRAIN_DEFAULTS = {
+    "mode": "lora",
+    "steps": 400,
+    "batch_size": 16,
+    "grad_accum": 1,
+    "lr": 2e-4,
+    "lr_projector": None,
+    "lr_vision": None,
+    "weight_decay": 0.0,
+    "warmup_steps": 10,
+    "max_grad_norm": 1.0,
+    "seed": 0,
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "train_projector": False,
+    "train_vision": False,
+    "checkpoint_every": 50,
+    "scales": [],
+    "eval": [],
+    "prompt": GENERATION_DEFAULTS["prompt"],
+    "system_prompt": None,
+    "device": "auto",
+    "sanity": {"enabled": True, "samples": 64, "steps": 100, "threshold": 1.0},
+}
+TRAIN_SETTING_KEYS = (
+    "steps", "batch_size", "grad_accum", "lr", "lr_projector", "lr_vision", "weight_decay", "warmup_steps",
+    "max_grad_norm", "seed", "mode", "lora_r", "lora_alpha", "lora_dropout", "train_projector",
+    "train_vision", "checkpoint_every",
+)  # fmt: skip
+
+
+def train_experiments():
+    return config.get("train", {}).get("experiments", {})
+
+
+def train_spec(name):
+    """A training experiment's full settings: built-in defaults < train.defaults < the experiment."""
+    defaults = config.get("train", {}).get("defaults", {})
+    spec = {**TRAIN_DEFAULTS, **defaults, **train_experiments()[name]}
+    spec["sanity"] = {**TRAIN_DEFAULTS["sanity"], **defaults.get("sanity", {}), **train_experiments()[name].get("sanity", {})}
+    return spec
+
+
+def train_settings(name):
+    spec = train_spec(name)
+    return {key: spec[key] for key in TRAIN_SETTING_KEYS}
+
+
+def train_generation(name):
+    """The prompt format trained on, which the evaluation of the trained model must reuse."""
+    spec = train_spec(name)
+    return {"prompt": spec["prompt"], "system_prompt": spec["system_prompt"]}
+
+
+def train_stages(name):
+    """The step counts kept as checkpoints ("scales"), ending with the final step."""
+    spec = train_spec(name)
+    return sorted({*spec["scales"], spec["steps"]})
+
+
+def trained_model_path(name):
+    return f"results/train/{name}/step-{train_spec(name)['steps']}"
+
+
+def train_inputs(wildcards):
+    spec = train_spec(wildcards.experiment)
+    caches = [cache_outputs(dataset) for dataset in spec["datasets"]]
+    return {
+        "model": model_path(spec["model"]),
+        "caches": [files["cache"] for files in caches],
+        "images": [files["images"] for files in caches if "images" in files],
+    }
+
+
+def train_stage_inputs(wildcards):
+    """A stage trains from the previous stage's state, after the sanity gate passed."""
+    stages = train_stages(wildcards.experiment)
+    step = int(wildcards.step)
+    if step not in stages:
+        raise ValueError(f"results/train/{wildcards.experiment}/step-{step}: not a configured scale {stages}")
+    inputs = train_inputs(wildcards)
+    if train_spec(wildcards.experiment)["sanity"]["enabled"]:
+        inputs["sanity"] = f"results/train/{wildcards.experiment}/sanity.json"
+    earlier = [s for s in stages if s < step]
+    if earlier:
+        inputs["previous"] = f"results/train/{wildcards.experiment}/step-{earlier[-1]}"
+    return inputs
+
+
+def trained_vqa_experiments():
+    """For every training experiment and eval dataset: the base model and the trained model,
+    with the prompt format trained on, as two VQA experiments."""
+    derived = {}
+    for name, spec in train_experiments().items():
+        prompt = train_generation(name)
+        for dataset in spec.get("eval", []):
+            derived[f"{name}.base.{dataset}"] = {"model": spec["model"], "dataset": dataset, **prompt}
+            derived[f"{name}.{dataset}"] = {"model": name, "dataset": dataset, **prompt}
+    return derived
 
 
 def infer_inputs(wildcards):
@@ -100,29 +213,62 @@ def generation_params(wildcards):
 
 
 def summary_entries():
-    """One entry per experiment whose metrics go into results/summary.csv."""
-    return [
+    """One entry per metrics source that goes into results/summary.csv."""
+    entries = [
         {
             "experiment": name,
             "family": "vqa",
             "model": vqa_experiment(name)["model"],
             "dataset": vqa_experiment(name)["dataset"],
+            "kind": "accuracy",
             "source": f"results/vqa/{name}/metrics.json",
         }
         for name in config["vqa"]["experiments"]
     ]
+    for name, spec in train_experiments().items():
+        entries.append(
+            {
+                "experiment": name,
+                "family": "finetune",
+                "model": name,
+                "dataset": "+".join(spec["datasets"]),
+                "kind": "training",
+                "source": f"{trained_model_path(name)}/train_log.jsonl",
+            }
+        )
+        for dataset in spec.get("eval", []):
+            for model, experiment in ((spec["model"], f"{name}.base.{dataset}"), (name, f"{name}.{dataset}")):
+                entries.append(
+                    {
+                        "experiment": name,
+                        "family": "finetune",
+                        "model": model,
+                        "dataset": dataset,
+                        "kind": "accuracy",
+                        "source": f"results/vqa/{experiment}/metrics.json",
+                    }
+                )
+    return entries
 
 
 def check_references():
     """Fail at parse time, naming the key, when an experiment names an unknown model or dataset."""
+    known = {"model": {*config["models"], *train_experiments()}, "dataset": set(config["datasets"])}
+
+    def check(key, kind, value):
+        if value not in known[kind]:
+            raise ValueError(
+                f"config: {key}: unknown {kind} '{value}'; configured {kind}s: {', '.join(sorted(known[kind]))}"
+            )
+
     for name, spec in config["vqa"]["experiments"].items():
-        for kind in ("model", "dataset"):
-            known = config[f"{kind}s"]
-            if spec[kind] not in known:
-                raise ValueError(
-                    f"config: vqa.experiments.{name}.{kind}: unknown {kind} '{spec[kind]}'; "
-                    f"configured {kind}s: {', '.join(sorted(known))}"
-                )
+        check(f"vqa.experiments.{name}.model", "model", spec["model"])
+        check(f"vqa.experiments.{name}.dataset", "dataset", spec["dataset"])
+    for name, spec in train_experiments().items():
+        check(f"train.experiments.{name}.model", "model", spec["model"])
+        for key in ("datasets", "eval"):
+            for dataset in spec.get(key, []):
+                check(f"train.experiments.{name}.{key}", "dataset", dataset)
 
 
 check_references()

@@ -13,7 +13,7 @@ rule evaluate_vqa:
         variant=lambda wildcards: vqa_experiment(wildcards.experiment)["variant"],
         experiment=lambda wildcards: wildcards.experiment,
     wildcard_constraints:
-        experiment=one_of(config["vqa"]["experiments"]),
+        experiment=one_of(vqa_experiments()),
     log:
         "logs/vqa/{experiment}/evaluate.log",
     conda:

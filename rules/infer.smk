@@ -14,7 +14,7 @@ rule infer_vqa:
             vqa_experiment(wildcards.experiment)["model"]
         ].get("trust_remote_code", False),
     wildcard_constraints:
-        experiment=one_of(config["vqa"]["experiments"]),
+        experiment=one_of(vqa_experiments()),
     threads: 2
     resources:
         gpu=1,

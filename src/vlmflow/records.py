@@ -7,8 +7,12 @@ reader that yields it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from vlmflow.io import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -31,3 +35,9 @@ class Record:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Record:
         return cls(**obj)
+
+
+def read_records(paths: str | Path | Iterable[str | Path]) -> list[Record]:
+    """The records of one cache file, or of several concatenated in order."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return [Record.from_json(row) for path in paths for row in read_jsonl(path)]

@@ -37,9 +37,27 @@ def accuracy_rows(entry: dict[str, Any], metrics: dict[str, Any]) -> list[dict[s
     return rows
 
 
+def training_rows(entry: dict[str, Any], log_path: str | Path) -> list[dict[str, Any]]:
+    """Rows for one training log: steps, final loss (mean of the last 10 steps), median throughput."""
+    log = pl.read_ndjson(log_path)
+    base = {k: entry[k] for k in ("experiment", "family", "model", "dataset")} | {"source": entry["source"]}
+    steps = log.height
+    return [
+        base | {"n": steps, "metric": "train_loss_final", "value": log["loss"].tail(10).mean()},
+        base | {"n": steps, "metric": "train_loss_first", "value": log["loss"][0]},
+        base | {"n": steps, "metric": "train_samples_per_s", "value": log["samples_per_s"].median()},
+    ]
+
+
+def entry_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    if entry.get("kind", "accuracy") == "training":
+        return training_rows(entry, entry["source"])
+    return accuracy_rows(entry, read_json(entry["source"]))
+
+
 def write_summary(entries: list[dict[str, Any]], output: str | Path) -> pl.DataFrame:
-    """Read each entry's metrics file (`source`) and write the tidy table atomically."""
-    rows = [row for entry in entries for row in accuracy_rows(entry, read_json(entry["source"]))]
+    """Read each entry's source (metrics.json or a training log) and write the tidy table atomically."""
+    rows = [row for entry in entries for row in entry_rows(entry)]
     frame = pl.DataFrame(rows, schema=SCHEMA).select(COLUMNS)
     with atomic_write(output, "wb") as handle:
         frame.write_csv(handle)

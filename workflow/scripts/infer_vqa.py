@@ -3,15 +3,14 @@
 import torch
 
 from vlmflow.inference import GenerationSettings, fingerprint, run_inference
-from vlmflow.io import read_jsonl
 from vlmflow.models import load_vlm
-from vlmflow.records import Record
+from vlmflow.records import read_records
 from vlmflow.scripting import log_to
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 settings = GenerationSettings(**snakemake.params.generation)
-records = [Record.from_json(row) for row in read_jsonl(snakemake.input.cache)]
+records = read_records(snakemake.input.cache)
 model, processor = load_vlm(
     snakemake.input.model, device=snakemake.params.device, trust_remote_code=snakemake.params.trust_remote_code
 )

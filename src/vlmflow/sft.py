@@ -1,0 +1,99 @@
+"""Supervised fine-tuning examples with answer-only labels.
+
+The sequence trained on is exactly the inference-time prompt (the chat template with the
+generation prompt, as `vlmflow.inference` builds it) followed by the answer and the end-of-turn
+token. Every label is -100 except the answer tokens and the end-of-turn token, so the model learns
+to answer, not to predict the system prompt, the question or the image tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers import ProcessorMixin
+
+from vlmflow.inference import GenerationSettings, build_messages, load_image
+from vlmflow.records import Record
+
+IGNORE_INDEX = -100
+
+
+def answer_target(processor: ProcessorMixin, question: str, answer: str, settings: GenerationSettings) -> str:
+    """The text the model must produce after the prompt: the answer as the chat template renders
+    the assistant turn, cut at (and including) the end-of-turn token.
+
+    Qwen2-VL renders "red<|im_end|>\\n" (target "red<|im_end|>"); LLaVA-1.5 renders " red " with no
+    end token (target " red</s>"), so the leading space the model must generate is kept.
+    """
+    messages = build_messages(question, settings)
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    turn = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+    full = processor.apply_chat_template([*messages, turn], tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the assistant turn in a way that does not extend the prompt")
+    rest = full[len(prompt) :]
+    eos = processor.tokenizer.eos_token
+    cut = rest.find(eos)
+    return rest[: cut + len(eos)] if cut >= 0 else rest.rstrip() + eos
+
+
+def training_answer(record: Record) -> str:
+    """The answer trained on: the most frequent annotator answer (VQAv2's multiple-choice answer)."""
+    return max(record.answers, key=record.answers.count)
+
+
+def collate(
+    processor: ProcessorMixin, records: Sequence[Record], settings: GenerationSettings
+) -> dict[str, torch.Tensor]:
+    """A right-padded training batch of prompt + answer with answer-only `labels`."""
+    tokenizer = processor.tokenizer
+    prompts, targets = [], []
+    for record in records:
+        prompts.append(
+            processor.apply_chat_template(build_messages(record.question, settings), add_generation_prompt=True, tokenize=False)
+        )
+        targets.append(answer_target(processor, record.question, training_answer(record), settings))
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        batch = processor(
+            text=[p + t for p, t in zip(prompts, targets)],
+            images=[load_image(r) for r in records],
+            padding=True,
+            return_tensors="pt",
+        )
+    finally:
+        tokenizer.padding_side = padding_side
+    labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+    for row, (record, target) in enumerate(zip(records, targets)):
+        answer_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        end = int(batch["attention_mask"][row].sum())
+        start = end - len(answer_ids)
+        if batch["input_ids"][row, start:end].tolist() != answer_ids:
+            raise ValueError(
+                f"question {record.question_id}: the answer tokens are not a suffix of the tokenized "
+                "prompt + answer (the tokenizer merges across the boundary)"
+            )
+        labels[row, start:end] = batch["input_ids"][row, start:end]
+    batch["labels"] = labels
+    return dict(batch)
+
+
+def label_report(processor: ProcessorMixin, batch: dict[str, torch.Tensor], question_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Per sample: the supervised positions, their decoded text and the share of masked tokens."""
+    rows = []
+    for row, qid in enumerate(question_ids):
+        labels = batch["labels"][row]
+        length = int(batch["attention_mask"][row].sum())
+        positions = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
+        rows.append(
+            {
+                "question_id": qid,
+                "supervised_positions": positions,
+                "supervised_text": processor.tokenizer.decode(labels[positions]),
+                "sequence_length": length,
+                "mask_ratio": 1 - len(positions) / length,
+            }
+        )
+    return rows

@@ -1,0 +1,167 @@
+"""Fine-tuning: LoRA targets, resume after a real kill, chained scales, the sanity gate, export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
+
+from conftest import make_records
+from vlmflow.inference import GenerationSettings
+from vlmflow.models import load_vlm
+from vlmflow.training import (
+    SanityCheckFailed,
+    TrainSettings,
+    component,
+    prepare_model,
+    sample_order,
+    sanity_overfit,
+    train_stage,
+)
+
+GENERATION = GenerationSettings()
+LORA = TrainSettings(steps=6, batch_size=2, lr=1e-2, warmup_steps=1, checkpoint_every=2, lora_r=4, lora_alpha=8)
+
+
+def test_component_names():
+    assert component("model.visual.merger.mlp.0.weight") == "projector"
+    assert component("model.multi_modal_projector.linear_1.weight") == "projector"
+    assert component("model.visual.blocks.0.attn.qkv.weight") == "vision"
+    assert component("model.vision_tower.encoder.layers.0.fc1.weight") == "vision"
+    assert component("model.language_model.layers.0.self_attn.q_proj.lora_A.default.weight") == "language"
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava"])
+def test_lora_trains_only_the_language_model_by_default(family, tiny_checkpoints):
+    model, _ = load_vlm(tiny_checkpoints[family], device="cpu")
+    model = prepare_model(model, LORA)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n and component(n) == "language" for n in trainable)
+
+    model, _ = load_vlm(tiny_checkpoints[family], device="cpu")
+    model = prepare_model(model, TrainSettings(train_projector=True, train_vision=True, lora_r=4))
+    parts = {component(n) for n, p in model.named_parameters() if p.requires_grad}
+    assert parts == {"language", "projector", "vision"}
+
+
+def test_sample_order_is_a_function_of_position():
+    stream = sample_order(5, seed=3, start=0, count=12)
+    assert sorted(stream[:5]) == list(range(5)) and sorted(stream[5:10]) == list(range(5))
+    assert sample_order(5, seed=3, start=7, count=5) == stream[7:12]
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_records(tmp_path / "images", 8)
+
+
+def stage(model_path, records, out, run_dir, until, previous=None, settings=LORA):
+    return train_stage(model_path, records, "digest", settings, GENERATION, until=until, out_dir=out,
+                       run_dir=run_dir, previous=previous, device="cpu")
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=1e-6, msg=name)
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    import torch
+    import vlmflow.training as training
+    from vlmflow.inference import GenerationSettings
+    from vlmflow.records import read_records
+
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model, cache, out, run_dir, kill_at = sys.argv[1:6]
+    real_step = training.Trainer.train_step
+
+    def step_then_die(self):
+        if self.step == int(kill_at):
+            os.kill(os.getpid(), signal.SIGKILL)  # preempted right after a checkpoint was written
+        return real_step(self)
+
+    training.Trainer.train_step = step_then_die
+    settings = training.TrainSettings(steps=6, batch_size=2, lr=1e-2, warmup_steps=1, checkpoint_every=2, lora_r=4, lora_alpha=8)
+    training.train_stage(model, read_records(cache), "digest", settings, GenerationSettings(), until=6,
+                         out_dir=Path(out), run_dir=Path(run_dir), device="cpu")
+    """
+)
+
+
+def test_killed_training_resumes_to_the_same_weights_and_curve(tiny_checkpoints, data, tmp_path):
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = tiny_checkpoints["qwen2_vl"]
+    reference = stage(model, data, tmp_path / "ref", tmp_path / "ref-run", until=6)
+
+    from vlmflow.io import write_jsonl
+
+    cache = tmp_path / "cache.jsonl"
+    write_jsonl(cache, (r.to_json() for r in data))
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(model), str(cache), str(out), str(run_dir), "5"],
+                            capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert not out.exists()
+    assert (run_dir / "checkpoint" / "state.json").is_file()
+
+    resumed = stage(model, data, out, run_dir, until=6)
+    assert [r["step"] for r in resumed] == [5, 6], "continues after the step-4 checkpoint"
+    losses = [r["loss"] for r in reference]
+    logged = [__import__("json").loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx(losses, abs=1e-5)
+    assert_same_weights(out, tmp_path / "ref")
+
+
+def test_scales_chain_to_the_uninterrupted_run(tiny_checkpoints, data, tmp_path):
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = tiny_checkpoints["llava"]
+    settings = TrainSettings(**{**LORA.__dict__, "mode": "full", "lr": 1e-3})
+    stage(model, data, tmp_path / "straight", tmp_path / "run-a", until=6, settings=settings)
+    stage(model, data, tmp_path / "step-2", tmp_path / "run-b", until=2, settings=settings)
+    import shutil
+
+    shutil.rmtree(tmp_path / "run-b")  # the next scale must work from the step-2 output alone
+    stage(model, data, tmp_path / "step-6", tmp_path / "run-b", until=6, previous=tmp_path / "step-2", settings=settings)
+    assert_same_weights(tmp_path / "step-6", tmp_path / "straight")
+    assert len((tmp_path / "step-6" / "train_log.jsonl").read_text().splitlines()) == 6
+
+
+def test_export_loads_through_auto_classes_with_the_adapter_beside(tiny_checkpoints, data, tmp_path):
+    out = tmp_path / "trained"
+    stage(tiny_checkpoints["qwen2_vl"], data, out, tmp_path / "run", until=2)
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    assert type(model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert not any("lora" in name for name in weights(out)), "LoRA is merged into the exported weights"
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    base = weights(tiny_checkpoints["qwen2_vl"])
+    changed = [n for n, w in weights(out).items() if not torch.equal(w, base[n])]
+    # (on disk Qwen2-VL keeps its original key names: "model.layers.*" is the language model)
+    assert changed and not [n for n in changed if "visual" in n or "lm_head" in n or "embed" in n]
+
+
+def test_sanity_gate_fails_with_a_clear_message(tiny_checkpoints, data, tmp_path):
+    with pytest.raises(SanityCheckFailed, match=r"never below the threshold 0\.0001; training was not started"):
+        sanity_overfit(tiny_checkpoints["qwen2_vl"], data, LORA, GENERATION, samples=4, steps=3,
+                       threshold=1e-4, log_path=tmp_path / "sanity.jsonl", device="cpu")
+
+
+def test_sanity_gate_passes_when_the_loss_drops(tiny_checkpoints, data, tmp_path):
+    full = TrainSettings(mode="full", batch_size=4, lr=1e-2, warmup_steps=0)
+    report = sanity_overfit(tiny_checkpoints["qwen2_vl"], data, full, GENERATION, samples=4, steps=30,
+                            threshold=4.0, log_path=tmp_path / "sanity.jsonl", device="cpu")
+    assert report["passed"] and report["best_loss"] < 4.0 < report["first_loss"]

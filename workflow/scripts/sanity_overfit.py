@@ -1,0 +1,32 @@
+"""Glue for rule sanity_overfit: fail fast when the model cannot overfit a few samples."""
+
+from pathlib import Path
+
+import torch
+
+from vlmflow.inference import GenerationSettings
+from vlmflow.io import write_json
+from vlmflow.records import read_records
+from vlmflow.scripting import log_to
+from vlmflow.training import TrainSettings, sample_order, sanity_overfit
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+torch.use_deterministic_algorithms(True, warn_only=True)
+settings = TrainSettings(**snakemake.params.settings)
+gate = snakemake.params.sanity
+records = read_records(snakemake.input.caches)
+chosen = sample_order(len(records), settings.seed, 0, min(gate["samples"], len(records)))
+report = sanity_overfit(
+    snakemake.input.model,
+    [records[i] for i in chosen],
+    settings,
+    GenerationSettings(**snakemake.params.generation),
+    samples=gate["samples"],
+    steps=gate["steps"],
+    threshold=gate["threshold"],
+    log_path=Path(snakemake.log[0]).with_suffix(".steps.jsonl"),
+    device=snakemake.params.device,
+)
+write_json(snakemake.output.report, report)
+log.info("sanity overfit passed: %s", report)

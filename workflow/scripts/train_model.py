@@ -1,0 +1,32 @@
+"""Glue for rule train_model: train one experiment to one scale (step count), resumably."""
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from vlmflow.inference import GenerationSettings
+from vlmflow.records import read_records
+from vlmflow.scripting import log_to
+from vlmflow.training import TrainSettings, train_stage
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+torch.use_deterministic_algorithms(True, warn_only=True)
+records = read_records(snakemake.input.caches)
+digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in snakemake.input.caches)).hexdigest()
+previous = Path(snakemake.input.previous) if "previous" in snakemake.input.keys() else None
+rows = train_stage(
+    snakemake.input.model,
+    records,
+    digest,
+    TrainSettings(**snakemake.params.settings),
+    GenerationSettings(**snakemake.params.generation),
+    until=int(snakemake.wildcards.step),
+    out_dir=Path(snakemake.output.checkpoint),
+    run_dir=Path(snakemake.params.run_dir),
+    previous=previous,
+    device=snakemake.params.device,
+)
+if rows:
+    log.info("trained %d steps on %d records; last loss %.4f", len(rows), len(records), rows[-1]["loss"])
