@@ -31,3 +31,4 @@ rule all:
     input:
         "results/summary.csv",
         expand("results/train/{experiment}/loss.png", experiment=train_experiments()),
+        expand("results/train/{experiment}/label_check.jsonl", experiment=train_experiments()),

@@ -52,6 +52,13 @@ def model_path(name):
     return spec["path"] if "path" in spec else f"resources/models/{name}"
 
 
+def trusts_remote_code(name):
+    """Opt-in per model; a trained model inherits its base model's setting."""
+    if name in train_experiments():
+        return trusts_remote_code(train_spec(name)["model"])
+    return config["models"][name].get("trust_remote_code", False)
+
+
 def dataset_inputs(wildcards):
     """The upstream files (and optional case list) a dataset's cache is made from."""
     spec = config["datasets"][wildcards.dataset]
@@ -234,6 +241,7 @@ def summary_entries():
                 "dataset": "+".join(spec["datasets"]),
                 "kind": "training",
                 "source": f"{trained_model_path(name)}/train_log.jsonl",
+                "requires": trained_model_path(name),
             }
         )
         for dataset in spec.get("eval", []):
@@ -249,6 +257,12 @@ def summary_entries():
                     }
                 )
     return entries
+
+
+def summary_inputs():
+    """What the summary waits for: each metrics file, and each training experiment's final stage
+    (its log lives inside that directory output)."""
+    return [entry.get("requires", entry["source"]) for entry in summary_entries()]
 
 
 def check_references():

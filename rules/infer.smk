@@ -10,9 +10,7 @@ rule infer_vqa:
     params:
         generation=generation_params,
         device=lambda wildcards: vqa_experiment(wildcards.experiment)["device"],
-        trust_remote_code=lambda wildcards: config["models"][
-            vqa_experiment(wildcards.experiment)["model"]
-        ].get("trust_remote_code", False),
+        trust_remote_code=lambda wildcards: trusts_remote_code(vqa_experiment(wildcards.experiment)["model"]),
     wildcard_constraints:
         experiment=one_of(vqa_experiments()),
     threads: 2

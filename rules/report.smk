@@ -3,7 +3,7 @@
 
 rule summary:
     input:
-        metrics=[entry["source"] for entry in summary_entries()],
+        sources=summary_inputs(),
     output:
         summary="results/summary.csv",
     params:

@@ -42,3 +42,12 @@ def test_training_sequence_starts_with_the_inference_prompt(family, tiny_checkpo
     assert batch["input_ids"][0, :n].tolist() == inference["input_ids"][0].tolist()
     assert (batch["labels"][0, :n] == IGNORE_INDEX).all()
     assert "You are a careful VQA assistant." in prompt and "Question type: color" in prompt
+
+
+def test_training_answer_is_the_normalised_consensus():
+    from vlmflow.records import Record
+    from vlmflow.sft import training_answer
+
+    answers = ["the green", "Green", "green.", "GREEN", "green", "green", "blue", "the green", "Green", "green"]
+    assert training_answer(Record("1", "x.jpg", "q", answers, "d")) == "green"
+    assert training_answer(Record("2", "x.jpg", "q", ["pink; red"], "d")) == "pink; red"

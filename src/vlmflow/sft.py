@@ -8,6 +8,7 @@ to answer, not to predict the system prompt, the question or the image tokens.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from transformers import ProcessorMixin
 
 from vlmflow.inference import GenerationSettings, build_messages, load_image
 from vlmflow.records import Record
+from vlmflow.vqa_metric import normalize_answer
 
 IGNORE_INDEX = -100
 
@@ -40,8 +42,14 @@ def answer_target(processor: ProcessorMixin, question: str, answer: str, setting
 
 
 def training_answer(record: Record) -> str:
-    """The answer trained on: the most frequent annotator answer (VQAv2's multiple-choice answer)."""
-    return max(record.answers, key=record.answers.count)
+    """The answer trained on: the consensus of the annotators after VQA normalisation (like VQAv2's
+    multiple_choice_answer), in its most frequent raw spelling; a single answer as it is."""
+    if len(record.answers) == 1:
+        return record.answers[0]
+    normalised = [normalize_answer(a) for a in record.answers]
+    consensus = Counter(normalised).most_common(1)[0][0]
+    spellings = Counter(a.strip() for a, n in zip(record.answers, normalised) if n == consensus)
+    return spellings.most_common(1)[0][0]
 
 
 def collate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from transformers import AutoModelForImageTextToText
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -54,7 +56,7 @@ def planned_jobs(output: str) -> list[tuple[str, str]]:
 def finished_run(tmp_path_factory):
     """The reduced default run once from scratch; later tests inspect and re-plan it."""
     workdir = copy_workflow(tmp_path_factory.mktemp("flow"), reduced_config())
-    run = snakemake(workdir, "results/summary.csv")
+    run = snakemake(workdir)  # the default target: summary.csv, training curves, label checks
     assert run.returncode == 0, run.stderr[-5000:]
     return workdir
 
@@ -62,9 +64,9 @@ def finished_run(tmp_path_factory):
 def test_summary_has_an_accuracy_row_per_experiment(finished_run):
     summary = pl.read_csv(finished_run / "results" / "summary.csv")
     assert summary.columns == ["experiment", "family", "model", "dataset", "n", "metric", "value", "source"]
-    overall = summary.filter(~pl.col("metric").str.contains("/"))
+    overall = summary.filter(pl.col("metric").is_in(["vqa_accuracy", "exact_match"]))
     experiments = reduced_config()["vqa"]["experiments"]
-    assert sorted(overall["experiment"]) == sorted(experiments)
+    assert sorted(overall.filter(pl.col("family") == "vqa")["experiment"]) == sorted(experiments)
     by_name = {row["experiment"]: row for row in overall.iter_rows(named=True)}
     assert by_name["guide_vqav2"]["metric"] == "vqa_accuracy" and by_name["guide_vqav2"]["n"] == 10
     assert by_name["guide_kvasir"]["metric"] == "exact_match" and by_name["guide_kvasir"]["n"] == 8
@@ -75,8 +77,28 @@ def test_summary_has_an_accuracy_row_per_experiment(finished_run):
         assert (finished_run / log).is_file(), log
 
 
+def test_fine_tuning_chain(finished_run):
+    train = finished_run / "results" / "train"
+    for stage in ("tiny_sft/step-2", "tiny_sft/step-4", "tiny_lora/step-2"):
+        model = AutoModelForImageTextToText.from_pretrained(train / stage)
+        assert type(model).__name__ == "Qwen2VLForConditionalGeneration", stage
+    assert len((train / "tiny_sft" / "step-4" / "train_log.jsonl").read_text().splitlines()) == 4
+    assert (train / "tiny_lora" / "step-2" / "adapter" / "adapter_config.json").is_file()
+    assert (train / "tiny_sft" / "loss.png").stat().st_size > 0
+    labels = [json.loads(line) for line in (train / "tiny_sft" / "label_check.jsonl").read_text().splitlines()]
+    assert labels and all(row["supervised_text"].endswith("<|im_end|>") for row in labels)
+    assert json.loads((train / "tiny_sft" / "sanity.json").read_text())["passed"]
+
+    summary = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "finetune")
+    accuracy = summary.filter((pl.col("metric") == "vqa_accuracy") & (pl.col("experiment") == "tiny_sft"))
+    assert sorted(accuracy["model"]) == ["guide", "tiny_sft"], "base and trained model side by side"
+    assert set(accuracy["dataset"]) == {"vqav2_val"}
+    losses = summary.filter(pl.col("metric") == "train_loss_final")
+    assert sorted(losses["experiment"]) == ["tiny_lora", "tiny_sft"]
+
+
 def test_second_run_schedules_nothing(finished_run):
-    run = snakemake(finished_run, "results/summary.csv")
+    run = snakemake(finished_run)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Nothing to be done" in run.stdout + run.stderr
 
@@ -96,8 +118,12 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
             ("cache_vqav2", "dataset=vqav2_val"),
             ("infer_vqa", "experiment=guide_vqav2"),
             ("infer_vqa", "experiment=llava_vqav2"),
+            ("infer_vqa", "experiment=tiny_sft.base.vqav2_val"),
+            ("infer_vqa", "experiment=tiny_sft.vqav2_val"),
             ("evaluate_vqa", "experiment=guide_vqav2"),
             ("evaluate_vqa", "experiment=llava_vqav2"),
+            ("evaluate_vqa", "experiment=tiny_sft.base.vqav2_val"),
+            ("evaluate_vqa", "experiment=tiny_sft.vqav2_val"),
             ("summary", ""),
         ]
     )
