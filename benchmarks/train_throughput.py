@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vlmflow.inference import GenerationSettings, build_messages
+from vlmflow.inference import build_messages
 from vlmflow.io import write_json
 from vlmflow.records import read_records
+from vlmflow.settings import GenerationSettings, TrainSettings
 from vlmflow.sft import training_answer
-from vlmflow.training import Trainer, TrainSettings, load_for_training
+from vlmflow.training import Trainer, load_for_training
 
 
 def time_vlmflow(model_path: str, records, settings: TrainSettings, warmup: int) -> float:

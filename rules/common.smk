@@ -2,17 +2,12 @@
 # the rules stay declarative.
 
 import re
+from dataclasses import asdict
 
-# Generation settings an experiment inherits unless `vqa.defaults` or the experiment sets them.
-GENERATION_DEFAULTS = {
-    "batch_size": 8,
-    "max_new_tokens": 10,
-    "chunk_batches": 4,
-    "prompt": "{question}\nAnswer the question using a single word or phrase.",
-    "system_prompt": None,
-    "variant": "official",
-    "device": "auto",
-}
+from vlmflow.settings import GenerationSettings, TrainSettings
+
+# Settings a VQA experiment inherits unless `vqa.defaults` or the experiment sets them.
+GENERATION_DEFAULTS = {**asdict(GenerationSettings()), "variant": "official", "device": "auto"}
 # Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match.
 DEFAULT_METRIC = {
     "vqav2": "vqa_accuracy",
@@ -106,24 +101,9 @@ def vqa_experiment(name):
 # ---- fine-tuning -------------------------------------------------------------------------------
 
 # Settings a training experiment inherits unless `train.defaults` or the experiment sets them.
+TRAIN_SETTING_KEYS = tuple(asdict(TrainSettings()))
 TRAIN_DEFAULTS = {
-    "mode": "lora",
-    "steps": 400,
-    "batch_size": 16,
-    "grad_accum": 1,
-    "lr": 2e-4,
-    "lr_projector": None,
-    "lr_vision": None,
-    "weight_decay": 0.0,
-    "warmup_steps": 10,
-    "max_grad_norm": 1.0,
-    "seed": 0,
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "lora_dropout": 0.05,
-    "train_projector": False,
-    "train_vision": False,
-    "checkpoint_every": 50,
+    **asdict(TrainSettings()),
     "scales": [],
     "eval": [],
     "prompt": GENERATION_DEFAULTS["prompt"],
@@ -131,11 +111,6 @@ TRAIN_DEFAULTS = {
     "device": "auto",
     "sanity": {"enabled": True, "samples": 64, "steps": 100, "threshold": 1.0},
 }
-TRAIN_SETTING_KEYS = (
-    "steps", "batch_size", "grad_accum", "lr", "lr_projector", "lr_vision", "weight_decay", "warmup_steps",
-    "max_grad_norm", "seed", "mode", "lora_r", "lora_alpha", "lora_dropout", "train_projector",
-    "train_vision", "checkpoint_every",
-)  # fmt: skip
 
 
 def train_experiments():
@@ -268,6 +243,8 @@ def summary_inputs():
 def check_references():
     """Fail at parse time, naming the key, when an experiment names an unknown model or dataset."""
     known = {"model": {*config["models"], *train_experiments()}, "dataset": set(config["datasets"])}
+    for name in set(config["models"]) & set(train_experiments()):
+        raise ValueError(f"config: train.experiments.{name}: the name is already a model in `models`")
 
     def check(key, kind, value):
         if value not in known[kind]:

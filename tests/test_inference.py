@@ -10,9 +10,10 @@ import textwrap
 import pytest
 from conftest import make_records
 
-from vlmflow.inference import GenerationSettings, fingerprint, parse_answer, run_inference
+from vlmflow.inference import fingerprint, parse_answer, run_inference
 from vlmflow.io import write_jsonl
 from vlmflow.models import load_vlm
+from vlmflow.settings import GenerationSettings
 
 SETTINGS = GenerationSettings(batch_size=2, max_new_tokens=4, chunk_batches=1)
 

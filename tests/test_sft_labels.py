@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TINY_SPECS, make_records
 from transformers import AutoProcessor
 
-from conftest import TINY_SPECS, make_records
-from vlmflow.inference import GenerationSettings, build_messages
+from vlmflow.inference import build_messages
+from vlmflow.settings import GenerationSettings
 from vlmflow.sft import IGNORE_INDEX, collate, label_report
 
 END_OF_TURN = {"qwen2_vl": "<|im_end|>", "llava": "</s>"}

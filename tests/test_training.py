@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_records
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
-from conftest import make_records
-from vlmflow.inference import GenerationSettings
 from vlmflow.models import load_vlm
+from vlmflow.settings import GenerationSettings, TrainSettings
 from vlmflow.training import (
     SanityCheckFailed,
-    TrainSettings,
     component,
     prepare_model,
     sample_order,
@@ -83,8 +82,8 @@ KILLER = textwrap.dedent(
     from pathlib import Path
     import torch
     import vlmflow.training as training
-    from vlmflow.inference import GenerationSettings
     from vlmflow.records import read_records
+    from vlmflow.settings import GenerationSettings
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     model, cache, out, run_dir, kill_at = sys.argv[1:6]

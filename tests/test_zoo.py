@@ -7,8 +7,9 @@ import torch
 from conftest import CORPUS, TINY_SPECS, make_records
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmflow.inference import GenerationSettings, generate_batch
+from vlmflow.inference import generate_batch
 from vlmflow.models import load_vlm
+from vlmflow.settings import GenerationSettings
 from vlmflow.zoo import build_checkpoint
 
 EXPECTED_CLASSES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "llava": "LlavaForConditionalGeneration"}

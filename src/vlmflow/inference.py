@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +21,7 @@ from transformers import PreTrainedModel, ProcessorMixin
 from vlmflow.errors import InputError
 from vlmflow.records import Record
 from vlmflow.resumable import ResumableJsonl
-
-DEFAULT_PROMPT = "{question}\nAnswer the question using a single word or phrase."
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Everything besides model and data that determines the predictions."""
-
-    batch_size: int = 8
-    max_new_tokens: int = 10
-    prompt: str = DEFAULT_PROMPT  # "{question}" is replaced by the record's question
-    system_prompt: str | None = None
-    chunk_batches: int = 4  # batches per durable flush
+from vlmflow.settings import GenerationSettings
 
 
 def build_messages(question: str, settings: GenerationSettings) -> list[dict[str, Any]]:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from transformers import ProcessorMixin
 
-from vlmflow.inference import GenerationSettings, build_messages, load_image
+from vlmflow.inference import build_messages, load_image
 from vlmflow.records import Record
+from vlmflow.settings import GenerationSettings
 from vlmflow.vqa_metric import normalize_answer
 
 IGNORE_INDEX = -100

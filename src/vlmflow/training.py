@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +28,16 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin, get_cosine_schedule_with_warmup
 
-from vlmflow.inference import GenerationSettings
 from vlmflow.io import write_json
 from vlmflow.models import load_vlm
 from vlmflow.records import Record
+from vlmflow.settings import GenerationSettings, TrainSettings
 from vlmflow.sft import collate
 
 PROJECTOR_NAMES = ("merger", "multi_modal_projector", "mm_projector", "connector")
 VISION_NAMES = ("visual", "vision_tower", "vision_model")
 LANGUAGE_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 VISION_LORA_TARGETS = r".*(visual\.blocks|vision_tower).*\.(qkv|proj|q_proj|k_proj|v_proj|out_proj|fc1|fc2)$"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything besides model and data that determines the training curve."""
-
-    steps: int = 400  # optimizer steps
-    batch_size: int = 16  # samples per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 2e-4
-    lr_projector: float | None = None  # defaults to lr
-    lr_vision: float | None = None  # defaults to lr
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    mode: str = "lora"  # "lora" or "full"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    train_projector: bool = False  # LoRA mode: also train the projector (fully)
-    train_vision: bool = False  # LoRA mode: also put LoRA on the vision tower
-    checkpoint_every: int = 50
-
-    @property
-    def effective_batch_size(self) -> int:
-        return self.batch_size * self.grad_accum
 
 
 def component(name: str) -> str:

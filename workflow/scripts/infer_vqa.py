@@ -2,10 +2,11 @@
 
 import torch
 
-from vlmflow.inference import GenerationSettings, fingerprint, run_inference
+from vlmflow.inference import fingerprint, run_inference
 from vlmflow.models import load_vlm
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
+from vlmflow.settings import GenerationSettings
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -1,11 +1,12 @@
 """Glue for rule label_check: which tokens the first training samples supervise."""
 
-from vlmflow.inference import GenerationSettings
+from transformers import AutoProcessor
+
 from vlmflow.io import write_jsonl
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
+from vlmflow.settings import GenerationSettings
 from vlmflow.sft import collate, label_report
-from transformers import AutoProcessor
 
 log = log_to(snakemake.log[0])
 records = read_records(snakemake.input.caches)[: snakemake.params.samples]

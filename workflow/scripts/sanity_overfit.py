@@ -4,11 +4,11 @@ from pathlib import Path
 
 import torch
 
-from vlmflow.inference import GenerationSettings
 from vlmflow.io import write_json
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.training import TrainSettings, sample_order, sanity_overfit
+from vlmflow.settings import GenerationSettings, TrainSettings
+from vlmflow.training import sample_order, sanity_overfit
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import torch
 
-from vlmflow.inference import GenerationSettings
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.training import TrainSettings, train_stage
+from vlmflow.settings import GenerationSettings, TrainSettings
+from vlmflow.training import train_stage
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

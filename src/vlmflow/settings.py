@@ -1,0 +1,49 @@
+"""The settings that determine a run's outputs, kept free of heavy imports.
+
+The workflow reads their defaults when it parses config.yaml (so `snakemake -n` stays fast), and
+the stages take them as frozen dataclasses, so every field is part of a resume fingerprint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PROMPT = "{question}\nAnswer the question using a single word or phrase."
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything besides model and data that determines the predictions."""
+
+    batch_size: int = 8
+    max_new_tokens: int = 10
+    prompt: str = DEFAULT_PROMPT  # "{question}" is replaced by the record's question
+    system_prompt: str | None = None
+    chunk_batches: int = 4  # batches per durable flush
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything besides model and data that determines the training curve."""
+
+    steps: int = 400  # optimizer steps
+    batch_size: int = 16  # samples per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-4
+    lr_projector: float | None = None  # defaults to lr
+    lr_vision: float | None = None  # defaults to lr
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    mode: str = "lora"  # "lora" or "full"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    train_projector: bool = False  # LoRA mode: also train the projector (fully)
+    train_vision: bool = False  # LoRA mode: also put LoRA on the vision tower
+    checkpoint_every: int = 50
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size * self.grad_accum
