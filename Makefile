@@ -1,5 +1,6 @@
 # Two entry points, each working on a fresh machine:
-#   make run   installs vlmflow into .venv and runs the default workflow to results/summary.csv
+#   make run   installs vlmflow into .venv and runs the default workflow (rule all: results/summary.csv
+#              plus the training curves and label checks)
 #   make test  installs vlmflow with its test extras into .venv and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ $(BIN)/snakemake: pyproject.toml
 install: $(BIN)/snakemake
 
 run: install
-	$(BIN)/snakemake results/summary.csv --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES)
 
 test: install
 	$(BIN)/python -m pytest
