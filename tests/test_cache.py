@@ -517,3 +517,22 @@ def test_failed_read_leaves_existing_cache_untouched(copy: Path, tmp_path: Path)
         cache_dataset("vqav2_val", all_specs["vqav2_val"], out, None, all_specs)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name != "raw"] == ["vqav2_val.jsonl"]
+
+
+def test_images_are_checked_and_extracted_only_for_kept_records(copy: Path, tmp_path: Path) -> None:
+    """`limit` on a large parquet must not extract (or trip over) images it does not keep."""
+    all_specs = specs(copy)
+    kvasir = read_kvasir(copy / "kvasir.parquet", None, "k", check_images=False)
+    out_images = tmp_path / "kvasir_images"
+    n = cache_dataset("kvasir", {**all_specs["kvasir"], "limit": 2}, tmp_path / "k.jsonl", out_images, all_specs)
+    kept = [Record.from_json(r) for r in read_jsonl(tmp_path / "k.jsonl")]
+    assert n == 2 and [r.question_id for r in kept] == [r.question_id for r in kvasir[:2]]
+    assert sorted(p.name for p in out_images.iterdir()) == sorted({f"{r.source['img_id']}.jpg" for r in kept})
+
+    q, _, images = vqav2_paths(copy)
+    last = json.loads(q.read_text())["questions"][-1]
+    (images / f"COCO_val2014_{last['image_id']:012d}.jpg").unlink()  # outside the first 3 questions
+    spec = {**all_specs["vqav2_val"], "limit": 3}
+    assert cache_dataset("vqav2_val", spec, tmp_path / "v.jsonl", None, all_specs) == 3
+    with pytest.raises(InputError, match="image file not found"):
+        cache_dataset("vqav2_val", {**spec, "limit": None}, tmp_path / "v.jsonl", None, all_specs)

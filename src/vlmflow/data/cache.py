@@ -10,7 +10,7 @@ options: "limit", "subsample", "seed", "case_list" (each may be absent or null).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +24,29 @@ from vlmflow.io import write_jsonl
 from vlmflow.records import Record
 
 Spec = dict[str, Any]
-Reader = Callable[..., list[Record]]  # (spec, *, dataset, images_out_dir, check_images)
+Reader = Callable[..., list[Record]]
 
 
-def _vqav2(
-    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
-) -> list[Record]:
+def _vqav2(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
     return read_vqav2(
-        Path(spec["questions"]),
-        Path(spec["annotations"]),
-        Path(spec["images"]),
-        dataset,
-        check_images,
+        Path(spec["questions"]), Path(spec["annotations"]), Path(spec["images"]), dataset, **images
     )
 
 
-def _textvqa(
-    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
-) -> list[Record]:
-    return read_textvqa(Path(spec["json"]), Path(spec["images"]), dataset, check_images)
+def _textvqa(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_textvqa(Path(spec["json"]), Path(spec["images"]), dataset, **images)
 
 
-def _kvasir(
-    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
-) -> list[Record]:
-    return read_kvasir(Path(spec["parquet"]), images_out_dir, dataset, check_images)
+def _kvasir(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_kvasir(Path(spec["parquet"]), images_out_dir, dataset, **images)
 
 
-def _swap_pairs(
-    spec: Spec, *, dataset: str, images_out_dir: Path | None, check_images: bool = True
-) -> list[Record]:
-    return read_swap_pairs(Path(spec["tsv"]), images_out_dir, dataset, check_images)
+def _swap_pairs(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_swap_pairs(Path(spec["tsv"]), images_out_dir, dataset, **images)
 
 
-# format name -> reader(spec, *, dataset, images_out_dir, check_images=True) -> records.
+# format name -> reader(spec, *, dataset, images_out_dir, check_images=True, only=None) -> records;
+# `only` (question ids) limits image checks and extraction to those records.
 # VQAv2 and TextVQA records point at the images in place; the others extract to images_out_dir.
 FORMAT_READERS: dict[str, Reader] = {
     "vqav2": _vqav2,
@@ -68,7 +57,11 @@ FORMAT_READERS: dict[str, Reader] = {
 
 
 def read_dataset(
-    name: str, spec: Spec, images_out_dir: Path | None, check_images: bool = True
+    name: str,
+    spec: Spec,
+    images_out_dir: Path | None,
+    check_images: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[Record]:
     fmt = spec.get("format")
     if fmt not in FORMAT_READERS:
@@ -77,7 +70,7 @@ def read_dataset(
             f"(expected one of {', '.join(FORMAT_READERS)})"
         )
     return FORMAT_READERS[fmt](
-        spec, dataset=name, images_out_dir=images_out_dir, check_images=check_images
+        spec, dataset=name, images_out_dir=images_out_dir, check_images=check_images, only=only
     )
 
 
@@ -89,8 +82,12 @@ def cache_dataset(
     other_specs: dict[str, Spec],
 ) -> int:
     """Read dataset `name`, apply its case list / subsample / limit, write `out_jsonl`; returns the
-    number of records. On any input error nothing is written."""
-    records = read_dataset(name, spec, images_out_dir)
+    number of records. On any input error nothing is written.
+
+    The text of every record is validated; images are checked (and extracted) only for the records
+    kept, so `limit: 50` on a 6,500-image parquet touches 50 questions' images.
+    """
+    records = read_dataset(name, spec, None, check_images=False)
     case_ids = None
     if spec.get("case_list"):
         case_path = Path(spec["case_list"])
@@ -103,7 +100,9 @@ def cache_dataset(
         seed=spec.get("seed") or 0,
         case_ids=case_ids,
     )
-    return write_jsonl(out_jsonl, (r.to_json() for r in chosen))
+    keep = [r.question_id for r in chosen]
+    with_images = {r.question_id: r for r in read_dataset(name, spec, images_out_dir, only=set(keep))}
+    return write_jsonl(out_jsonl, (with_images[qid].to_json() for qid in keep))
 
 
 def _check_case_ids(

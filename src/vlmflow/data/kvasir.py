@@ -7,6 +7,7 @@ Upstream has no question id, so one is derived that is stable across runs and ro
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow as pa
@@ -55,11 +56,16 @@ def _batches(parquet: pq.ParquetFile, path: Path, columns: list[str]):
 
 
 def read_kvasir(
-    parquet_path: Path, images_out_dir: Path | None, dataset: str, check_images: bool = True
+    parquet_path: Path,
+    images_out_dir: Path | None,
+    dataset: str,
+    check_images: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[Record]:
     """One record per row, answers=[answer] (possibly ';'-separated). Each img_id's image bytes
     (from its first row) are written once to `images_out_dir/{img_id}.jpg`; with None, nothing
-    is extracted and image is "". The text columns are validated before any image is written."""
+    is extracted and image is "". The text columns are validated before any image is written;
+    with `only` (question ids), images are checked and extracted for those records alone."""
     path = Path(parquet_path)
     parquet = _open(path)
     records: list[Record] = []
@@ -88,7 +94,8 @@ def read_kvasir(
         )
     check_unique([r.question_id for r in records], path, [f"row {i}" for i in range(len(records))])
     if check_images or images_out_dir is not None:
-        _extract_images(parquet, path, records, first_row, images_out_dir, check_images)
+        wanted = {r.source["img_id"] for r in records if only is None or r.question_id in only}
+        _extract_images(parquet, path, records, first_row, wanted, images_out_dir, check_images)
     return records
 
 
@@ -97,13 +104,14 @@ def _extract_images(
     path: Path,
     records: list[Record],
     first_row: dict[str, int],
+    wanted: set[str],
     images_out_dir: Path | None,
     check_images: bool,
 ) -> None:
     """Stream the image column, so only one batch of image bytes is in memory at a time."""
     for i, row in enumerate(_batches(parquet, path, ["image"])):
         img_id = records[i].source["img_id"]
-        if first_row[img_id] != i:
+        if first_row[img_id] != i or img_id not in wanted:
             continue
         value = row["image"]
         data = value.get("bytes") if isinstance(value, dict) else value

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+from collections.abc import Collection
 from pathlib import Path
 
 from vlmflow.data.common import check_unique, verify_image_bytes
@@ -70,11 +71,16 @@ def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
 
 
 def read_swap_pairs(
-    tsv_path: Path, images_out_dir: Path | None, dataset: str, check_images: bool = True
+    tsv_path: Path,
+    images_out_dir: Path | None,
+    dataset: str,
+    check_images: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[Record]:
     """Two records per row (`{question_id}_orig`, `{question_id}_swap`); the image is decoded
     once per row to `images_out_dir/{question_id}.jpg` (skipped, image "", when it is None).
-    Nothing is written until every row has been validated."""
+    Nothing is written until every row has been validated; with `only` (question ids), images
+    are checked and written for the rows of those records alone."""
     tsv_path = Path(tsv_path)
     records: list[Record] = []
     images: dict[str, bytes] = {}
@@ -120,10 +126,11 @@ def read_swap_pairs(
             raise InputError(
                 tsv_path, f"undecodable base64 ({err})", record=rec, field="image_base64"
             ) from err
-        if check_images:
+        selected = only is None or f"{qid}_orig" in only or f"{qid}_swap" in only
+        if check_images and selected:
             verify_image_bytes(data, tsv_path, rec, "image_base64")
         image = "" if images_out_dir is None else str(Path(images_out_dir) / f"{qid}.jpg")
-        if images_out_dir is not None:
+        if images_out_dir is not None and selected:
             images[image] = data
         for role, question, answer, qtype in (
             ("orig", row["original_question"], row["original_answer"], category),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from vlmflow.data.common import check_unique, load_json, require, require_str_list, verify_images
@@ -9,7 +10,11 @@ from vlmflow.records import Record
 
 
 def read_textvqa(
-    json_path: Path, images_dir: Path, dataset: str, check_images: bool = True
+    json_path: Path,
+    images_dir: Path,
+    dataset: str,
+    check_images: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[Record]:
     """One record per entry of `data`; the image is `images_dir/{image_id}.jpg` (upstream keeps
     train and val images together in train_images/)."""
@@ -38,5 +43,5 @@ def read_textvqa(
         ids.append(records[-1].question_id)
     check_unique(ids, json_path, [f"data[{i}]" for i in range(len(ids))])
     if check_images:
-        verify_images(records)
+        verify_images([r for r in records if only is None or r.question_id in only])
     return records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from vlmflow.data.common import check_unique, load_json, require, verify_images
@@ -25,6 +26,7 @@ def read_vqav2(
     images_dir: Path,
     dataset: str,
     check_images: bool = True,
+    only: Collection[str] | None = None,
 ) -> list[Record]:
     """Join questions and annotations by question_id, in the questions file's order.
 
@@ -111,5 +113,5 @@ def read_vqav2(
             )
         )
     if check_images:
-        verify_images(records)
+        verify_images([r for r in records if only is None or r.question_id in only])
     return records
