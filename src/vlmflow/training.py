@@ -368,7 +368,9 @@ def train_stage(
     checkpoint = run_dir / "checkpoint"
     log_path = run_dir / "log.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
-    candidates = [checkpoint] + ([previous / "trainer_state"] if previous else [])
+    # `.old` is the previous checkpoint while save_state swaps a new one in (a kill in between).
+    candidates = [checkpoint, checkpoint.with_name(checkpoint.name + ".old")]
+    candidates += [previous / "trainer_state"] if previous else []
     started = trainer.resume(candidates, until)
     if previous and started == 0 and read_state_step(previous / "trainer_state", fingerprint) is None:
         raise ValueError(f"{previous}: its trainer state belongs to another run (settings or data changed)")
