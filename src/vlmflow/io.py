@@ -14,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from vlmflow.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
@@ -58,8 +60,6 @@ def read_json(path: str | Path) -> Any:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a JSON-lines file; a malformed line raises an error naming the file and line."""
-    from vlmflow.errors import InputError
-
     rows = []
     with open(path, encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
