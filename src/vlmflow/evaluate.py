@@ -7,7 +7,7 @@ from typing import Any
 
 from vlmflow.errors import InputError
 from vlmflow.io import read_jsonl
-from vlmflow.records import Record
+from vlmflow.records import read_records
 from vlmflow.vqa_metric import accuracy_report
 
 METRICS = ("vqa_accuracy", "exact_match")
@@ -26,7 +26,7 @@ def evaluate_predictions(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
-    records = {r["question_id"]: Record.from_json(r) for r in read_jsonl(cache_path)}
+    records = {r.question_id: r for r in read_records(cache_path)}
     predictions: dict[str, str] = {}
     for lineno, row in enumerate(read_jsonl(predictions_path), start=1):
         qid = row.get("question_id")

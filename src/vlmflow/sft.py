@@ -23,9 +23,11 @@ from vlmflow.vqa_metric import normalize_answer
 IGNORE_INDEX = -100
 
 
-def answer_target(processor: ProcessorMixin, question: str, answer: str, settings: GenerationSettings) -> str:
-    """The text the model must produce after the prompt: the answer as the chat template renders
-    the assistant turn, cut at (and including) the end-of-turn token.
+def prompt_and_target(
+    processor: ProcessorMixin, question: str, answer: str, settings: GenerationSettings
+) -> tuple[str, str]:
+    """The inference-time prompt and the text the model must produce after it: the answer as the
+    chat template renders the assistant turn, cut at (and including) the end-of-turn token.
 
     Qwen2-VL renders "red<|im_end|>\\n" (target "red<|im_end|>"); LLaVA-1.5 renders " red " with no
     end token (target " red</s>"), so the leading space the model must generate is kept.
@@ -39,7 +41,7 @@ def answer_target(processor: ProcessorMixin, question: str, answer: str, setting
     rest = full[len(prompt) :]
     eos = processor.tokenizer.eos_token
     cut = rest.find(eos)
-    return rest[: cut + len(eos)] if cut >= 0 else rest.rstrip() + eos
+    return prompt, rest[: cut + len(eos)] if cut >= 0 else rest.rstrip() + eos
 
 
 def training_answer(record: Record) -> str:
@@ -58,12 +60,8 @@ def collate(
 ) -> dict[str, torch.Tensor]:
     """A right-padded training batch of prompt + answer with answer-only `labels`."""
     tokenizer = processor.tokenizer
-    prompts, targets = [], []
-    for record in records:
-        prompts.append(
-            processor.apply_chat_template(build_messages(record.question, settings), add_generation_prompt=True, tokenize=False)
-        )
-        targets.append(answer_target(processor, record.question, training_answer(record), settings))
+    pairs = [prompt_and_target(processor, r.question, training_answer(r), settings) for r in records]
+    prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
     try:
         batch = processor(
