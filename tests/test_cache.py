@@ -27,7 +27,7 @@ from vlmflow.data.kvasir import kvasir_question_id
 from vlmflow.errors import InputError
 from vlmflow.io import read_jsonl
 from vlmflow.records import Record
-from vlmflow.synth import write_kvasir, write_swap_pairs, write_textvqa, write_vqav2
+from vlmflow.synth import vqav2, write_kvasir, write_swap_pairs, write_textvqa, write_vqav2
 
 SIZE = 48
 N = 5
@@ -102,7 +102,7 @@ def mk_records(n: int) -> list[Record]:
 
 def test_read_vqav2(raw: Path) -> None:
     records = read_vqav2(*vqav2_paths(raw), "vqav2_val")
-    assert len(records) == 3 * N
+    assert len(records) == vqav2.QUESTIONS_PER_IMAGE * N
     r = records[0]
     image_id = r.source["image_id"]
     assert r.image == str(raw / f"vqav2/val2014/COCO_val2014_{image_id:012d}.jpg")
@@ -167,7 +167,7 @@ def test_read_swap_pairs(raw: Path, tmp_path: Path) -> None:
 
 def test_cache_dataset_round_trip(raw: Path, tmp_path: Path) -> None:
     all_specs = specs(raw)
-    expected = {"vqav2_val": 3 * N, "textvqa_val": 2 * N, "swap": 2 * N}
+    expected = {"vqav2_val": vqav2.QUESTIONS_PER_IMAGE * N, "textvqa_val": 2 * N, "swap": 2 * N}
     for name, spec in all_specs.items():
         out = tmp_path / f"{name}.jsonl"
         n = cache_dataset(name, spec, out, tmp_path / "images" / name, all_specs)
@@ -353,7 +353,7 @@ def test_missing_image(copy: Path) -> None:
         r"field 'image': image file not found",
     ):
         read_vqav2(q, a, images, "v")
-    assert len(read_vqav2(q, a, images, "v", check_images=False)) == 3 * N
+    assert len(read_vqav2(q, a, images, "v", check_images=False)) == vqav2.QUESTIONS_PER_IMAGE * N
 
 
 def test_unreadable_image(copy: Path) -> None:

@@ -23,11 +23,13 @@ from vlmflow.synth import (
     scenes,
     swap_pairs,
     textvqa,
+    vqav2,
     write_kvasir,
     write_swap_pairs,
     write_textvqa,
     write_vqav2,
 )
+from vlmflow.synth.corpus import CHAT_SCAFFOLD, SCAFFOLD_WEIGHT
 
 SIZE = 64
 N = 6
@@ -150,11 +152,11 @@ def test_vqav2_shape(data: Path) -> None:
     assert questions["data_subtype"] == "val2014" and questions["task_type"] == "Open-Ended"
     assert list(annotations) == ["info", "license", "data_subtype", "data_type", "annotations"]
     qs, anns = questions["questions"], annotations["annotations"]
-    assert len(qs) == len(anns) == 3 * N
+    assert len(qs) == len(anns) == vqav2.QUESTIONS_PER_IMAGE * N
     assert [q["question_id"] for q in qs] == [a["question_id"] for a in anns]
     for q, a in zip(qs, anns, strict=True):
         assert set(q) == {"image_id", "question", "question_id"}
-        assert q["question_id"] // 1000 == q["image_id"] and q["question_id"] % 1000 in (0, 1, 2)
+        assert q["question_id"] // 1000 == q["image_id"] and q["question_id"] % 1000 in range(vqav2.QUESTIONS_PER_IMAGE)
         assert (data / f"vqav2/val2014/COCO_val2014_{q['image_id']:012d}.jpg").is_file()
         assert a["answer_type"] in ("yes/no", "number", "other")
         assert [x["answer_id"] for x in a["answers"]] == list(range(1, 11))
@@ -174,8 +176,13 @@ def test_vqav2_yes_no_balanced(tmp_path: Path) -> None:
         "annotations"
     ]
     counts = Counter(a["multiple_choice_answer"] for a in anns if a["answer_type"] == "yes/no")
-    assert abs(counts["yes"] - counts["no"]) <= 1 and counts["yes"] > 5
+    assert counts["yes"] == counts["no"] == 40, "one yes/no minimal pair per image"
     assert len({a["answer_type"] for a in anns}) == 3
+    by_image: dict[int, list[str]] = {}
+    for a in anns:
+        if a["answer_type"] == "yes/no":
+            by_image.setdefault(a["image_id"], []).append(a["multiple_choice_answer"])
+    assert all(sorted(answers) == ["no", "yes"] for answers in by_image.values())
 
 
 def test_textvqa_shape(data: Path) -> None:
@@ -322,7 +329,8 @@ def test_swap_pair_positions_match_answers(big: Path) -> None:
 
 def test_corpus_covers_generated_text(data: Path) -> None:
     lines = corpus_lines()
-    assert lines == corpus_lines() and len(lines) == len(set(lines))
+    data_lines = lines[: -len(CHAT_SCAFFOLD) * SCAFFOLD_WEIGHT]
+    assert lines == corpus_lines() and len(data_lines) == len(set(data_lines))
     text = set(lines)
     questions = json.loads((data / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json").read_text())
     assert {q["question"] for q in questions["questions"]} <= text
@@ -343,3 +351,15 @@ def test_corpus_covers_generated_text(data: Path) -> None:
         pq.read_table(data / "kvasir.parquet", columns=["answer"]).column("answer").to_pylist()
     )
     assert {w for a in kv_answers for w in re.split(r"[\s;]+", a) if w} <= words
+
+
+def test_tokenizer_trained_on_the_corpus_keeps_prompts_short() -> None:
+    """The chat scaffold is in the corpus: the default prompt costs words, not single bytes."""
+    from vlmflow.settings import DEFAULT_PROMPT
+    from vlmflow.zoo.build import QWEN2_VL_SPECIAL_TOKENS
+    from vlmflow.zoo.tokenizer import train_bpe
+
+    tokenizer = train_bpe(corpus_lines(), 512, QWEN2_VL_SPECIAL_TOKENS)
+    scaffold = "system\nYou are a helpful assistant.\nuser\n" + DEFAULT_PROMPT.format(question="") + "\nassistant\n"
+    # about one token per word (25); without the scaffold in the corpus it was about 70
+    assert len(tokenizer.encode(scaffold).ids) <= 30, tokenizer.encode(scaffold).tokens

@@ -6,7 +6,23 @@ synthetic data can contain is covered and a tokenizer trained on it never meets 
 
 from __future__ import annotations
 
+from vlmflow.settings import DEFAULT_PROMPT
 from vlmflow.synth import kvasir, scenes, swap_pairs, textvqa, vqav2
+
+# The text every prompt carries besides the question: the chat templates' role names and default
+# system message (Qwen2-VL, LLaVA-1.5) and the default instruction. It occurs once per prompt, so
+# it is repeated to weigh with the questions: unweighted, BPE never merges it and each prompt
+# spends about 40 more tokens (single bytes) on "system", "You are a helpful assistant." and the rest.
+CHAT_SCAFFOLD: tuple[str, ...] = (
+    "system",
+    "You are a helpful assistant.",
+    "user",
+    "assistant",
+    "USER:",
+    "ASSISTANT:",
+    DEFAULT_PROMPT.format(question="").strip(),
+)
+SCAFFOLD_WEIGHT = 50
 
 
 def _vqav2() -> list[str]:
@@ -71,6 +87,6 @@ def _answers() -> list[str]:
 
 
 def corpus_lines() -> list[str]:
-    """All lines, deduplicated, in a fixed order."""
+    """The data's lines, deduplicated, in a fixed order, then the weighted chat scaffold."""
     lines = _vqav2() + _textvqa() + _swap_pairs() + _kvasir() + _answers()
-    return list(dict.fromkeys(lines))
+    return list(dict.fromkeys(lines)) + list(CHAT_SCAFFOLD) * SCAFFOLD_WEIGHT
