@@ -109,6 +109,7 @@ TRAIN_DEFAULTS = {
     "prompt": GENERATION_DEFAULTS["prompt"],
     "system_prompt": None,
     "device": "auto",
+    "wandb": False,
     "sanity": {"enabled": True, "samples": 64, "steps": 100, "threshold": 1.0},
 }
 

@@ -59,6 +59,7 @@ rule train_model:
         generation=lambda wildcards: train_generation(wildcards.experiment),
         device=lambda wildcards: train_spec(wildcards.experiment)["device"],
         run_dir=lambda wildcards: f"results/train/{wildcards.experiment}/run",
+        wandb=lambda wildcards: train_spec(wildcards.experiment)["wandb"],
     wildcard_constraints:
         experiment=one_of(train_experiments()),
         step=r"\d+",

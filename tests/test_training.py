@@ -164,3 +164,15 @@ def test_sanity_gate_passes_when_the_loss_drops(tiny_checkpoints, data, tmp_path
     report = sanity_overfit(tiny_checkpoints["qwen2_vl"], data, full, GENERATION, samples=4, steps=30,
                             threshold=4.0, log_path=tmp_path / "sanity.jsonl", device="cpu")
     assert report["passed"] and report["best_loss"] < 4.0 < report["first_loss"]
+
+
+def test_wandb_mirrors_the_step_log_to_an_offline_run(tiny_checkpoints, data, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run_dir = tmp_path / "run"
+    train_stage(tiny_checkpoints["qwen2_vl"], data, "digest", LORA, GENERATION, until=2, out_dir=tmp_path / "out",
+                run_dir=run_dir, device="cpu", wandb_name="guide_sft")
+    runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1, "one offline run, nothing sent anywhere"
+    payload = runs[0].read_bytes()
+    assert b"guide_sft" in payload and b"grad_norm" in payload and b"samples_per_s" in payload

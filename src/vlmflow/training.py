@@ -33,6 +33,7 @@ from vlmflow.models import load_vlm
 from vlmflow.records import Record
 from vlmflow.settings import GenerationSettings, TrainSettings
 from vlmflow.sft import collate
+from vlmflow.tracking import OfflineWandbRun
 
 PROJECTOR_NAMES = ("merger", "multi_modal_projector", "mm_projector", "connector")
 VISION_NAMES = ("visual", "vision_tower", "vision_model")
@@ -356,11 +357,13 @@ def train_stage(
     run_dir: Path,
     previous: Path | None = None,
     device: str = "auto",
+    wandb_name: str | None = None,
 ) -> list[dict[str, float]]:
     """Train to step `until` and export `out_dir` (checkpoint, adapter, trainer state, log).
 
     Starts from the run's own last checkpoint when a killed job left one, else from the previous
-    stage's state (an earlier scale), else from the base model.
+    stage's state (an earlier scale), else from the base model. With `wandb_name`, the step log is
+    also written to an offline wandb run of that name under `run_dir/wandb/`.
     """
     model, processor = load_for_training(base_path, settings, device)
     fingerprint = train_fingerprint(base_path, data_digest, settings, generation)
@@ -376,7 +379,12 @@ def train_stage(
         raise ValueError(f"{previous}: its trainer state belongs to another run (settings or data changed)")
     if previous and not (log_path.is_file() and log_path.stat().st_size) and started:
         shutil.copy(previous / "train_log.jsonl", log_path)
-    rows = trainer.run(until, log_path, checkpoint)
+    tracker = OfflineWandbRun(run_dir, wandb_name, fingerprint) if wandb_name else None
+    try:
+        rows = trainer.run(until, log_path, checkpoint, on_step=tracker.log if tracker else None)
+    finally:
+        if tracker:
+            tracker.finish()
     truncate_log(log_path, until)
     trainer.export(out_dir, base_path, extra={"trainer_state": checkpoint, "train_log.jsonl": log_path})
     return rows

@@ -27,6 +27,7 @@ rows = train_stage(
     run_dir=Path(snakemake.params.run_dir),
     previous=previous,
     device=snakemake.params.device,
+    wandb_name=snakemake.wildcards.experiment if snakemake.params.wandb else None,
 )
 if rows:
     log.info("trained %d steps on %d records; last loss %.4f", len(rows), len(records), rows[-1]["loss"])
