@@ -183,6 +183,7 @@ def test_vqav2_yes_no_balanced(tmp_path: Path) -> None:
         if a["answer_type"] == "yes/no":
             by_image.setdefault(a["image_id"], []).append(a["multiple_choice_answer"])
     assert all(sorted(answers) == ["no", "yes"] for answers in by_image.values())
+    assert Counter(a["question_type"] for a in anns)["how many"] == 40, "a count question per image"
 
 
 def test_textvqa_shape(data: Path) -> None:
