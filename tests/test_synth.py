@@ -156,7 +156,8 @@ def test_vqav2_shape(data: Path) -> None:
     assert [q["question_id"] for q in qs] == [a["question_id"] for a in anns]
     for q, a in zip(qs, anns, strict=True):
         assert set(q) == {"image_id", "question", "question_id"}
-        assert q["question_id"] // 1000 == q["image_id"] and q["question_id"] % 1000 in range(vqav2.QUESTIONS_PER_IMAGE)
+        assert q["question_id"] // 1000 == q["image_id"]
+        assert q["question_id"] % 1000 in range(vqav2.QUESTIONS_PER_IMAGE)
         assert (data / f"vqav2/val2014/COCO_val2014_{q['image_id']:012d}.jpg").is_file()
         assert a["answer_type"] in ("yes/no", "number", "other")
         assert [x["answer_id"] for x in a["answers"]] == list(range(1, 11))
@@ -361,6 +362,7 @@ def test_tokenizer_trained_on_the_corpus_keeps_prompts_short() -> None:
     from vlmflow.zoo.tokenizer import train_bpe
 
     tokenizer = train_bpe(corpus_lines(), 512, QWEN2_VL_SPECIAL_TOKENS)
-    scaffold = "system\nYou are a helpful assistant.\nuser\n" + DEFAULT_PROMPT.format(question="") + "\nassistant\n"
+    instruction = DEFAULT_PROMPT.format(question="")
+    scaffold = f"system\nYou are a helpful assistant.\nuser\n{instruction}\nassistant\n"
     # about one token per word (25); without the scaffold in the corpus it was about 70
     assert len(tokenizer.encode(scaffold).ids) <= 30, tokenizer.encode(scaffold).tokens

@@ -26,7 +26,13 @@ class OfflineWandbRun:
         directory.mkdir(parents=True, exist_ok=True)
         run_id = hashlib.sha1(str(directory.resolve()).encode()).hexdigest()[:16]
         self.run = wandb.init(
-            mode="offline", dir=directory, project="vlmflow", name=name, id=run_id, resume="allow", config=config
+            mode="offline",
+            dir=directory,
+            project="vlmflow",
+            name=name,
+            id=run_id,
+            resume="allow",
+            config=config,
         )
 
     def log(self, row: dict[str, float]) -> None:

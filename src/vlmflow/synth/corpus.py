@@ -12,7 +12,7 @@ from vlmflow.synth import kvasir, scenes, swap_pairs, textvqa, vqav2
 # The text every prompt carries besides the question: the chat templates' role names and default
 # system message (Qwen2-VL, LLaVA-1.5) and the default instruction. It occurs once per prompt, so
 # it is repeated to weigh with the questions: unweighted, BPE never merges it and each prompt
-# spends about 40 more tokens (single bytes) on "system", "You are a helpful assistant." and the rest.
+# spends about 40 more tokens (single bytes) on "system", "You are a helpful assistant." etc.
 CHAT_SCAFFOLD: tuple[str, ...] = (
     "system",
     "You are a helpful assistant.",

@@ -127,8 +127,8 @@ def _kinds(rng: random.Random) -> list[tuple[str, bool]]:
 
 
 def write_vqav2(out_dir: Path, split: str, n_images: int, seed: int, image_size: int = 224) -> None:
-    """Write the questions file, the annotations file and the images of one split (QUESTIONS_PER_IMAGE
-    questions per image, question_id = image_id * 1000 + k as in the real set)."""
+    """Write the questions file, the annotations file and the images of one split (four questions
+    per image, question_id = image_id * 1000 + k as in the real set)."""
     scenes.check_split(split)
     rng = scenes.make_rng(seed, "vqav2", split)
     out_dir = Path(out_dir)
