@@ -10,7 +10,8 @@ import textwrap
 import pytest
 from conftest import make_records
 
-from vlmflow.inference import fingerprint, parse_answer, run_inference
+from vlmflow.answer_modes import extract_answer
+from vlmflow.inference import fingerprint, run_inference
 from vlmflow.io import write_jsonl
 from vlmflow.models import load_vlm
 from vlmflow.settings import GenerationSettings
@@ -22,8 +23,8 @@ SETTINGS = GenerationSettings(batch_size=2, max_new_tokens=4, chunk_batches=1)
     ("raw", "answer"),
     [("red", "red"), ("  blue\nbecause", "blue"), ("Answer: 3", "3"), ("\n\nfinal answer: yes", "yes"), ("", "")],
 )
-def test_parse_answer(raw, answer):
-    assert parse_answer(raw) == answer
+def test_extract_answer(raw, answer):
+    assert extract_answer(raw) == answer
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 """Batched, resumable greedy VQA inference over cached records.
 
 Batches are consecutive records in dataset order and chunks are whole batches, so a resumed run
-feeds the model exactly the batches an uninterrupted run would and writes an identical file.
+feeds the model exactly the batches an uninterrupted run would and writes an identical file. Each
+batch is answered in the experiment's answer mode (`vlmflow.answer_modes`) and decoding (free,
+constrained to the record's candidates, or the candidates ranked by likelihood).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,29 +19,32 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
+from vlmflow.answer_modes import (
+    RATIONALE_PROMPT,
+    WITH_RATIONALE_PROMPT,
+    check_mode,
+    extract_answer,
+    format_followed,
+    user_prompt,
+)
 from vlmflow.errors import InputError
 from vlmflow.records import Record
 from vlmflow.resumable import ResumableJsonl
 from vlmflow.settings import GenerationSettings
 
 
-def build_messages(question: str, settings: GenerationSettings) -> list[dict[str, Any]]:
-    """A chat in the processor's own format: optional system turn, user turn with image + text."""
+DECODINGS = ("free", "constrained", "likelihood")
+
+
+def build_messages(question: str, settings: GenerationSettings, text: str | None = None) -> list[dict[str, Any]]:
+    """A chat in the processor's own format: optional system turn, user turn with image + text
+    (`text`, or the settings' prompt with the question filled in)."""
     messages: list[dict[str, Any]] = []
     if settings.system_prompt:
         messages.append({"role": "system", "content": [{"type": "text", "text": settings.system_prompt}]})
-    text = settings.prompt.format(question=question)
+    text = settings.prompt.format(question=question) if text is None else text
     messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]})
     return messages
-
-
-def parse_answer(raw: str) -> str:
-    """The short answer in a raw generation: first non-empty line, without an "Answer:" label."""
-    for line in raw.strip().splitlines():
-        line = re.sub(r"^\s*(final\s+)?answer\s*:\s*", "", line.strip(), flags=re.IGNORECASE)
-        if line:
-            return line.strip()
-    return ""
 
 
 def load_image(record: Record) -> Image.Image:
@@ -53,20 +57,92 @@ def load_image(record: Record) -> Image.Image:
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, processor: ProcessorMixin, records: Sequence[Record], settings: GenerationSettings
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    records: Sequence[Record],
+    settings: GenerationSettings,
+    user_texts: Sequence[str] | None = None,
+    max_new_tokens: int | None = None,
 ) -> list[str]:
-    """Greedy generation for one left-padded batch; returns the decoded new text per record."""
+    """Greedy generation for one left-padded batch; returns the decoded new text per record.
+
+    `user_texts` replaces the settings' prompt per record (answer modes build their own)."""
     texts = [
-        processor.apply_chat_template(build_messages(r.question, settings), add_generation_prompt=True, tokenize=False)
-        for r in records
+        processor.apply_chat_template(
+            build_messages(r.question, settings, user_texts[i] if user_texts else None),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for i, r in enumerate(records)
     ]
     images = [load_image(r) for r in records]
     inputs = processor(text=texts, images=images, padding=True, return_tensors="pt").to(model.device)
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    output = model.generate(**inputs, max_new_tokens=settings.max_new_tokens, do_sample=False)
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens or settings.max_new_tokens, do_sample=False)
     new_tokens = output[:, inputs["input_ids"].shape[1] :]
     return processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def check_settings(settings: GenerationSettings) -> None:
+    check_mode(settings.mode)
+    if settings.decoding not in DECODINGS:
+        raise ValueError(f"unknown decoding {settings.decoding!r}; choose one of {', '.join(DECODINGS)}")
+    if settings.decoding != "free" and settings.mode != "normal":
+        raise ValueError(f"decoding {settings.decoding!r} chooses among candidates: it needs mode 'normal'")
+
+
+def answer_batch(
+    model: PreTrainedModel, processor: ProcessorMixin, records: Sequence[Record], settings: GenerationSettings
+) -> list[dict[str, Any]]:
+    """The prediction row of each record: parsed answer, raw output, format adherence, and the
+    rationale (two_pass) or the candidates' log-likelihoods (likelihood decoding)."""
+    extra: list[dict[str, Any]] = [{} for _ in records]
+    if settings.decoding != "free":
+        # vlmflow.constrained builds its prompts with this module, so it is imported here.
+        from vlmflow.constrained import constrained_generate, rank_candidates
+
+        if settings.decoding == "constrained":  # rows without candidates generate freely
+            raws = constrained_generate(model, processor, records, settings)
+        else:  # rank the closed questions' candidates, generate the open ones
+            closed = [i for i, r in enumerate(records) if r.candidates]
+            open_ = [i for i, r in enumerate(records) if not r.candidates]
+            raws = [""] * len(records)
+            if closed:
+                ranked = rank_candidates(model, processor, [records[i] for i in closed], settings)
+                for i, (choice, scores) in zip(closed, ranked):
+                    raws[i] = choice
+                    extra[i] = {"candidate_scores": dict(zip(records[i].candidates, scores))}
+            if open_:
+                texts = generate_batch(model, processor, [records[i] for i in open_], settings)
+                for i, text in zip(open_, texts):
+                    raws[i] = text
+    elif settings.mode == "two_pass":
+        asks = [RATIONALE_PROMPT.format(question=r.question) for r in records]
+        rationales = generate_batch(model, processor, records, settings, asks, settings.reasoning_tokens)
+        rationales = [" ".join(text.split()) for text in rationales]
+        answers = [
+            WITH_RATIONALE_PROMPT.replace("{rationale}", why).replace("{question}", r.question)
+            for r, why in zip(records, rationales)
+        ]
+        raws = generate_batch(model, processor, records, settings, answers)
+        extra = [{"rationale": why} for why in rationales]
+    else:
+        template = user_prompt(settings.mode, settings.prompt)
+        budget = settings.max_new_tokens if settings.mode == "normal" else settings.reasoning_tokens
+        asks = [template.format(question=r.question) for r in records]
+        raws = generate_batch(model, processor, records, settings, asks, budget)
+    return [
+        {
+            "question_id": r.question_id,
+            "question": r.question,
+            "prediction": extract_answer(raw),
+            "raw_output": raw,
+            "format_ok": format_followed(settings.mode, raw),
+            **more,
+        }
+        for r, raw, more in zip(records, raws, extra)
+    ]
 
 
 def _batches(records: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
@@ -92,21 +168,14 @@ def run_inference(
 
     Returns the number of rows that were already done when this run started.
     """
+    check_settings(settings)
     writer = ResumableJsonl(output, resume_key, unit=settings.batch_size, total=len(records))
     done = len(writer.rows)
     todo = records[done:]
     chunk: list[dict[str, Any]] = []
     with tqdm(total=len(records), initial=done, desc=f"infer {Path(output).parent.name}", unit="q") as bar:
         for batch in _batches(todo, settings.batch_size):
-            for record, raw in zip(batch, generate_batch(model, processor, batch, settings)):
-                chunk.append(
-                    {
-                        "question_id": record.question_id,
-                        "question": record.question,
-                        "prediction": parse_answer(raw),
-                        "raw_output": raw,
-                    }
-                )
+            chunk.extend(answer_batch(model, processor, batch, settings))
             bar.update(len(batch))
             if len(chunk) >= settings.chunk_batches * settings.batch_size:
                 writer.append(chunk)

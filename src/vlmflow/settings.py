@@ -20,6 +20,9 @@ class GenerationSettings:
     prompt: str = DEFAULT_PROMPT  # "{question}" is replaced by the record's question
     system_prompt: str | None = None
     chunk_batches: int = 4  # batches per durable flush
+    mode: str = "normal"  # answer mode: normal | prompt | two_pass | explicit_cot
+    decoding: str = "free"  # free | constrained (to the candidates) | likelihood (rank them)
+    reasoning_tokens: int = 64  # max new tokens of a rationale or chain of thought
 
 
 @dataclass(frozen=True)
