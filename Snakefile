@@ -30,5 +30,6 @@ rule all:
     default_target: True
     input:
         "results/summary.csv",
+        ablation_tables(),
         expand("results/train/{experiment}/loss.png", experiment=train_experiments()),
         expand("results/train/{experiment}/label_check.jsonl", experiment=train_experiments()),

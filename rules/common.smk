@@ -7,7 +7,12 @@ from dataclasses import asdict
 from vlmflow.settings import GenerationSettings, TrainSettings
 
 # Settings a VQA experiment inherits unless `vqa.defaults` or the experiment sets them.
-GENERATION_DEFAULTS = {**asdict(GenerationSettings()), "variant": "official", "device": "auto"}
+GENERATION_DEFAULTS = {
+    **asdict(GenerationSettings()),
+    "variant": "official",
+    "device": "auto",
+    "tolerance": {"abs_tol": 0.0, "rel_tol": 0.0},
+}
 # Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match.
 DEFAULT_METRIC = {
     "vqav2": "vqa_accuracy",
@@ -66,7 +71,10 @@ def dataset_inputs(wildcards):
 def selection_params(wildcards):
     """Only the options that change which records are kept: editing them re-runs this cache."""
     spec = config["datasets"][wildcards.dataset]
-    return {key: spec.get(key) for key in ("limit", "subsample", "seed", "case_list")}
+    params = {key: spec.get(key) for key in ("limit", "subsample", "seed", "case_list")}
+    if spec.get("question_types"):  # only when set, so other caches keep their provenance
+        params["question_types"] = True
+    return params
 
 
 def cache_outputs(dataset):
@@ -191,8 +199,7 @@ def infer_inputs(wildcards):
 
 def generation_params(wildcards):
     spec = vqa_experiment(wildcards.experiment)
-    keys = ("batch_size", "max_new_tokens", "chunk_batches", "prompt", "system_prompt")
-    return {key: spec[key] for key in keys}
+    return {key: spec[key] for key in asdict(GenerationSettings())}
 
 
 def summary_entries():
@@ -241,6 +248,14 @@ def summary_inputs():
     return [entry.get("requires", entry["source"]) for entry in summary_entries()]
 
 
+def ablation_experiments(name):
+    return config["ablations"][name]["experiments"]
+
+
+def ablation_tables():
+    return [f"results/ablations/{name}.md" for name in config.get("ablations", {})]
+
+
 def check_references():
     """Fail at parse time, naming the key, when an experiment names an unknown model or dataset."""
     known = {"model": {*config["models"], *train_experiments()}, "dataset": set(config["datasets"])}
@@ -256,6 +271,10 @@ def check_references():
     for name, spec in config["vqa"]["experiments"].items():
         check(f"vqa.experiments.{name}.model", "model", spec["model"])
         check(f"vqa.experiments.{name}.dataset", "dataset", spec["dataset"])
+    for name, spec in config.get("ablations", {}).items():
+        for experiment in spec["experiments"]:
+            if experiment not in vqa_experiments():
+                raise ValueError(f"config: ablations.{name}: unknown VQA experiment '{experiment}'")
     for name, spec in train_experiments().items():
         check(f"train.experiments.{name}.model", "model", spec["model"])
         for key in ("datasets", "eval"):

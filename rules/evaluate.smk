@@ -1,5 +1,6 @@
 # Evaluation: the official VQA accuracy (or exact match for single-answer datasets), overall, per
-# answer type and per question type.
+# answer type and per question type, plus the per-inferred-type table (numeric tolerance, set match,
+# micro / macro) as CSV and markdown.
 
 
 rule evaluate_vqa:
@@ -8,9 +9,12 @@ rule evaluate_vqa:
         cache=lambda wildcards: f"results/cache/{vqa_experiment(wildcards.experiment)['dataset']}.jsonl",
     output:
         metrics="results/vqa/{experiment}/metrics.json",
+        per_type_csv="results/vqa/{experiment}/per_type.csv",
+        per_type_md="results/vqa/{experiment}/per_type.md",
     params:
         metric=lambda wildcards: vqa_experiment(wildcards.experiment)["metric"],
         variant=lambda wildcards: vqa_experiment(wildcards.experiment)["variant"],
+        tolerance=lambda wildcards: vqa_experiment(wildcards.experiment)["tolerance"],
         experiment=lambda wildcards: wildcards.experiment,
     wildcard_constraints:
         experiment=one_of(vqa_experiments()),

@@ -1,4 +1,5 @@
-# Report: every experiment's metrics in one tidy table, results/summary.csv.
+# Report: every experiment's metrics in one tidy table, results/summary.csv, and each configured
+# ablation (experiments that differ in one setting) as a side-by-side table.
 
 
 rule summary:
@@ -14,3 +15,23 @@ rule summary:
         "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/summary.py"
+
+
+rule ablation_table:
+    input:
+        metrics=lambda wildcards: [f"results/vqa/{name}/metrics.json" for name in ablation_experiments(wildcards.ablation)],
+    output:
+        csv="results/ablations/{ablation}.csv",
+        markdown="results/ablations/{ablation}.md",
+    params:
+        experiments=lambda wildcards: ablation_experiments(wildcards.ablation),
+        settings=lambda wildcards: {name: vqa_experiment(name) for name in ablation_experiments(wildcards.ablation)},
+        title=lambda wildcards: config["ablations"][wildcards.ablation].get("title", wildcards.ablation),
+    wildcard_constraints:
+        ablation=one_of(config.get("ablations", {})),
+    log:
+        "logs/ablations/{ablation}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/ablation_table.py"

@@ -1,4 +1,5 @@
-"""Score a predictions file against its cached records: overall, per answer type, per question type."""
+"""Score a predictions file against its cached records: overall, per answer type, per question type,
+and per inferred question type (`vlmflow.question_types`) with numeric tolerance and set match."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from vlmflow.errors import InputError
 from vlmflow.io import read_jsonl
+from vlmflow.question_types import infer_question_type
 from vlmflow.records import read_records
+from vlmflow.typed_eval import Tolerance, typed_report
 from vlmflow.vqa_metric import accuracy_report
 
 METRICS = ("vqa_accuracy", "exact_match")
@@ -18,16 +21,20 @@ def evaluate_predictions(
     predictions_path: str | Path,
     metric: str = "vqa_accuracy",
     variant: str = "official",
+    tolerance: Tolerance = Tolerance(),
 ) -> dict[str, Any]:
     """Join predictions to records by question id and compute the accuracy report.
 
     Every cached question must have exactly one prediction: a silently skipped question would
-    inflate the score.
+    inflate the score. `typed` scores each inferred question type by its own rule (numeric
+    tolerance for counts and sizes, set match for multi-answers); `format_adherence` is the share
+    of outputs in the shape the answer mode asked for.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
     records = {r.question_id: r for r in read_records(cache_path)}
     predictions: dict[str, str] = {}
+    followed: list[bool] = []
     for lineno, row in enumerate(read_jsonl(predictions_path), start=1):
         qid = row.get("question_id")
         if qid not in records:
@@ -35,6 +42,8 @@ def evaluate_predictions(
         if qid in predictions:
             raise InputError(predictions_path, f"duplicate prediction for {qid!r}", record=f"line {lineno}")
         predictions[qid] = row["prediction"]
+        if "format_ok" in row:
+            followed.append(bool(row["format_ok"]))
     missing = [qid for qid in records if qid not in predictions]
     if missing:
         raise InputError(
@@ -46,8 +55,12 @@ def evaluate_predictions(
             "answers": record.answers,
             "question_type": record.question_type,
             "answer_type": record.answer_type,
+            "qtype": record.source.get("inferred_type") or infer_question_type(record.question),
         }
         for qid, record in records.items()
     ]
-    report = accuracy_report(items, metric=metric, variant=variant)
-    return {"metric": metric, "variant": variant, **report}
+    report = {"metric": metric, "variant": variant, **accuracy_report(items, metric=metric, variant=variant)}
+    report["typed"] = typed_report(items, tolerance)
+    if followed:
+        report["format_adherence"] = sum(followed) / len(followed)
+    return report

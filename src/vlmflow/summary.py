@@ -34,6 +34,16 @@ def accuracy_rows(entry: dict[str, Any], metrics: dict[str, Any]) -> list[dict[s
     for breakdown in ("answer_type", "question_type"):
         for key, group in sorted(metrics.get(f"per_{breakdown}", {}).items()):
             rows.append(base | {"n": group["n"], "metric": f"{name}/{breakdown}={key}", "value": group["accuracy"]})
+    typed = metrics.get("typed")
+    if typed:
+        for average in ("micro", "macro"):
+            rows.append(base | {"n": typed["n"], "metric": f"typed_accuracy/{average}", "value": typed[average]})
+        for qtype, group in typed["per_type"].items():
+            rows.append(base | {"n": group["n"], "metric": f"typed_accuracy/type={qtype}", "value": group["accuracy"]})
+            if "f1" in group:
+                rows.append(base | {"n": group["n"], "metric": f"typed_f1/type={qtype}", "value": group["f1"]})
+    if "format_adherence" in metrics:
+        rows.append(base | {"n": metrics["n"], "metric": "format_adherence", "value": metrics["format_adherence"]})
     return rows
 
 

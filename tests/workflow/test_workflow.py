@@ -77,6 +77,27 @@ def test_summary_has_an_accuracy_row_per_experiment(finished_run):
         assert (finished_run / log).is_file(), log
 
 
+def test_per_type_tables_and_ablation(finished_run):
+    kvasir = json.loads((finished_run / "results/vqa/guide_kvasir_constrained/metrics.json").read_text())
+    assert kvasir["typed"]["n"] == 8 and set(kvasir["typed"]["per_type"]) <= {
+        "yes_no", "color", "count_numeric", "size_numeric", "location", "single_choice", "multi_choice"
+    }
+    cache = [json.loads(line) for line in (finished_run / "results/cache/kvasir_val.jsonl").read_text().splitlines()]
+    closed = [r for r in cache if r["candidates"]]
+    predictions = {
+        row["question_id"]: row["prediction"]
+        for row in map(json.loads, (finished_run / "results/vqa/guide_kvasir_constrained/predictions.jsonl").open())
+    }
+    assert closed and all(predictions[r["question_id"]] in r["candidates"] for r in closed)
+    assert (finished_run / "results/vqa/guide_kvasir/per_type.md").read_text().count("|") > 10
+    table = pl.read_csv(finished_run / "results/ablations/kvasir_decoding.csv")
+    assert table["experiment"].to_list() == ["guide_kvasir", "guide_kvasir_constrained"]
+    assert table["decoding"].to_list() == ["free", "constrained"] and "typed_macro" in table.columns
+    summary = pl.read_csv(finished_run / "results" / "summary.csv")
+    two_pass = summary.filter(pl.col("experiment") == "guide_vqav2_two_pass")
+    assert {"format_adherence", "typed_accuracy/micro"} <= set(two_pass["metric"])
+
+
 def test_fine_tuning_chain(finished_run):
     train = finished_run / "results" / "train"
     for stage in ("tiny_sft/step-2", "tiny_sft/step-4", "tiny_lora/step-2"):
@@ -117,10 +138,12 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
         [
             ("cache_vqav2", "dataset=vqav2_val"),
             ("infer_vqa", "experiment=guide_vqav2"),
+            ("infer_vqa", "experiment=guide_vqav2_two_pass"),
             ("infer_vqa", "experiment=llava_vqav2"),
             ("infer_vqa", "experiment=tiny_sft.base.vqav2_val"),
             ("infer_vqa", "experiment=tiny_sft.vqav2_val"),
             ("evaluate_vqa", "experiment=guide_vqav2"),
+            ("evaluate_vqa", "experiment=guide_vqav2_two_pass"),
             ("evaluate_vqa", "experiment=llava_vqav2"),
             ("evaluate_vqa", "experiment=tiny_sft.base.vqav2_val"),
             ("evaluate_vqa", "experiment=tiny_sft.vqav2_val"),

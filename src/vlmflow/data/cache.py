@@ -21,6 +21,7 @@ from vlmflow.data.textvqa import read_textvqa
 from vlmflow.data.vqav2 import read_vqav2
 from vlmflow.errors import InputError
 from vlmflow.io import write_jsonl
+from vlmflow.question_types import enrich
 from vlmflow.records import Record
 
 Spec = dict[str, Any]
@@ -82,7 +83,8 @@ def cache_dataset(
     other_specs: dict[str, Spec],
 ) -> int:
     """Read dataset `name`, apply its case list / subsample / limit, write `out_jsonl`; returns the
-    number of records. On any input error nothing is written.
+    number of records. On any input error nothing is written. With `question_types: true` the
+    records get candidates per inferred question type (`vlmflow.question_types.enrich`).
 
     The text of every record is validated; images are checked (and extracted) only for the records
     kept, so `limit: 50` on a 6,500-image parquet touches 50 questions' images.
@@ -102,7 +104,10 @@ def cache_dataset(
     )
     keep = [r.question_id for r in chosen]
     with_images = {r.question_id: r for r in read_dataset(name, spec, images_out_dir, only=set(keep))}
-    return write_jsonl(out_jsonl, (with_images[qid].to_json() for qid in keep))
+    kept = [with_images[qid] for qid in keep]
+    if spec.get("question_types"):
+        kept = enrich(kept)
+    return write_jsonl(out_jsonl, (r.to_json() for r in kept))
 
 
 def _check_case_ids(
