@@ -1,7 +1,8 @@
 """Load a VLM checkpoint from a local path, the way every stage does.
 
 One place decides the device and dtype (CUDA with bf16 when present, else CPU fp32) and how
-checkpoints are opened: Auto classes, safetensors only, no network, remote code only on opt-in.
+checkpoints are opened: Auto classes, safetensors only, no network, remote code only on opt-in;
+on a GPU, free memory is checked first (`vlmflow.gpu_memory`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+
+from vlmflow.gpu_memory import check_free_memory, weights_mib
 
 
 def pick_device(prefer: str = "auto") -> tuple[torch.device, torch.dtype]:
@@ -34,6 +37,8 @@ def load_vlm(
             "to a local folder written by save_pretrained (e.g. a downloaded Qwen/Qwen2-VL-2B-Instruct)"
         )
     torch_device, dtype = pick_device(device)
+    if torch_device.type == "cuda":
+        check_free_memory(weights_mib(path, dtype), torch_device.index or 0)
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
     model = AutoModelForImageTextToText.from_pretrained(
         path,

@@ -50,3 +50,13 @@ class TrainSettings:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum
+
+
+def batch_divisor(attempt: int) -> int:
+    """1 on a job's first attempt, then 2, 4, ...: a GPU job retried after running out of memory
+    runs with its batch divided by this (Snakemake passes `attempt` to resource functions)."""
+    return 2 ** (max(1, attempt) - 1)
+
+
+def retry_batch_size(batch_size: int, divisor: int) -> int:
+    return max(1, batch_size // max(1, divisor))

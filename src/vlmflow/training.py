@@ -289,8 +289,13 @@ class Trainer:
 
 
 def train_fingerprint(base_path: str | Path, data_digest: str, settings: TrainSettings, generation: GenerationSettings) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one for its state to be reusable."""
-    return {"base": str(base_path), "data": data_digest, "train": asdict(settings), "prompt": asdict(generation)}
+    """What a resumed run must share with the interrupted one for its state to be reusable.
+
+    The effective batch counts, not its split into micro-batches: a job retried after running out
+    of memory (half the micro-batch, twice the accumulation) sees the same samples per step."""
+    train = {k: v for k, v in asdict(settings).items() if k not in ("batch_size", "grad_accum")}
+    train["effective_batch_size"] = settings.effective_batch_size
+    return {"base": str(base_path), "data": data_digest, "train": train, "prompt": asdict(generation)}
 
 
 def loss_reached(rows: Sequence[dict[str, float]], threshold: float) -> tuple[bool, float]:
