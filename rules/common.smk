@@ -4,7 +4,15 @@
 import re
 from dataclasses import asdict
 
-from vlmflow.settings import GenerationSettings, TrainSettings
+from vlmflow.settings import GenerationSettings, TrainSettings, batch_divisor
+
+# A GPU job that fails (out of memory, typically) is retried with its batch divided by 2, then 4.
+GPU_RETRIES = 2
+
+
+def oom_batch_divisor(wildcards, attempt):
+    return batch_divisor(attempt)
+
 
 # Settings a VQA experiment inherits unless `vqa.defaults` or the experiment sets them.
 GENERATION_DEFAULTS = {

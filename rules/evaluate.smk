@@ -9,7 +9,12 @@ rule evaluate_vqa:
         cache=lambda wildcards: f"results/cache/{vqa_experiment(wildcards.experiment)['dataset']}.jsonl",
     output:
         metrics="results/vqa/{experiment}/metrics.json",
-        per_type_csv="results/vqa/{experiment}/per_type.csv",
+        per_type_csv=report(
+            "results/vqa/{experiment}/per_type.csv",
+            caption="../workflow/report/per_type.rst",
+            category="VQA evaluation",
+            subcategory="{experiment}",
+        ),
         per_type_md="results/vqa/{experiment}/per_type.md",
     params:
         metric=lambda wildcards: vqa_experiment(wildcards.experiment)["metric"],

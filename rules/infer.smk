@@ -14,8 +14,10 @@ rule infer_vqa:
     wildcard_constraints:
         experiment=one_of(vqa_experiments()),
     threads: 2
+    retries: GPU_RETRIES
     resources:
         gpu=1,
+        batch_divisor=oom_batch_divisor,
         mem_mb=8000,
         runtime=120,
     log:

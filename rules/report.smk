@@ -6,7 +6,7 @@ rule summary:
     input:
         sources=summary_inputs(),
     output:
-        summary="results/summary.csv",
+        summary=report("results/summary.csv", caption="../workflow/report/summary.rst", category="Summary"),
     params:
         entries=summary_entries(),
     log:
@@ -21,7 +21,11 @@ rule ablation_table:
     input:
         metrics=lambda wildcards: [f"results/vqa/{name}/metrics.json" for name in ablation_experiments(wildcards.ablation)],
     output:
-        csv="results/ablations/{ablation}.csv",
+        csv=report(
+            "results/ablations/{ablation}.csv",
+            caption="../workflow/report/ablation.rst",
+            category="Answer modes and decoding",
+        ),
         markdown="results/ablations/{ablation}.md",
     params:
         experiments=lambda wildcards: ablation_experiments(wildcards.ablation),

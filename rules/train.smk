@@ -35,8 +35,10 @@ rule sanity_overfit:
     wildcard_constraints:
         experiment=one_of(train_experiments()),
     threads: 2
+    retries: GPU_RETRIES
     resources:
         gpu=1,
+        batch_divisor=oom_batch_divisor,
         mem_mb=16000,
         runtime=60,
     log:
@@ -64,8 +66,10 @@ rule train_model:
         experiment=one_of(train_experiments()),
         step=r"\d+",
     threads: 2
+    retries: GPU_RETRIES
     resources:
         gpu=1,
+        batch_divisor=oom_batch_divisor,
         mem_mb=32000,
         runtime=720,
     log:

@@ -168,3 +168,39 @@ def test_config_errors_name_the_key(tmp_path):
 def test_lint_is_clean():
     run = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_inspection_commands(finished_run):
+    """Dry run, job graph, rule graph and the per-file summary all work on a finished run."""
+    dry = snakemake(finished_run, "-n")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+    dag = snakemake(finished_run, "--dag", "results/summary.csv")
+    assert dag.returncode == 0 and dag.stdout.lstrip().startswith("digraph") and "train_model" in dag.stdout
+    rulegraph = snakemake(finished_run, "--rulegraph")
+    assert rulegraph.returncode == 0 and "ablation_table" in rulegraph.stdout
+    summary = snakemake(finished_run, "--summary")
+    assert summary.returncode == 0
+    header, *rows = [line.split("\t") for line in summary.stdout.splitlines() if "\t" in line]
+    assert header[:3] == ["output_file", "date", "rule"]
+    assert any(row[0] == "results/summary.csv" and row[2] == "summary" for row in rows)
+
+
+def test_report_renders_every_family(finished_run):
+    """snakemake --report gathers the flagged figures and tables; headless Chromium renders it
+    with one category per family (skipped, with the reason, where Chromium is not installed)."""
+    report = finished_run / "results" / "report.html"
+    run = snakemake(finished_run, "--report", str(report))
+    assert run.returncode == 0 and report.stat().st_size > 100_000, run.stderr[-3000:]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium): report not rendered")
+    dom = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
+         "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=300,
+    ).stdout
+    body = dom[dom.index("<body"):]
+    for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Summary"):
+        assert f">{category}<" in body, category  # rendered as a navigation entry
+    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "summary.csv"):
+        assert figure in dom, figure

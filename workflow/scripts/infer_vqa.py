@@ -1,21 +1,31 @@
 """Glue for rule infer_vqa: batched, resumable generation of one model on one cached dataset."""
 
+from dataclasses import replace
+
 import torch
 
+from vlmflow.gpu_slots import gpu_slot
 from vlmflow.inference import fingerprint, run_inference
 from vlmflow.models import load_vlm
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings
+from vlmflow.settings import GenerationSettings, retry_batch_size
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 settings = GenerationSettings(**snakemake.params.generation)
+if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
+    batch = retry_batch_size(settings.batch_size, snakemake.resources.batch_divisor)
+    log.warning("attempt %d: batch size %d -> %d", snakemake.attempt, settings.batch_size, batch)
+    settings = replace(settings, batch_size=batch)
 records = read_records(snakemake.input.cache)
-model, processor = load_vlm(
-    snakemake.input.model, device=snakemake.params.device, trust_remote_code=snakemake.params.trust_remote_code
-)
-log.info("model %s on %s (%s), %d questions", snakemake.input.model, model.device, model.dtype, len(records))
-key = fingerprint(snakemake.input.model, snakemake.input.cache, settings)
-done = run_inference(model, processor, records, snakemake.output.predictions, settings, key)
-log.info("resumed after %d rows; wrote %s", done, snakemake.output.predictions)
+# Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
+with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
+    log.info("GPU devices: %s", ",".join(devices) or "none")
+    model, processor = load_vlm(
+        snakemake.input.model, device=snakemake.params.device, trust_remote_code=snakemake.params.trust_remote_code
+    )
+    log.info("model %s on %s (%s), %d questions", snakemake.input.model, model.device, model.dtype, len(records))
+    key = fingerprint(snakemake.input.model, snakemake.input.cache, settings)
+    done = run_inference(model, processor, records, snakemake.output.predictions, settings, key)
+    log.info("resumed after %d rows; wrote %s", done, snakemake.output.predictions)

@@ -1,32 +1,41 @@
 """Glue for rule sanity_overfit: fail fast when the model cannot overfit a few samples."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from vlmflow.gpu_slots import gpu_slot
 from vlmflow.io import write_json
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, TrainSettings
+from vlmflow.settings import GenerationSettings, TrainSettings, retry_batch_size
 from vlmflow.training import sample_order, sanity_overfit
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
+divisor = snakemake.resources.batch_divisor
+if divisor > 1:  # a retry after running out of memory: same samples per step, smaller micro-batches
+    batch = retry_batch_size(settings.batch_size, divisor)
+    settings = replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)
 gate = snakemake.params.sanity
 records = read_records(snakemake.input.caches)
 chosen = sample_order(len(records), settings.seed, 0, min(gate["samples"], len(records)))
-report = sanity_overfit(
-    snakemake.input.model,
-    [records[i] for i in chosen],
-    settings,
-    GenerationSettings(**snakemake.params.generation),
-    samples=gate["samples"],
-    steps=gate["steps"],
-    threshold=gate["threshold"],
-    log_path=Path(snakemake.log[0]).with_suffix(".steps.jsonl"),
-    device=snakemake.params.device,
-)
-write_json(snakemake.output.report, report)
-log.info("sanity overfit passed: %s", report)
+# Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
+with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
+    log.info("GPU devices: %s", ",".join(devices) or "none")
+    report = sanity_overfit(
+        snakemake.input.model,
+        [records[i] for i in chosen],
+        settings,
+        GenerationSettings(**snakemake.params.generation),
+        samples=gate["samples"],
+        steps=gate["steps"],
+        threshold=gate["threshold"],
+        log_path=Path(snakemake.log[0]).with_suffix(".steps.jsonl"),
+        device=snakemake.params.device,
+    )
+    write_json(snakemake.output.report, report)
+    log.info("sanity overfit passed: %s", report)

@@ -1,33 +1,44 @@
 """Glue for rule train_model: train one experiment to one scale (step count), resumably."""
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from vlmflow.gpu_slots import gpu_slot
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, TrainSettings
+from vlmflow.settings import GenerationSettings, TrainSettings, retry_batch_size
 from vlmflow.training import train_stage
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 torch.use_deterministic_algorithms(True, warn_only=True)
+settings = TrainSettings(**snakemake.params.settings)
+divisor = snakemake.resources.batch_divisor
+if divisor > 1:  # a retry after running out of memory: same samples per step, smaller micro-batches
+    batch = retry_batch_size(settings.batch_size, divisor)
+    settings = replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)
+    log.warning("attempt %d: micro-batch %d x %d accumulation", snakemake.attempt, batch, settings.grad_accum)
 records = read_records(snakemake.input.caches)
 digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in snakemake.input.caches)).hexdigest()
 previous = Path(snakemake.input.previous) if "previous" in snakemake.input.keys() else None
-rows = train_stage(
-    snakemake.input.model,
-    records,
-    digest,
-    TrainSettings(**snakemake.params.settings),
-    GenerationSettings(**snakemake.params.generation),
-    until=int(snakemake.wildcards.step),
-    out_dir=Path(snakemake.output.checkpoint),
-    run_dir=Path(snakemake.params.run_dir),
-    previous=previous,
-    device=snakemake.params.device,
-    wandb_name=snakemake.wildcards.experiment if snakemake.params.wandb else None,
-)
-if rows:
-    log.info("trained %d steps on %d records; last loss %.4f", len(rows), len(records), rows[-1]["loss"])
+# Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
+with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
+    log.info("GPU devices: %s", ",".join(devices) or "none")
+    rows = train_stage(
+        snakemake.input.model,
+        records,
+        digest,
+        settings,
+        GenerationSettings(**snakemake.params.generation),
+        until=int(snakemake.wildcards.step),
+        out_dir=Path(snakemake.output.checkpoint),
+        run_dir=Path(snakemake.params.run_dir),
+        previous=previous,
+        device=snakemake.params.device,
+        wandb_name=snakemake.wildcards.experiment if snakemake.params.wandb else None,
+    )
+    if rows:
+        log.info("trained %d steps on %d records; last loss %.4f", len(rows), len(records), rows[-1]["loss"])
