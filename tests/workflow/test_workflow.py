@@ -174,7 +174,7 @@ def test_inspection_commands(finished_run):
     """Dry run, job graph, rule graph and the per-file summary all work on a finished run."""
     dry = snakemake(finished_run, "-n")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
-    dag = snakemake(finished_run, "--dag", "results/summary.csv")
+    dag = snakemake(finished_run, "results/summary.csv", "--dag")  # --dag takes an optional format
     assert dag.returncode == 0 and dag.stdout.lstrip().startswith("digraph") and "train_model" in dag.stdout
     rulegraph = snakemake(finished_run, "--rulegraph")
     assert rulegraph.returncode == 0 and "ablation_table" in rulegraph.stdout
