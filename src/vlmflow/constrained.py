@@ -8,15 +8,15 @@ so they agree with each other and with what fine-tuning taught the model to prod
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from PIL import Image
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
+from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.inference import build_messages, load_image
+from vlmflow.models import padding_side
 from vlmflow.records import Record
 from vlmflow.settings import GenerationSettings
 from vlmflow.sft import prompt_and_target
@@ -86,15 +86,6 @@ class CandidateTrie:
         return list(node)
 
 
-@contextmanager
-def _padding_side(tokenizer: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
-    previous, tokenizer.padding_side = tokenizer.padding_side, side
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = previous
-
-
 def _prompt(processor: ProcessorMixin, record: Record, settings: GenerationSettings) -> str:
     messages = build_messages(record.question, settings)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -137,7 +128,7 @@ def constrained_generate(
     ]
     prompts = [_prompt(processor, r, settings) for r in records]
     images = [load_image(r) for r in records]
-    with _padding_side(tokenizer, "left"):  # prompts end together: row i's answer is ids[i, n:]
+    with padding_side(tokenizer, "left"):  # prompts end together: row i's answer is ids[i, n:]
         inputs = _model_inputs(model, processor, prompts, images)
     prompt_length = inputs["input_ids"].shape[1]
     vocabulary = list(range(model.config.get_text_config().vocab_size))
@@ -170,7 +161,7 @@ def _score_pairs(
     """
     tokenizer = processor.tokenizer
     sequences = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
-    with _padding_side(tokenizer, "right"):
+    with padding_side(tokenizer, "right"):
         inputs = _model_inputs(model, processor, [p + t for p, t in zip(prompts, targets)], images)
     ends = inputs["attention_mask"].sum(dim=1).tolist()
     starts = [end - len(sequence) for end, sequence in zip(ends, sequences)]

@@ -7,10 +7,18 @@ on a GPU, free memory is checked first (`vlmflow.gpu_memory`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    ProcessorMixin,
+)
 
 from vlmflow.gpu_memory import check_free_memory, weights_mib
 
@@ -52,3 +60,14 @@ def load_vlm(
     # Decoder-only generation needs the prompts flush right, so new tokens line up across a batch.
     processor.tokenizer.padding_side = "left"
     return model, processor
+
+
+@contextmanager
+def padding_side(tokenizer: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
+    """Pad on `side` inside the block (training and likelihood scoring pad right; generation,
+    the loaded default, pads left) and restore the previous side even on error."""
+    previous, tokenizer.padding_side = tokenizer.padding_side, side
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = previous

@@ -6,7 +6,7 @@ the stages take them as frozen dataclasses, so every field is part of a resume f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 DEFAULT_PROMPT = "{question}\nAnswer the question using a single word or phrase."
 
@@ -60,3 +60,15 @@ def batch_divisor(attempt: int) -> int:
 
 def retry_batch_size(batch_size: int, divisor: int) -> int:
     return max(1, batch_size // max(1, divisor))
+
+
+def retried_generation(settings: GenerationSettings, divisor: int) -> GenerationSettings:
+    """Inference settings of a retried out-of-memory job: the batch divided by `divisor`."""
+    return replace(settings, batch_size=retry_batch_size(settings.batch_size, divisor))
+
+
+def retried_training(settings: TrainSettings, divisor: int) -> TrainSettings:
+    """Training settings of a retried out-of-memory job: smaller micro-batches, more of them, so
+    every optimizer step sees the same samples (and the run can resume from its checkpoint)."""
+    batch = retry_batch_size(settings.batch_size, divisor)
+    return replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)

@@ -16,6 +16,7 @@ import torch
 from transformers import ProcessorMixin
 
 from vlmflow.inference import build_messages, load_image
+from vlmflow.models import padding_side
 from vlmflow.records import Record
 from vlmflow.settings import GenerationSettings
 from vlmflow.vqa_metric import normalize_answer
@@ -62,16 +63,13 @@ def collate(
     tokenizer = processor.tokenizer
     pairs = [prompt_and_target(processor, r.question, training_answer(r), settings) for r in records]
     prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
+    with padding_side(tokenizer, "right"):
         batch = processor(
             text=[p + t for p, t in zip(prompts, targets)],
             images=[load_image(r) for r in records],
             padding=True,
             return_tensors="pt",
         )
-    finally:
-        tokenizer.padding_side = padding_side
     labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
     for row, (record, target) in enumerate(zip(records, targets)):
         answer_ids = tokenizer(target, add_special_tokens=False)["input_ids"]

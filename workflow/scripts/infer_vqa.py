@@ -1,7 +1,5 @@
 """Glue for rule infer_vqa: batched, resumable generation of one model on one cached dataset."""
 
-from dataclasses import replace
-
 import torch
 
 from vlmflow.gpu_slots import gpu_slot
@@ -9,15 +7,14 @@ from vlmflow.inference import fingerprint, run_inference
 from vlmflow.models import load_vlm
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, retry_batch_size
+from vlmflow.settings import GenerationSettings, retried_generation
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 settings = GenerationSettings(**snakemake.params.generation)
 if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
-    batch = retry_batch_size(settings.batch_size, snakemake.resources.batch_divisor)
-    log.warning("attempt %d: batch size %d -> %d", snakemake.attempt, settings.batch_size, batch)
-    settings = replace(settings, batch_size=batch)
+    settings = retried_generation(settings, snakemake.resources.batch_divisor)
+    log.warning("attempt %d: batch size %d", snakemake.attempt, settings.batch_size)
 records = read_records(snakemake.input.cache)
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:

@@ -1,6 +1,5 @@
 """Glue for rule sanity_overfit: fail fast when the model cannot overfit a few samples."""
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -9,17 +8,15 @@ from vlmflow.gpu_slots import gpu_slot
 from vlmflow.io import write_json
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, TrainSettings, retry_batch_size
+from vlmflow.settings import GenerationSettings, TrainSettings, retried_training
 from vlmflow.training import sample_order, sanity_overfit
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
-divisor = snakemake.resources.batch_divisor
-if divisor > 1:  # a retry after running out of memory: same samples per step, smaller micro-batches
-    batch = retry_batch_size(settings.batch_size, divisor)
-    settings = replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)
+if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
+    settings = retried_training(settings, snakemake.resources.batch_divisor)
 gate = snakemake.params.sanity
 records = read_records(snakemake.input.caches)
 chosen = sample_order(len(records), settings.seed, 0, min(gate["samples"], len(records)))

@@ -1,7 +1,6 @@
 """Glue for rule train_model: train one experiment to one scale (step count), resumably."""
 
 import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -9,18 +8,16 @@ import torch
 from vlmflow.gpu_slots import gpu_slot
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, TrainSettings, retry_batch_size
+from vlmflow.settings import GenerationSettings, TrainSettings, retried_training
 from vlmflow.training import train_stage
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
-divisor = snakemake.resources.batch_divisor
-if divisor > 1:  # a retry after running out of memory: same samples per step, smaller micro-batches
-    batch = retry_batch_size(settings.batch_size, divisor)
-    settings = replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)
-    log.warning("attempt %d: micro-batch %d x %d accumulation", snakemake.attempt, batch, settings.grad_accum)
+if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
+    settings = retried_training(settings, snakemake.resources.batch_divisor)
+    log.warning("attempt %d: micro-batch %d x %d accumulation", snakemake.attempt, settings.batch_size, settings.grad_accum)
 records = read_records(snakemake.input.caches)
 digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in snakemake.input.caches)).hexdigest()
 previous = Path(snakemake.input.previous) if "previous" in snakemake.input.keys() else None
