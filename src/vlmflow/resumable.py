@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vlmflow.io import write_json
+from vlmflow.io import write_json, write_jsonl
 
 
 class ResumableJsonl:
@@ -63,7 +63,12 @@ class ResumableJsonl:
             os.fsync(handle.fileno())
         self.rows.extend(rows)
 
-    def finish(self) -> None:
-        """Publish the complete file under the output name and forget the resume state."""
-        os.replace(self.partial, self.output)
+    def finish(self, rows: Iterable[dict[str, Any]] | None = None) -> None:
+        """Publish the complete file under the output name (or, given `rows`, those instead: a
+        slimmer view of what was written) and forget the resume state."""
+        if rows is None:
+            os.replace(self.partial, self.output)
+        else:
+            write_jsonl(self.output, rows)
+            self.partial.unlink()
         self.meta.unlink(missing_ok=True)

@@ -45,11 +45,28 @@ class TrainSettings:
     lora_dropout: float = 0.05
     train_projector: bool = False  # LoRA mode: also train the projector (fully)
     train_vision: bool = False  # LoRA mode: also put LoRA on the vision tower
+    freeze_vision: bool = False  # full mode: keep the vision tower fixed (the projector still trains)
     checkpoint_every: int = 50
 
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size * self.grad_accum
+
+
+@dataclass(frozen=True)
+class PruningSettings:
+    """How visual tokens are ranked and dropped in a guided-pruning run (SGL, FastV, random)."""
+
+    method: str = "guided"  # guided (the guide's attention) | fastv (own last-token attention) | random
+    keep_ratios: tuple[float, ...] = (1.0, 0.4, 0.09)  # share of visual tokens kept from layer K on
+    prune_layer: float = 0.0  # K = int(num_layers * prune_layer); FastV ranks by layer K-1, so needs K >= 1
+    consistency_token_ratio: float = 0.05  # visual tokens the guide re-scores its answer with
+    guide_layers: tuple[int, ...] | None = None  # guide layers whose attention counts (None: all)
+    guide_rows: str = "prompt_and_generated"  # | prompt | generated | last_prompt
+    guide_text_mode: str = "none"  # | short_rationale: the guide's rationale goes into the decode prompt
+    guide_reasoning_mode: str = "none"  # | short_cot: the guide reasons briefly; only its attention is used
+    shared_vision: str = "auto"  # auto (when the towers match) | always (else an error) | never
+    seed: int = 0  # of the random ranking
 
 
 def batch_divisor(attempt: int) -> int:

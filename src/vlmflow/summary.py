@@ -59,9 +59,20 @@ def training_rows(entry: dict[str, Any], log_path: str | Path) -> list[dict[str,
     ]
 
 
+def statistics_rows(entry: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for a flat statistics file (e.g. attention-distribution differences): its numbers."""
+    base = {k: entry[k] for k in ("experiment", "family", "model", "dataset")} | {"source": entry["source"]}
+    n = stats.get("n")
+    return [base | {"n": n, "metric": key, "value": float(value)} for key, value in stats.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("n", "keep_ratio")]
+
+
 def entry_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
-    if entry.get("kind", "accuracy") == "training":
+    kind = entry.get("kind", "accuracy")
+    if kind == "training":
         return training_rows(entry, entry["source"])
+    if kind == "statistics":
+        return statistics_rows(entry, read_json(entry["source"]))
     return accuracy_rows(entry, read_json(entry["source"]))
 
 

@@ -52,9 +52,13 @@ def component(name: str) -> str:
 
 
 def prepare_model(model: PreTrainedModel, settings: TrainSettings) -> PreTrainedModel:
-    """Wrap with LoRA (language model by default) or unfreeze everything for a full fine-tune."""
+    """Wrap with LoRA (language model by default) or unfreeze everything (but a frozen vision
+    tower) for a full fine-tune."""
     if settings.mode == "full":
         model.requires_grad_(True)
+        if settings.freeze_vision:
+            for name, param in model.named_parameters():
+                param.requires_grad_(component(name) != "vision")
         return model
     if settings.mode != "lora":
         raise ValueError(f"unknown training mode '{settings.mode}'; choose lora or full")
