@@ -68,3 +68,12 @@ def test_summary_is_tidy(cache, tmp_path):
     assert overall["n"].to_list() == [3] and overall["value"][0] == pytest.approx(report["accuracy"])
     assert set(frame["metric"]) >= {"vqa_accuracy/answer_type=yes/no", "vqa_accuracy/question_type=how many"}
     assert frame.filter(pl.col("metric") == "vqa_accuracy/answer_type=yes/no")["value"][0] == 0.0
+
+
+def test_statistics_entries_give_one_row_per_number(tmp_path):
+    stats = tmp_path / "compare.json"
+    write_json(stats, {"baseline": "a", "variant": "b", "keep_ratio": 0.4, "n": 50, "avg_l1": 0.13, "top1_same_count": 50})
+    entry = {"experiment": "cot", "family": "guided", "model": "g", "dataset": "d", "kind": "statistics", "source": str(stats)}
+    frame = write_summary([entry], tmp_path / "summary.csv")
+    assert dict(zip(frame["metric"], frame["value"])) == {"avg_l1": 0.13, "top1_same_count": 50.0}
+    assert set(frame["n"]) == {50}
