@@ -4,7 +4,7 @@
 #
 # Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
 # JSONL) -> train (LoRA / full fine-tuning) -> infer (batched, resumable generation) -> evaluate
-# (VQA accuracy) -> report (summary).
+# (VQA accuracy) -> prune (guided visual-token pruning) -> report (summary).
 
 from snakemake.utils import min_version, validate
 
@@ -23,6 +23,7 @@ include: "rules/data.smk"
 include: "rules/infer.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/prune.smk"
 include: "rules/report.smk"
 
 
@@ -33,3 +34,4 @@ rule all:
         ablation_tables(),
         expand("results/train/{experiment}/loss.png", experiment=train_experiments()),
         expand("results/train/{experiment}/label_check.jsonl", experiment=train_experiments()),
+        guided_outputs(),

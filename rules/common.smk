@@ -4,7 +4,8 @@
 import re
 from dataclasses import asdict
 
-from vlmflow.settings import GenerationSettings, TrainSettings, batch_divisor
+from vlmflow.pruned_rows import keep_label
+from vlmflow.settings import GenerationSettings, PruningSettings, TrainSettings, batch_divisor
 
 # A GPU job that fails (out of memory, typically) is retried with its batch divided by 2, then 4.
 GPU_RETRIES = 2
@@ -19,6 +20,7 @@ GENERATION_DEFAULTS = {
     **asdict(GenerationSettings()),
     "variant": "official",
     "device": "auto",
+    "threads": 2,
     "tolerance": {"abs_tol": 0.0, "rel_tol": 0.0},
 }
 # Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match.
@@ -52,8 +54,13 @@ def built_models():
     return [name for name, spec in config["models"].items() if "build" in spec]
 
 
+def hybrid_models():
+    return [name for name, spec in config["models"].items() if "hybrid" in spec]
+
+
 def model_path(name):
-    """A configured checkpoint, a built tiny one, or the final checkpoint of a training experiment."""
+    """A configured checkpoint, a built tiny one or hybrid, or the final checkpoint of a training
+    experiment."""
     if name in train_experiments():
         return trained_model_path(name)
     spec = config["models"][name]
@@ -64,7 +71,15 @@ def trusts_remote_code(name):
     """Opt-in per model; a trained model inherits its base model's setting."""
     if name in train_experiments():
         return trusts_remote_code(train_spec(name)["model"])
-    return config["models"][name].get("trust_remote_code", False)
+    spec = config["models"][name]
+    if "hybrid" in spec:  # the language model's code runs it
+        return trusts_remote_code(spec["hybrid"]["language"])
+    return spec.get("trust_remote_code", False)
+
+
+def hybrid_inputs(wildcards):
+    spec = config["models"][wildcards.model]["hybrid"]
+    return {"vision": model_path(spec["vision"]), "language": model_path(spec["language"])}
 
 
 def dataset_inputs(wildcards):
@@ -126,6 +141,7 @@ TRAIN_DEFAULTS = {
     "system_prompt": None,
     "device": "auto",
     "wandb": False,
+    "threads": 2,
     "sanity": {"enabled": True, "samples": 64, "steps": 100, "threshold": 1.0},
 }
 
@@ -210,6 +226,96 @@ def generation_params(wildcards):
     return {key: spec[key] for key in asdict(GenerationSettings())}
 
 
+# ---- guided visual-token pruning ----------------------------------------------------------------
+
+# Settings a guided experiment inherits unless `guided.defaults` or the experiment sets them.
+GUIDED_DEFAULTS = {
+    **{k: v for k, v in asdict(PruningSettings()).items() if k != "method"},
+    "keep_ratios": list(PruningSettings().keep_ratios),
+    "methods": ["guided", "fastv", "random"],
+    "batch_size": 16,
+    "max_new_tokens": GENERATION_DEFAULTS["max_new_tokens"],
+    "reasoning_tokens": GENERATION_DEFAULTS["reasoning_tokens"],
+    "chunk_batches": GENERATION_DEFAULTS["chunk_batches"],
+    "prompt": GENERATION_DEFAULTS["prompt"],
+    "system_prompt": None,
+    "device": "auto",
+    "threads": GENERATION_DEFAULTS["threads"],
+}
+PRUNING_KEYS = tuple(asdict(PruningSettings()))
+BASELINE_METHODS = ("fastv", "random")
+
+
+def guided_experiments():
+    return config.get("guided", {}).get("experiments", {})
+
+
+def guided_spec(name):
+    """A guided experiment's full settings: built-in defaults < guided.defaults < the experiment."""
+    spec = {**GUIDED_DEFAULTS, **config.get("guided", {}).get("defaults", {}), **guided_experiments()[name]}
+    spec.setdefault("metric", DEFAULT_METRIC[config["datasets"][spec["dataset"]]["format"]])
+    return spec
+
+
+def pruning_params(wildcards):
+    spec = guided_spec(wildcards.experiment)
+    return {**{key: spec[key] for key in PRUNING_KEYS if key != "method"}, "method": wildcards.method}
+
+
+def guided_generation(wildcards):
+    spec = guided_spec(wildcards.experiment)
+    return {key: spec[key] for key in ("batch_size", "max_new_tokens", "reasoning_tokens", "chunk_batches", "prompt", "system_prompt")}
+
+
+def guided_run_inputs(wildcards):
+    spec = guided_spec(wildcards.experiment)
+    inputs = {"decode": model_path(spec["decode"]), **cache_outputs(spec["dataset"])}
+    if wildcards.method == "guided":
+        inputs["guide"] = model_path(spec["guide"])
+    return inputs
+
+
+def guided_answer_sets(name):
+    """(method, answers) pairs of an experiment: each method at each keep ratio, and the guide alone."""
+    spec = guided_spec(name)
+    pairs = [(method, f"keep-{keep_label(r)}") for method in spec["methods"] for r in spec["keep_ratios"]]
+    return pairs + ([("guided", "guide")] if "guided" in spec["methods"] else [])
+
+
+def guided_metrics(name):
+    return [f"results/guided/{name}/{method}/{answers}/metrics.json" for method, answers in guided_answer_sets(name)]
+
+
+def guided_outputs():
+    """Per experiment the retention table and plot, and the early-exit sweep when it has a guide;
+    per comparison its attention statistics."""
+    files = []
+    for name in guided_experiments():
+        files.append(f"results/guided/{name}/accuracy_vs_retention.png")
+        if "guided" in guided_spec(name)["methods"]:
+            files.append(f"results/guided/{name}/early_exit.png")
+    files += [f"results/guided/compare/{name}.md" for name in config.get("guided", {}).get("comparisons", {})]
+    return files
+
+
+def comparison_spec(name):
+    """A comparison of two guided experiments' guide attention, at one keep ratio of the decode
+    model (default: the smallest both ran)."""
+    spec = dict(config["guided"]["comparisons"][name])
+    if "keep_ratio" not in spec:
+        spec["keep_ratio"] = min(set(guided_spec(spec["baseline"])["keep_ratios"]) & set(guided_spec(spec["variant"])["keep_ratios"]))
+    return spec
+
+
+def comparison_inputs(wildcards):
+    spec = comparison_spec(wildcards.comparison)
+    return {
+        f"{role}_{kind}": f"results/guided/{spec[role]}/guided/{name}"
+        for role in ("baseline", "variant")
+        for kind, name in (("rows", "rows.jsonl"), ("importance", "importance.parquet"))
+    }
+
+
 def summary_entries():
     """One entry per metrics source that goes into results/summary.csv."""
     entries = [
@@ -247,6 +353,31 @@ def summary_entries():
                         "source": f"results/vqa/{experiment}/metrics.json",
                     }
                 )
+    for name in guided_experiments():
+        spec = guided_spec(name)
+        for method, answers in guided_answer_sets(name):
+            entries.append(
+                {
+                    "experiment": f"{name}.{method}.{answers}",
+                    "family": "guided",
+                    "model": spec["guide"] if answers == "guide" else spec["decode"],
+                    "dataset": spec["dataset"],
+                    "kind": "accuracy",
+                    "source": f"results/guided/{name}/{method}/{answers}/metrics.json",
+                }
+            )
+    for name in config.get("guided", {}).get("comparisons", {}):
+        spec = comparison_spec(name)
+        entries.append(
+            {
+                "experiment": name,
+                "family": "guided",
+                "model": guided_spec(spec["baseline"])["guide"],
+                "dataset": guided_spec(spec["baseline"])["dataset"],
+                "kind": "statistics",
+                "source": f"results/guided/compare/{name}.json",
+            }
+        )
     return entries
 
 
@@ -283,6 +414,22 @@ def check_references():
         for experiment in spec["experiments"]:
             if experiment not in vqa_experiments():
                 raise ValueError(f"config: ablations.{name}: unknown VQA experiment '{experiment}'")
+    for name, spec in config["models"].items():
+        for role in ("vision", "language"):
+            if "hybrid" in spec:
+                check(f"models.{name}.hybrid.{role}", "model", spec["hybrid"][role])
+    for name in guided_experiments():
+        spec = guided_spec(name)
+        for role in ("guide", "decode"):
+            if role not in spec:
+                raise ValueError(f"config: guided.experiments.{name}: no {role} model (set it there or in guided.defaults)")
+            check(f"guided.experiments.{name}.{role}", "model", spec[role])
+        check(f"guided.experiments.{name}.dataset", "dataset", spec["dataset"])
+    for name, spec in config.get("guided", {}).get("comparisons", {}).items():
+        for role in ("baseline", "variant"):
+            experiment = spec[role]
+            if experiment not in guided_experiments() or "guided" not in guided_spec(experiment)["methods"]:
+                raise ValueError(f"config: guided.comparisons.{name}.{role}: '{experiment}' is not a guided experiment with method 'guided'")
     for name, spec in train_experiments().items():
         check(f"train.experiments.{name}.model", "model", spec["model"])
         for key in ("datasets", "eval"):

@@ -13,7 +13,7 @@ rule infer_vqa:
         trust_remote_code=lambda wildcards: trusts_remote_code(vqa_experiment(wildcards.experiment)["model"]),
     wildcard_constraints:
         experiment=one_of(vqa_experiments()),
-    threads: 2
+    threads: lambda wildcards: vqa_experiment(wildcards.experiment)["threads"]
     retries: GPU_RETRIES
     resources:
         gpu=1,

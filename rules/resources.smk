@@ -93,3 +93,21 @@ rule build_model:
         "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/build_model.py"
+
+
+rule hybrid_checkpoint:
+    input:
+        unpack(hybrid_inputs),
+    output:
+        checkpoint=directory("resources/models/{model}"),
+    params:
+        projector=lambda wildcards: config["models"][wildcards.model]["hybrid"].get("projector", False),
+    wildcard_constraints:
+        model=one_of(hybrid_models()),
+    priority: 10  # a training job usually waits for it
+    log:
+        "logs/hybrid_checkpoint/{model}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/hybrid_checkpoint.py"

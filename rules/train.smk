@@ -65,7 +65,8 @@ rule train_model:
     wildcard_constraints:
         experiment=one_of(train_experiments()),
         step=r"\d+",
-    threads: 2
+    priority: 10  # the long pole: training starts before the shorter jobs that are also ready
+    threads: lambda wildcards: train_spec(wildcards.experiment)["threads"]
     retries: GPU_RETRIES
     resources:
         gpu=1,

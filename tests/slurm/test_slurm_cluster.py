@@ -23,7 +23,7 @@ from slurm_cluster import LocalSlurmCluster, install, missing_prerequisite
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "envs", "profiles"]
-GPU_RULES = ["infer_vqa", "sanity_overfit", "train_model"]
+GPU_RULES = ["infer_vqa", "sanity_overfit", "train_model", "guided_decode", "baseline_decode"]
 TARGET = "results/summary.csv"
 
 pytestmark = pytest.mark.slurm

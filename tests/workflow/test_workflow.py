@@ -118,6 +118,34 @@ def test_fine_tuning_chain(finished_run):
     assert sorted(losses["experiment"]) == ["tiny_lora", "tiny_sft"]
 
 
+def test_guided_pruning_family(finished_run):
+    guided = finished_run / "results" / "guided"
+    table = pl.read_csv(guided / "tiny_guided" / "retention.csv")
+    assert table.height == 3 * 2 + 1  # {guided, fastv, random} x {1, 0.5}, and the guide alone
+    unpruned = table.filter(pl.col("keep_ratio") == 1.0)
+    assert unpruned["vqa_accuracy"].n_unique() == 1, "keep 1 is the unpruned model whatever the ranking"
+    half = table.filter(pl.col("keep_ratio") == 0.5)
+    assert set(half["visual_tokens"]) == {2.0}  # 56 px: 4 visual tokens, half kept
+    importance = pl.read_parquet(guided / "tiny_guided" / "guided" / "importance.parquet")
+    assert importance.height == 10 and set(importance["n_visual"]) == {4}
+    rows = [json.loads(line) for line in (guided / "tiny_guided" / "guided" / "rows.jsonl").read_text().splitlines()]
+    assert {"confidence", "consistency", "exit_score"} <= set(rows[0]["guide"]) and "importance" not in rows[0]
+    sweep = pl.read_csv(guided / "tiny_guided" / "early_exit.csv")
+    assert {0.0, 1.0} <= set(sweep["decode_call_fraction"])
+    for figure in ("tiny_guided/accuracy_vs_retention.png", "tiny_guided/early_exit.png"):
+        assert (guided / figure).stat().st_size > 0, figure
+    stats = json.loads((guided / "compare" / "tiny_cot_attention.json").read_text())
+    assert stats["n"] == 10 and 0.0 <= stats["avg_jsd"] <= 0.7
+    assert "| avg_l1 |" in (guided / "compare" / "tiny_cot_attention.md").read_text()
+    hybrid = AutoModelForImageTextToText.from_pretrained(finished_run / "resources" / "models" / "hybrid")
+    donor = AutoModelForImageTextToText.from_pretrained(finished_run / "results" / "train" / "tiny_sft" / "step-4")
+    assert hybrid.config.text_config.hidden_size == 48
+    assert (hybrid.model.visual.blocks[0].attn.qkv.weight == donor.model.visual.blocks[0].attn.qkv.weight).all()
+    summary = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "guided")
+    assert "tiny_guided.guided.keep-0.5" in set(summary["experiment"])
+    assert "avg_top16_overlap" in set(summary.filter(pl.col("experiment") == "tiny_cot_attention")["metric"])
+
+
 def test_second_run_schedules_nothing(finished_run):
     run = snakemake(finished_run)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -148,6 +176,17 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
             ("evaluate_vqa", "experiment=tiny_sft.base.vqav2_val"),
             ("evaluate_vqa", "experiment=tiny_sft.vqav2_val"),
             ("summary", ""),
+            # the guided-pruning experiments on vqav2_val, and the comparison of their guides
+            ("guided_decode", "experiment=tiny_guided, method=guided"),
+            ("baseline_decode", "experiment=tiny_guided, method=fastv"),
+            ("baseline_decode", "experiment=tiny_guided, method=random"),
+            ("guided_decode", "experiment=tiny_guided_cot, method=guided"),
+            *[("evaluate_pruned", f"experiment=tiny_guided, method={method}, answers={answers}")
+              for method in ("guided", "fastv", "random") for answers in ("keep-1", "keep-0.5")],
+            ("evaluate_pruned", "experiment=tiny_guided, method=guided, answers=guide"),
+            *[("evaluate_pruned", f"experiment=tiny_guided_cot, method=guided, answers={answers}")
+              for answers in ("keep-1", "keep-0.5", "guide")],
+            ("compare_attention", "comparison=tiny_cot_attention"),
         ]
     )
 
@@ -200,7 +239,7 @@ def test_report_renders_every_family(finished_run):
         capture_output=True, text=True, timeout=300,
     ).stdout
     body = dom[dom.index("<body"):]
-    for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Summary"):
+    for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Guided token pruning", "Summary"):
         assert f">{category}<" in body, category  # rendered as a navigation entry
-    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "summary.csv"):
+    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "summary.csv"):
         assert figure in dom, figure
