@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import CORPUS, make_records
 
-from vlmflow.guidance import ImportanceAccumulator, confidence, random_scores, sequence_probability
 from vlmflow.attention_stats import read_importance
+from vlmflow.guidance import ImportanceAccumulator, confidence, random_scores, sequence_probability
 from vlmflow.guided import PrunedRunner, load_pair, run_pruned
 from vlmflow.inference import build_messages, load_image
 from vlmflow.models import load_vlm

@@ -20,13 +20,20 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
-from vlmflow.answer_modes import COT_PROMPT, RATIONALE_PROMPT, WITH_RATIONALE_PROMPT, extract_answer, format_followed
+from vlmflow.answer_modes import (
+    COT_PROMPT,
+    RATIONALE_PROMPT,
+    WITH_RATIONALE_PROMPT,
+    extract_answer,
+    format_followed,
+)
 from vlmflow.attention_stats import write_importance
 from vlmflow.early_exit import exit_score
 from vlmflow.guidance import ImportanceAccumulator, confidence, random_scores, sequence_probability
 from vlmflow.hybrid import same_vision_tower
 from vlmflow.inference import build_messages, load_image
 from vlmflow.models import load_vlm
+from vlmflow.pruned_rows import keep_label
 from vlmflow.pruning import (
     LanguageInputs,
     generate,
@@ -36,7 +43,6 @@ from vlmflow.pruning import (
     shares_projector_interface,
     vision_tower_states,
 )
-from vlmflow.pruned_rows import keep_label
 from vlmflow.records import Record
 from vlmflow.resumable import ResumableJsonl
 from vlmflow.settings import GenerationSettings, PruningSettings

@@ -8,15 +8,12 @@ checkpoint. Dimensions are checked before anything is written.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, PreTrainedModel
 
-from vlmflow.io import write_json
+from vlmflow.io import atomic_directory, write_json
 
 
 @dataclass(frozen=True)
@@ -117,23 +114,14 @@ def build_hybrid(vision_from: str | Path, language_from: str | Path, out_dir: st
     config_a = AutoConfig.from_pretrained(vision_from, local_files_only=True)
     config_b = AutoConfig.from_pretrained(language_from, local_files_only=True)
     check_graft(config_a, config_b, with_projector, str(vision_from), str(language_from))
-    load = dict(use_safetensors=True, local_files_only=True, dtype="auto")
+    load = {"use_safetensors": True, "local_files_only": True, "dtype": "auto"}
     model_a = AutoModelForImageTextToText.from_pretrained(vision_from, **load)
     model_b = AutoModelForImageTextToText.from_pretrained(language_from, **load)
     hybrid = graft(model_a, model_b, with_projector)
     processor = AutoProcessor.from_pretrained(language_from, local_files_only=True)
     processor.image_processor = AutoProcessor.from_pretrained(vision_from, local_files_only=True).image_processor
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_directory(out_dir) as tmp:
         hybrid.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         write_json(tmp / "vlmflow_hybrid.json", {"vision_from": str(vision_from), "language_from": str(language_from),
                                                  "projector_from": str(vision_from if with_projector else language_from)})
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin, get_cosine_schedule_with_warmup
 
-from vlmflow.io import write_json
+from vlmflow.io import atomic_directory, write_json
 from vlmflow.models import load_vlm
 from vlmflow.records import Record
 from vlmflow.settings import GenerationSettings, TrainSettings
@@ -276,20 +276,16 @@ class Trainer:
     def export(self, directory: Path, base_path: str | Path, extra: dict[str, Path] | None = None) -> None:
         """Write an Auto-loadable checkpoint (LoRA merged in), for LoRA the adapter alone in
         `adapter/`, and copies of the `extra` files or folders, atomically."""
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        for name, source in (extra or {}).items():
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp / name)
-        model = self.model
-        if isinstance(model, PeftModel):
-            model.save_pretrained(tmp / "adapter")
-            model = model.merge_and_unload()
-        model.save_pretrained(tmp)
-        self.processor.save_pretrained(tmp)
-        write_json(tmp / "vlmflow_train.json", {"base_model": str(base_path), "step": self.step, **asdict(self.settings)})
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
+        with atomic_directory(directory) as tmp:
+            for name, source in (extra or {}).items():
+                (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp / name)
+            model = self.model
+            if isinstance(model, PeftModel):
+                model.save_pretrained(tmp / "adapter")
+                model = model.merge_and_unload()
+            model.save_pretrained(tmp)
+            self.processor.save_pretrained(tmp)
+            write_json(tmp / "vlmflow_train.json", {"base_model": str(base_path), "step": self.step, **asdict(self.settings)})
 
 
 def train_fingerprint(base_path: str | Path, data_digest: str, settings: TrainSettings, generation: GenerationSettings) -> dict[str, Any]:

@@ -7,9 +7,6 @@ same spec and corpus give byte-identical weights and tokenizer files.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
+from vlmflow.io import atomic_directory
 from vlmflow.zoo.tokenizer import train_bpe
 
 # Qwen2-VL-Instruct's chat template, as shipped in its chat_template.json.
@@ -185,15 +183,6 @@ def build_checkpoint(spec: dict[str, Any], corpus_lines: list[str], out_dir: str
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.do_sample = False
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
