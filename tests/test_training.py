@@ -49,6 +49,15 @@ def test_lora_trains_only_the_language_model_by_default(family, tiny_checkpoints
     assert parts == {"language", "projector", "vision"}
 
 
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava"])
+def test_full_fine_tune_can_keep_the_vision_tower_fixed(family, tiny_checkpoints):
+    model, _ = load_vlm(tiny_checkpoints[family], device="cpu")
+    model = prepare_model(model, TrainSettings(mode="full", freeze_vision=True))
+    frozen = {component(n) for n, p in model.named_parameters() if not p.requires_grad}
+    trained = {component(n) for n, p in model.named_parameters() if p.requires_grad}
+    assert frozen == {"vision"} and trained == {"language", "projector"}
+
+
 def test_sample_order_is_a_function_of_position():
     stream = sample_order(5, seed=3, start=0, count=12)
     assert sorted(stream[:5]) == list(range(5)) and sorted(stream[5:10]) == list(range(5))
