@@ -1,0 +1,167 @@
+"""Last-prompt-token hidden states from one batched prefill, by forward hooks on the decoder layers,
+and the swap-pair features built from them (seed 004).
+
+The seed's extractors hook every layer and call generate(), keeping the prefill's last token; the
+features need only the prefill, so here one forward pass over a left-padded batch runs until the
+deepest requested layer and stops (the rest of the model never runs). With left padding the last
+position is every sample's last prompt token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, ProcessorMixin
+
+from vlmflow.errors import InputError
+from vlmflow.inference import build_messages, generate_batch, load_image
+from vlmflow.io import atomic_write
+from vlmflow.records import Record
+from vlmflow.settings import GenerationSettings
+from vlmflow.swap_metrics import check_answer
+
+# Where the zoo's families (and their relatives) keep the language model's decoder layers.
+LAYER_PATHS = (
+    "model.language_model.layers",  # Qwen2-VL, Qwen2.5-VL, LLaVA, Idefics3, InternVL (transformers 5)
+    "model.language_model.model.layers",
+    "language_model.model.layers",
+    "model.text_model.layers",
+    "model.llm.model.layers",  # NVILA-style
+    "model.layers",
+)
+
+
+class _Done(Exception):
+    """Raised by the hook of the deepest requested layer: nothing after it is needed."""
+
+
+def _get(module: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    for part in path.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+def decoder_layers(model: PreTrainedModel) -> tuple[str, torch.nn.ModuleList]:
+    """The language model's decoder layers and their module path; an error lists the candidates."""
+    for path in LAYER_PATHS:
+        layers = _get(model, path)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers):
+            return path, layers
+    candidates = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)]
+    raise ValueError(
+        f"{type(model).__name__}: no decoder layer list at {', '.join(LAYER_PATHS)}; "
+        f"module lists in this model: {', '.join(candidates) or 'none'}"
+    )
+
+
+def resolve_layers(requested: Sequence[int] | None, num_layers: int) -> list[int]:
+    """Layer indices (negative from the end) as sorted non-negative indices; None means all."""
+    if requested is None:
+        return list(range(num_layers))
+    bad = [i for i in requested if not -num_layers <= i < num_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range for a {num_layers}-layer language model")
+    return sorted({i % num_layers for i in requested})
+
+
+@torch.inference_mode()
+def last_token_states(model: PreTrainedModel, inputs: dict[str, torch.Tensor], layers: Sequence[int]) -> dict[int, np.ndarray]:
+    """{layer: (batch, hidden) float32} of the last position after each requested decoder layer,
+    from one prefill that stops after the deepest of them."""
+    _, modules = decoder_layers(model)
+    wanted = resolve_layers(layers, len(modules))
+    states: dict[int, np.ndarray] = {}
+
+    def hook(index: int):
+        def keep(_module, _args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            states[index] = hidden[:, -1, :].float().cpu().numpy()
+            if index == wanted[-1]:
+                raise _Done
+
+        return keep
+
+    handles = [modules[i].register_forward_hook(hook(i)) for i in wanted]
+    try:
+        (model.model if hasattr(model, "model") else model)(**inputs, use_cache=False)
+    except _Done:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return states
+
+
+def swap_pairs(records: Sequence[Record]) -> list[tuple[Record, Record]]:
+    """(original, swapped) record pairs, matched by `source["pair_id"]` and `source["role"]`."""
+    by_pair: dict[str, dict[str, Record]] = {}
+    for record in records:
+        source = record.source
+        if "pair_id" not in source or source.get("role") not in ("orig", "swap"):
+            raise InputError(record.dataset, "not a swap-pair record (needs source.pair_id and source.role)",
+                             record=record.question_id, field="source")
+        by_pair.setdefault(str(source["pair_id"]), {})[source["role"]] = record
+    unpaired = [pid for pid, roles in by_pair.items() if len(roles) != 2]
+    if unpaired:
+        raise InputError(records[0].dataset, f"{len(unpaired)} pairs lack their other question, e.g. {unpaired[:3]}")
+    return [(roles["orig"], roles["swap"]) for roles in by_pair.values()]
+
+
+@torch.inference_mode()
+def extract_swap_features(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    records: Sequence[Record],
+    settings: GenerationSettings,
+    layers: Sequence[int] | None,
+    dtype: str = "float16",
+) -> dict[str, np.ndarray]:
+    """Original, swapped and delta vectors per requested layer for every pair, with ids,
+    categories, groups, answers and correctness: the arrays of one NPZ.
+
+    Features come from one batched prefill per batch of questions; answers from a separate short
+    greedy generation (`settings.max_new_tokens`)."""
+    pairs = swap_pairs(records)
+    ordered = [record for pair in pairs for record in pair]  # orig, swap, orig, swap, ...
+    _, modules = decoder_layers(model)
+    wanted = resolve_layers(layers, len(modules))
+    states: dict[int, list[np.ndarray]] = {layer: [] for layer in wanted}
+    answers: list[str] = []
+    for start in tqdm(range(0, len(ordered), settings.batch_size), desc="swap features", unit="batch"):
+        batch = ordered[start : start + settings.batch_size]
+        texts = [processor.apply_chat_template(build_messages(r.question, settings), add_generation_prompt=True, tokenize=False)
+                 for r in batch]
+        inputs = processor(text=texts, images=[load_image(r) for r in batch], padding=True, return_tensors="pt").to(model.device)
+        for layer, values in last_token_states(model, dict(inputs), wanted).items():
+            states[layer].append(values)
+        answers += generate_batch(model, processor, batch, settings)
+    orig_answers, swap_answers = answers[0::2], answers[1::2]
+    out: dict[str, np.ndarray] = {
+        "layers": np.array(wanted),
+        "pair_id": np.array([o.source["pair_id"] for o, _ in pairs]),
+        "category": np.array([o.source["category"] for o, _ in pairs]),
+        "group": np.array([o.source["group"] for o, _ in pairs]),
+        "pred_orig": np.array(orig_answers),
+        "pred_swap": np.array(swap_answers),
+        "correct_orig": np.array([check_answer(a, o.answers[0]) for a, (o, _) in zip(orig_answers, pairs)]),
+        "correct_swap": np.array([check_answer(a, s.answers[0]) for a, (_, s) in zip(swap_answers, pairs)]),
+    }
+    for layer in wanted:
+        both = np.concatenate(states[layer])
+        orig, swap = both[0::2], both[1::2]
+        out[f"orig_L{layer}"] = orig.astype(dtype)
+        out[f"swap_L{layer}"] = swap.astype(dtype)
+        out[f"delta_L{layer}"] = (swap - orig).astype(dtype)  # from float32 states, then cast
+    return out
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Compressed NPZ, written atomically."""
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)

@@ -1,0 +1,214 @@
+"""Does swapping subject and reference move the hidden state the same way every time?
+
+Seed "Why Far Looks Up": a swap pair is one image with two questions that differ only in word
+order ("Is A left of B?" / "Is B left of A?"). For each pair and layer, delta = h_swap - h_orig
+(last prompt token). If a layer encodes the relation as a direction, deltas of one category point
+the same way (within-category consistency), the two opposite categories of a group point opposite
+ways (sign-corrected consistency), and, if "far" is read like "above", the vertical and distance
+deltas of the same scene line up (cross-group alignment, tested by re-pairing whole quads).
+Hidden states are anisotropic, so deltas are mean-centred first. The answer checks and accuracy
+tables say which pairs and categories the model gets right, i.e. which deltas are worth reading.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from vlmflow.data.swap_pairs import AXES, CATEGORIES, GROUP_OF, OPPOSITE
+
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "under": ("below", "beneath"),
+    "close": ("near", "nearby"),
+    "far": ("distant",),
+}
+
+
+def earliest_position(text: str, words: Sequence[str]) -> int:
+    """Earliest start index in lowercased `text` of any of `words` as a whole word; -1 if none."""
+    lowered = text.lower()
+    starts = [
+        m.start()
+        for word in words
+        if (m := re.search(rf"\b{re.escape(word.lower())}\b", lowered)) is not None
+    ]
+    return min(starts, default=-1)
+
+
+def check_answer(text: str, expected: str) -> bool:
+    """True iff `expected` (or a synonym) occurs and its opposite does not occur before it."""
+    if expected not in OPPOSITE:
+        raise ValueError(f"unknown answer word {expected!r}; expected one of {CATEGORIES}")
+    opposite = OPPOSITE[expected]
+    hit = earliest_position(text, (expected, *SYNONYMS.get(expected, ())))
+    miss = earliest_position(text, (opposite, *SYNONYMS.get(opposite, ())))
+    return hit >= 0 and (miss < 0 or hit < miss)
+
+
+def centre(deltas: np.ndarray) -> np.ndarray:
+    """Subtract the mean row."""
+    deltas = np.asarray(deltas, dtype=np.float64)
+    return deltas - deltas.mean(axis=0, keepdims=True)
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit norm; zero rows stay zero (so their cosines are 0)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine of two vectors; 0 if either is zero."""
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norm) if norm > 0 else 0.0
+
+
+def mean_pairwise_cosine(vectors: np.ndarray) -> dict:
+    """Mean and std of the cosine over all unordered row pairs i<j, and n (rows)."""
+    vectors = np.asarray(vectors, dtype=np.float64)
+    n = len(vectors)
+    if n < 2:
+        return {"mean": float("nan"), "std": float("nan"), "n": n}
+    unit = _unit_rows(vectors)
+    cosines = (unit @ unit.T)[np.triu_indices(n, k=1)]
+    return {"mean": float(cosines.mean()), "std": float(cosines.std()), "n": n}
+
+
+def _prepared(deltas: np.ndarray, labels: Sequence[str], centre_first: bool) -> np.ndarray:
+    """Deltas as float rows, one label each, centred over all rows when asked."""
+    deltas = np.asarray(deltas, dtype=np.float64)
+    if len(deltas) != len(labels):
+        raise ValueError(f"{len(deltas)} deltas but {len(labels)} categories")
+    unknown = set(labels) - set(CATEGORIES)
+    if unknown:
+        raise ValueError(f"unknown categories {sorted(unknown)}; expected some of {CATEGORIES}")
+    return centre(deltas) if centre_first else deltas
+
+
+def within_category_consistency(
+    deltas: np.ndarray, categories: Sequence[str], centre_first: bool = True
+) -> dict[str, dict]:
+    """Per category present: mean_pairwise_cosine of its deltas (centred over all rows first)."""
+    deltas = _prepared(deltas, categories, centre_first)
+    labels, present = np.asarray(categories), set(categories)
+    return {c: mean_pairwise_cosine(deltas[labels == c]) for c in CATEGORIES if c in present}
+
+
+def sign_corrected_consistency(
+    deltas: np.ndarray, categories: Sequence[str], centre_first: bool = True
+) -> dict[str, dict]:
+    """Per group present: mean_pairwise_cosine after flipping right/under/close deltas.
+
+    If a group's two categories move along one axis in opposite directions, flipping the second
+    category's deltas makes the whole group point one way.
+    """
+    deltas = _prepared(deltas, categories, centre_first)
+    labels = np.asarray(categories)
+    present = {GROUP_OF[c] for c in categories}
+    out = {}
+    for group, (_, second) in AXES.items():
+        if group not in present:
+            continue
+        rows = np.isin(labels, AXES[group])
+        signs = np.where(labels[rows] == second, -1.0, 1.0)
+        out[group] = mean_pairwise_cosine(deltas[rows] * signs[:, None])
+    return out
+
+
+def cross_group_alignment(
+    delta_vertical: np.ndarray,
+    delta_distance: np.ndarray,
+    n_permutations: int = 100,
+    seed: int = 0,
+    centre_first: bool = True,
+) -> dict:
+    """Does each scene's distance delta point along the same scene's vertical delta?
+
+    Rows are quads. The observed statistic is the mean per-quad cosine; the null re-pairs whole
+    rows (which distance delta goes with which vertical delta), so it keeps every direction the
+    two matrices share globally and only tests the per-scene pairing. The global agreement is
+    `mean_delta_alignment`, computed on the uncentred deltas (after centring both means are 0).
+    """
+    vertical = np.asarray(delta_vertical, dtype=np.float64)
+    distance = np.asarray(delta_distance, dtype=np.float64)
+    if vertical.shape != distance.shape:
+        raise ValueError(f"shape mismatch: vertical {vertical.shape}, distance {distance.shape}")
+    n = len(vertical)
+    if n < 2:
+        nan = float("nan")
+        return {
+            "per_sample_mean": nan, "per_sample_std": nan, "n": n, "mean_delta_alignment": nan,
+            "null_mean": nan, "null_std": nan, "p_value": nan,
+        }  # fmt: skip
+    mean_alignment = _cosine(vertical.mean(axis=0), distance.mean(axis=0))
+    if centre_first:
+        vertical, distance = centre(vertical), centre(distance)
+    unit_v, unit_d = _unit_rows(vertical), _unit_rows(distance)
+    cosines = np.einsum("ij,ij->i", unit_v, unit_d)
+    observed = cosines.mean()
+    rng = np.random.default_rng(seed)
+    null = np.array(
+        [np.einsum("ij,ij->i", unit_v, unit_d[rng.permutation(n)]).mean()
+         for _ in range(n_permutations)]
+    )  # fmt: skip
+    return {
+        "per_sample_mean": float(observed),
+        "per_sample_std": float(cosines.std()),
+        "n": n,
+        "mean_delta_alignment": mean_alignment,
+        "null_mean": float(null.mean()) if n_permutations else float("nan"),
+        "null_std": float(null.std()) if n_permutations else float("nan"),
+        "p_value": float((1 + np.sum(null >= observed)) / (1 + n_permutations)),
+    }
+
+
+def _accuracy(flags: np.ndarray) -> float:
+    """Mean of booleans; nan when empty."""
+    return float(flags.mean()) if flags.size else float("nan")
+
+
+def pred_stats(
+    groups: Sequence[str], correct_orig: Sequence[bool], correct_swap: Sequence[bool]
+) -> dict[str, dict]:
+    """Per group present and "all": n and orig, swap and both-correct accuracy over pairs."""
+    if not len(groups) == len(correct_orig) == len(correct_swap):
+        raise ValueError("groups, correct_orig and correct_swap differ in length")
+    labels = np.asarray(groups)
+    orig = np.asarray(correct_orig, dtype=bool)
+    swap = np.asarray(correct_swap, dtype=bool)
+    present = set(groups)
+    selections = {g: labels == g for g in AXES if g in present}
+    selections["all"] = np.ones(len(labels), dtype=bool)
+    return {
+        name: {
+            "n": int(rows.sum()),
+            "orig_accuracy": _accuracy(orig[rows]),
+            "swap_accuracy": _accuracy(swap[rows]),
+            "both_accuracy": _accuracy(orig[rows] & swap[rows]),
+        }
+        for name, rows in selections.items()
+    }
+
+
+def category_validity(
+    categories: Sequence[str],
+    correct_orig: Sequence[bool],
+    correct_swap: Sequence[bool],
+    threshold: float = 0.6,
+) -> dict[str, dict]:
+    """Per category present: n pairs, accuracy over both questions, reliable = accuracy >= threshold."""
+    if not len(categories) == len(correct_orig) == len(correct_swap):
+        raise ValueError("categories, correct_orig and correct_swap differ in length")
+    labels = np.asarray(categories)
+    answers = np.stack(
+        [np.asarray(correct_orig, dtype=bool), np.asarray(correct_swap, dtype=bool)], axis=1
+    )
+    out = {}
+    for c in CATEGORIES:
+        rows = labels == c
+        if rows.any():
+            accuracy = _accuracy(answers[rows])
+            out[c] = {"n": int(rows.sum()), "accuracy": accuracy, "reliable": accuracy >= threshold}
+    return out
