@@ -9,7 +9,13 @@ from conftest import make_records
 
 from vlmflow.inference import build_messages, load_image
 from vlmflow.models import load_vlm
-from vlmflow.probing import decoder_layers, extract_swap_features, last_token_states, swap_pairs, write_npz
+from vlmflow.probing import (
+    decoder_layers,
+    extract_swap_features,
+    last_token_states,
+    swap_pairs,
+    write_npz,
+)
 from vlmflow.records import Record
 from vlmflow.settings import GenerationSettings
 
