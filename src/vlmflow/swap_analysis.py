@@ -16,7 +16,12 @@ import numpy as np
 import polars as pl
 
 from vlmflow.io import atomic_write, write_json
-from vlmflow.swap_metrics import category_validity, pred_stats, sign_corrected_consistency, within_category_consistency
+from vlmflow.swap_metrics import (
+    category_validity,
+    pred_stats,
+    sign_corrected_consistency,
+    within_category_consistency,
+)
 
 TAGS = ("all", "both_correct")
 
