@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from vlmflow.guided import PrunedRunner, load_pair
-from vlmflow.inference import build_messages, load_image
+from vlmflow.inference import encode_batch
 from vlmflow.io import write_json
 from vlmflow.models import load_vlm
 from vlmflow.pruning import generate, prepare_inputs
@@ -78,10 +78,7 @@ def prefill_once(decode: str, records: list[Record], keep: float, threads: int, 
     """In a fresh process: median prefill time, KV cache size and peak memory at one keep ratio."""
     torch.set_num_threads(threads)
     model, processor = load_vlm(decode)
-    settings = GenerationSettings()
-    texts = [processor.apply_chat_template(build_messages(r.question, settings), add_generation_prompt=True, tokenize=False) for r in records]
-    inputs = processor(text=texts, images=[load_image(r) for r in records], padding=True, return_tensors="pt").to(model.device)
-    language = prepare_inputs(model, dict(inputs))
+    language = prepare_inputs(model, dict(encode_batch(model, processor, records, GenerationSettings())))
     scores = [torch.rand(n) for n in language.visual_counts]
     ids = {"eos_token_ids": [processor.tokenizer.eos_token_id], "pad_token_id": processor.tokenizer.pad_token_id}
     cuda = model.device.type == "cuda"

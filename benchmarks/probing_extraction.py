@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from vlmflow.inference import build_messages, load_image
+from vlmflow.inference import encode_batch
 from vlmflow.io import write_json
 from vlmflow.models import load_vlm
 from vlmflow.probing import decoder_layers, last_token_states
@@ -29,12 +29,6 @@ from vlmflow.records import read_records
 from vlmflow.settings import GenerationSettings
 
 SETTINGS = GenerationSettings()
-
-
-def encode(processor, records, device):
-    texts = [processor.apply_chat_template(build_messages(r.question, SETTINGS), add_generation_prompt=True, tokenize=False)
-             for r in records]
-    return processor(text=texts, images=[load_image(r) for r in records], padding=True, return_tensors="pt").to(device)
 
 
 def seed_style(model, processor, records, max_new_tokens: int) -> np.ndarray:
@@ -55,7 +49,7 @@ def seed_style(model, processor, records, max_new_tokens: int) -> np.ndarray:
         for record in records:
             captured.clear()
             with torch.inference_mode():
-                model.generate(**encode(processor, [record], model.device), max_new_tokens=max_new_tokens, do_sample=False)
+                model.generate(**encode_batch(model, processor, [record], SETTINGS), max_new_tokens=max_new_tokens, do_sample=False)
             rows.append(torch.stack([captured[i][0] for i in range(len(layers))]).numpy())
     finally:
         for handle in handles:
@@ -67,7 +61,7 @@ def batched(model, processor, records, batch_size: int) -> np.ndarray:
     _, layers = decoder_layers(model)
     parts = []
     for start in range(0, len(records), batch_size):
-        states = last_token_states(model, dict(encode(processor, records[start : start + batch_size], model.device)), None)
+        states = last_token_states(model, dict(encode_batch(model, processor, records[start : start + batch_size], SETTINGS)), None)
         parts.append(np.stack([states[i] for i in range(len(layers))], axis=1))
     return np.concatenate(parts)
 

@@ -31,7 +31,7 @@ from vlmflow.attention_stats import write_importance
 from vlmflow.early_exit import exit_score
 from vlmflow.guidance import ImportanceAccumulator, confidence, random_scores, sequence_probability
 from vlmflow.hybrid import same_vision_tower
-from vlmflow.inference import build_messages, load_image
+from vlmflow.inference import encode_batch, load_image
 from vlmflow.models import load_vlm
 from vlmflow.pruned_rows import keep_label
 from vlmflow.pruning import (
@@ -109,12 +109,6 @@ def load_pair(decode_path: str | Path, guide_path: str | Path | None, settings: 
     return pair
 
 
-def _encode(processor: ProcessorMixin, records: Sequence[Record], images, settings: GenerationSettings, texts: Sequence[str], device):
-    chats = [processor.apply_chat_template(build_messages(r.question, settings, t), add_generation_prompt=True, tokenize=False)
-             for r, t in zip(records, texts)]
-    return processor(text=chats, images=images, padding=True, return_tensors="pt").to(device)
-
-
 def _special_ids(model: PreTrainedModel, processor: ProcessorMixin) -> tuple[list[int], int]:
     eos = model.generation_config.eos_token_id
     eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -155,7 +149,7 @@ class PrunedRunner:
         model, processor, p, g = self.pair.guide, self.pair.guide_processor, self.pruning, self.generation
         cot = p.guide_reasoning_mode == "short_cot"
         template = COT_PROMPT if cot else g.prompt
-        inputs = _encode(processor, records, images, g, [template.format(question=r.question) for r in records], self.device)
+        inputs = encode_batch(model, processor, records, g, [template.format(question=r.question) for r in records], images)
         language = prepare_inputs(model, inputs, tower_states)
         num_layers = len(language_model(model).layers)
         importance = ImportanceAccumulator(language, num_layers, p.guide_layers, p.guide_rows)
@@ -175,7 +169,7 @@ class PrunedRunner:
         ]
         if p.guide_text_mode == "short_rationale":
             asks = [RATIONALE_PROMPT.format(question=r.question) for r in records]
-            why = prepare_inputs(model, _encode(processor, records, images, g, asks, self.device), tower_states)
+            why = prepare_inputs(model, encode_batch(model, processor, records, g, asks, images), tower_states)
             notes = generate(model, why, max_new_tokens=g.reasoning_tokens, eos_token_ids=eos, pad_token_id=pad)
             for row, text in zip(rows, _decode_text(processor, notes.tokens)):
                 row["rationale"] = " ".join(text.split())
@@ -203,7 +197,7 @@ class PrunedRunner:
             if p.guide_text_mode == "short_rationale":
                 asks = [WITH_RATIONALE_PROMPT.replace("{rationale}", e["rationale"]).replace("{question}", r.question)
                         for r, e in zip(records, extras)]
-        inputs = prepare_inputs(pair.decode, _encode(pair.decode_processor, records, images, g, asks, self.device), tower_states)
+        inputs = prepare_inputs(pair.decode, encode_batch(pair.decode, pair.decode_processor, records, g, asks, images), tower_states)
         if guide_inputs is not None:
             check_grids(records, guide_inputs, inputs)
         if p.method == "random":

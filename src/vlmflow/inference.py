@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, ProcessorMixin
+from transformers import BatchFeature, PreTrainedModel, ProcessorMixin
 
 from vlmflow.answer_modes import (
     RATIONALE_PROMPT,
@@ -55,7 +55,39 @@ def load_image(record: Record) -> Image.Image:
         raise InputError(record.image, f"cannot read image ({err})", record=record.question_id, field="image") from err
 
 
+def encode_batch(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    records: Sequence[Record],
+    settings: GenerationSettings,
+    user_texts: Sequence[str] | None = None,
+    images: Sequence[Image.Image] | None = None,
+) -> BatchFeature:
+    """One left-padded batch of chat prompts with their images, on the model's device and dtype.
+
+    `user_texts` replaces the settings' prompt per record; `images` reuses images already loaded."""
+    texts = [
+        processor.apply_chat_template(
+            build_messages(r.question, settings, user_texts[i] if user_texts else None),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for i, r in enumerate(records)
+    ]
+    images = list(images) if images is not None else [load_image(r) for r in records]
+    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt").to(model.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    return inputs
+
+
 @torch.inference_mode()
+def generate_encoded(model: PreTrainedModel, processor: ProcessorMixin, inputs: BatchFeature, max_new_tokens: int) -> list[str]:
+    """Greedy generation for an encoded batch; returns the decoded new text per row."""
+    output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
 def generate_batch(
     model: PreTrainedModel,
     processor: ProcessorMixin,
@@ -67,21 +99,8 @@ def generate_batch(
     """Greedy generation for one left-padded batch; returns the decoded new text per record.
 
     `user_texts` replaces the settings' prompt per record (answer modes build their own)."""
-    texts = [
-        processor.apply_chat_template(
-            build_messages(r.question, settings, user_texts[i] if user_texts else None),
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for i, r in enumerate(records)
-    ]
-    images = [load_image(r) for r in records]
-    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt").to(model.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    output = model.generate(**inputs, max_new_tokens=max_new_tokens or settings.max_new_tokens, do_sample=False)
-    new_tokens = output[:, inputs["input_ids"].shape[1] :]
-    return processor.batch_decode(new_tokens, skip_special_tokens=True)
+    inputs = encode_batch(model, processor, records, settings, user_texts)
+    return generate_encoded(model, processor, inputs, max_new_tokens or settings.max_new_tokens)
 
 
 def check_settings(settings: GenerationSettings) -> None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.errors import InputError
-from vlmflow.inference import build_messages, generate_batch, load_image
+from vlmflow.inference import encode_batch, generate_encoded
 from vlmflow.io import atomic_write
 from vlmflow.records import Record
 from vlmflow.settings import GenerationSettings
@@ -134,13 +134,10 @@ def extract_swap_features(
     states: dict[int, list[np.ndarray]] = {layer: [] for layer in wanted}
     answers: list[str] = []
     for start in tqdm(range(0, len(ordered), settings.batch_size), desc="swap features", unit="batch"):
-        batch = ordered[start : start + settings.batch_size]
-        texts = [processor.apply_chat_template(build_messages(r.question, settings), add_generation_prompt=True, tokenize=False)
-                 for r in batch]
-        inputs = processor(text=texts, images=[load_image(r) for r in batch], padding=True, return_tensors="pt").to(model.device)
+        inputs = encode_batch(model, processor, ordered[start : start + settings.batch_size], settings)
         for layer, values in last_token_states(model, dict(inputs), wanted).items():
             states[layer].append(values)
-        answers += generate_batch(model, processor, batch, settings)
+        answers += generate_encoded(model, processor, inputs, settings.max_new_tokens)
     orig_answers, swap_answers = answers[0::2], answers[1::2]
     out: dict[str, np.ndarray] = {
         "layers": np.array(wanted),

@@ -17,9 +17,7 @@ import seaborn as sns  # noqa: E402
 from vlmflow.ablation import markdown  # noqa: E402
 from vlmflow.io import atomic_write, read_json  # noqa: E402
 from vlmflow.records import Record  # noqa: E402
-from vlmflow.vqa_metric import exact_match, vqa_score  # noqa: E402
-
-SCORERS = {"vqa_accuracy": vqa_score, "exact_match": exact_match}
+from vlmflow.vqa_metric import metric_score  # noqa: E402
 
 
 def retention_frame(runs: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -67,18 +65,17 @@ def write_retention(frame: pl.DataFrame, title: str, csv_path: str | Path, md_pa
 def early_exit_frame(rows: Sequence[Mapping[str, Any]], records: Sequence[Record], metric: str) -> pl.DataFrame:
     """Per question and keep ratio: the guide's exit score, and whether the guide and the decode
     model (at that keep ratio) answered correctly."""
-    score = SCORERS[metric]
     answers = {r.question_id: r.answers for r in records}
     out = []
     for row in rows:
         truth = answers[row["question_id"]]
-        guide_correct = score(row["guide"]["prediction"], truth)
+        guide_correct = metric_score(row["guide"]["prediction"], truth, metric)
         for label, answer in row["keep"].items():
             out.append({
                 "question_id": row["question_id"],
                 "keep_ratio": float(label),
                 "score": row["guide"]["exit_score"],
                 "guide_correct": guide_correct,
-                "decode_correct": score(answer["prediction"], truth),
+                "decode_correct": metric_score(answer["prediction"], truth, metric),
             })
     return pl.DataFrame(out)

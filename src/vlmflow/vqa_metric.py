@@ -42,6 +42,7 @@ __all__ = [
     "VARIANTS",
     "accuracy_report",
     "exact_match",
+    "metric_score",
     "normalize_answer",
     "pre_clean",
     "process_digit_article",
@@ -252,6 +253,13 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 # --------------------------------------------------------------------------
 
 
+def metric_score(prediction: str, answers: Sequence[str], metric: str, variant: str = "official") -> float:
+    """One prediction's score under `metric`: the VQA accuracy or exact match."""
+    if metric == "vqa_accuracy":
+        return vqa_score(prediction, answers, variant=variant)
+    return exact_match(prediction, answers)
+
+
 def _mean_block(scores: list[float]) -> dict[str, Any]:
     return {"n": len(scores), "accuracy": sum(scores) / len(scores) if scores else 0.0}
 
@@ -277,10 +285,7 @@ def accuracy_report(
     by_answer_type: dict[str, list[float]] = {}
     by_question_type: dict[str, list[float]] = {}
     for item in items:
-        if metric == "vqa_accuracy":
-            score = vqa_score(item["prediction"], item["answers"], variant=variant)
-        else:
-            score = exact_match(item["prediction"], item["answers"])
+        score = metric_score(item["prediction"], item["answers"], metric, variant)
         scores.append(score)
         answer_type = item.get("answer_type")
         if answer_type is not None:
