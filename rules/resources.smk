@@ -53,6 +53,7 @@ rule synth_kvasir:
 rule synth_swap_pairs:
     output:
         tsv="resources/raw/swap_pairs/swap_pairs_{split}.tsv",
+        boxes="resources/raw/swap_pairs/swap_pairs_{split}_boxes.json",
     params:
         synth_params("swap_pairs"),
     wildcard_constraints:

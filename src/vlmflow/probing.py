@@ -158,6 +158,33 @@ def extract_swap_features(
     return out
 
 
+def cross_group_arrays(pairs: dict[str, np.ndarray], vertical: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """The quads' arrays (the seed's cross_group_vectors NPZ): per quad its vertical delta and the
+    delta of the distance pair on the same scene (joined by pair_id), categories and correctness.
+    `vertical` is None when no scene has a vertical relation: zero quads, same keys."""
+    layers = pairs["layers"]
+    if vertical is None:
+        rows: list[int] = []
+        vertical = {"pair_id": np.array([], dtype=str), "category": np.array([], dtype=str),
+                    "correct_orig": np.array([], dtype=bool), "correct_swap": np.array([], dtype=bool)}
+        vertical |= {f"delta_L{n}": pairs[f"delta_L{n}"][:0] for n in layers}
+    else:
+        index = {str(pid): i for i, pid in enumerate(pairs["pair_id"])}
+        rows = [index[str(pid)] for pid in vertical["pair_id"]]
+    out = {
+        "layers": layers,
+        "pair_id": vertical["pair_id"],
+        "category_vertical": vertical["category"],
+        "category_distance": pairs["category"][rows],
+        "correct_vertical": vertical["correct_orig"] & vertical["correct_swap"],
+        "correct_distance": pairs["correct_orig"][rows] & pairs["correct_swap"][rows],
+    }
+    for n in layers:
+        out[f"delta_vert_L{n}"] = vertical[f"delta_L{n}"]
+        out[f"delta_dist_L{n}"] = pairs[f"delta_L{n}"][rows]
+    return out
+
+
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Compressed NPZ, written atomically."""
     with atomic_write(path, "wb") as handle:

@@ -16,5 +16,5 @@ match snakemake.rule:
     case "synth_kvasir":
         write_kvasir(Path(snakemake.output.parquet), split, p["n"], **common)
     case "synth_swap_pairs":
-        write_swap_pairs(Path(snakemake.output.tsv), split, p["n"], **common)
+        write_swap_pairs(Path(snakemake.output.tsv), split, p["n"], **common, boxes_path=Path(snakemake.output.boxes))
 log.info("%s: wrote split %s with %d items", snakemake.rule, split, p["n"])

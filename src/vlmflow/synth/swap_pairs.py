@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 
 from vlmflow.data.swap_pairs import AXES, CATEGORIES, COLUMNS, GROUP_OF, OPPOSITE
-from vlmflow.io import atomic_write
+from vlmflow.io import atomic_write, write_json
 from vlmflow.synth import scenes
 
 # group -> question template; the subject is {a}, the reference {b}.
@@ -64,9 +64,13 @@ def _draw(objects: list[tuple[str, str, tuple]], rng: random.Random, size: int) 
     return scenes.jpeg_bytes(image)
 
 
-def write_swap_pairs(out_path: Path, split: str, n_pairs: int, seed: int, image_size: int = 224) -> None:
-    """Write the TSV (header row, one pair per row, the image inline as base64 JPEG)."""
+def write_swap_pairs(
+    out_path: Path, split: str, n_pairs: int, seed: int, image_size: int = 224, boxes_path: Path | None = None
+) -> None:
+    """Write the TSV (header row, one pair per row, the image inline as base64 JPEG) and, with
+    `boxes_path`, the scenes' bbox cache (`vlmflow.swap_quads`: subject and reference per row)."""
     scenes.check_split(split)
+    boxes: dict[str, dict] = {}
     rng = scenes.make_rng(seed, "swap_pairs", split)
     categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(n_pairs)]
     rng.shuffle(categories)
@@ -80,10 +84,15 @@ def write_swap_pairs(out_path: Path, split: str, n_pairs: int, seed: int, image_
             box_a, box_b = _layout(category, rng, image_size)
             jpeg = _draw([(ca, sa, box_a), (cb, sb, box_b)], rng, image_size)
             template = TEMPLATES[group]
+            question_id = QUESTION_ID_OFFSET[split] + index
+            boxes[str(question_id)] = {
+                "subject": {"name": a, "box": list(box_a)},
+                "reference": {"name": b, "box": list(box_b)},
+            }
             writer.writerow(
                 [
                     index,
-                    QUESTION_ID_OFFSET[split] + index,
+                    question_id,
                     base64.b64encode(jpeg).decode("ascii"),
                     template.format(a=a, b=b),
                     template.format(a=b, b=a),
@@ -93,3 +102,5 @@ def write_swap_pairs(out_path: Path, split: str, n_pairs: int, seed: int, image_
                     group,
                 ]
             )
+    if boxes_path is not None:
+        write_json(boxes_path, boxes)
