@@ -4,7 +4,8 @@
 #
 # Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
 # JSONL) -> train (LoRA / full fine-tuning) -> infer (batched, resumable generation) -> evaluate
-# (VQA accuracy) -> prune (guided visual-token pruning) -> report (summary).
+# (VQA accuracy) -> prune (guided visual-token pruning) -> probe (hidden states of swap pairs
+# across checkpoints) -> report (summary).
 
 from snakemake.utils import min_version, validate
 
@@ -24,6 +25,7 @@ include: "rules/infer.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/prune.smk"
+include: "rules/probe.smk"
 include: "rules/report.smk"
 
 
@@ -35,3 +37,4 @@ rule all:
         expand("results/train/{experiment}/loss.png", experiment=train_experiments()),
         expand("results/train/{experiment}/label_check.jsonl", experiment=train_experiments()),
         guided_outputs(),
+        probing_outputs(),

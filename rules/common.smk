@@ -316,6 +316,103 @@ def comparison_inputs(wildcards):
     }
 
 
+# ---- hidden-state probing ------------------------------------------------------------------------
+
+# Settings a probing experiment inherits unless `probing.defaults` or the experiment sets them.
+PROBING_DEFAULTS = {
+    "layers": None,
+    "dtype": "float16",
+    "batch_size": 16,
+    "max_new_tokens": 8,
+    "permutations": 100,
+    "seed": 0,
+    "reliable_threshold": 0.6,
+    "summary_layer": -1,
+    "vertical_template": "Is the {a} above or under the {b}?",
+    "prompt": GENERATION_DEFAULTS["prompt"],
+    "system_prompt": None,
+    "device": "auto",
+    "threads": GENERATION_DEFAULTS["threads"],
+}
+
+PROBING_TAGS = ("all", "both_correct")  # every consistency over all pairs and over both-correct ones
+
+
+def probing_experiments():
+    return config.get("probing", {}).get("experiments", {})
+
+
+def probing_spec(name):
+    """A probing experiment's full settings: built-in defaults < probing.defaults < the experiment;
+    with `train`, the prompt format trained on."""
+    spec = {**PROBING_DEFAULTS, **config.get("probing", {}).get("defaults", {}), **probing_experiments()[name]}
+    if "train" in spec:
+        spec |= train_generation(spec["train"])
+    return spec
+
+
+def probing_scales(name):
+    """{scale: (model label, checkpoint path)} in order. With `train`: "vanilla" (the base model)
+    and "step-<n>" for every checkpoint the training experiment keeps; else the `scales` mapping
+    of scale names to configured models."""
+    spec = probing_spec(name)
+    if "train" in spec:
+        train = spec["train"]
+        base = train_spec(train)["model"]
+        scales = {"vanilla": (base, model_path(base))}
+        for step in train_stages(train):
+            scales[f"step-{step}"] = (f"{train}/step-{step}", f"results/train/{train}/step-{step}")
+        return scales
+    return {scale: (model, model_path(model)) for scale, model in spec["scales"].items()}
+
+
+def probing_scale_names():
+    return sorted({scale for name in probing_experiments() for scale in probing_scales(name)})
+
+
+def probing_extract_inputs(wildcards):
+    spec = probing_spec(wildcards.experiment)
+    scales = probing_scales(wildcards.experiment)
+    if wildcards.scale not in scales:
+        raise ValueError(f"results/probing/{wildcards.experiment}: '{wildcards.scale}' is not one of its scales {list(scales)}")
+    inputs = {"model": scales[wildcards.scale][1], **cache_outputs(spec["dataset"])}
+    boxes = config["datasets"][spec["dataset"]].get("boxes")
+    if boxes:
+        inputs["boxes"] = boxes
+    return inputs
+
+
+def probing_generation(wildcards):
+    spec = probing_spec(wildcards.experiment)
+    return {key: spec[key] for key in ("batch_size", "max_new_tokens", "prompt", "system_prompt")}
+
+
+def probing_scale_model(wildcards):
+    """Whether the scale's model opts in to remote code (a train step inherits its base's choice)."""
+    spec = probing_spec(wildcards.experiment)
+    model = train_spec(spec["train"])["model"] if "train" in spec else spec["scales"][wildcards.scale]
+    return trusts_remote_code(model)
+
+
+def probing_analysis(wildcards):
+    """The per-scale files the merge reads, for every scale."""
+    root = f"results/probing/{wildcards.experiment}"
+    return [
+        path
+        for scale in probing_scales(wildcards.experiment)
+        for path in (
+            f"{root}/json/pred_stats_{scale}.json",
+            f"{root}/json/category_validity_{scale}.json",
+            f"{root}/csv/consistency_{scale}.csv",
+            f"{root}/csv/cross_alignment_{scale}.csv",
+        )
+    ]
+
+
+def probing_outputs():
+    return [f"results/probing/{name}/plots/ablation.png" for name in probing_experiments()]
+
+
 def summary_entries():
     """One entry per metrics source that goes into results/summary.csv."""
     entries = [
@@ -378,6 +475,17 @@ def summary_entries():
                 "source": f"results/guided/compare/{name}.json",
             }
         )
+    for name in probing_experiments():
+        entries.append(
+            {
+                "experiment": name,
+                "family": "probing",
+                "model": "+".join(label for label, _ in probing_scales(name).values()),
+                "dataset": probing_spec(name)["dataset"],
+                "kind": "probing",
+                "source": f"results/probing/{name}/csv/summary.csv",
+            }
+        )
     return entries
 
 
@@ -430,6 +538,17 @@ def check_references():
             experiment = spec[role]
             if experiment not in guided_experiments() or "guided" not in guided_spec(experiment)["methods"]:
                 raise ValueError(f"config: guided.comparisons.{name}.{role}: '{experiment}' is not a guided experiment with method 'guided'")
+    for name in probing_experiments():
+        spec = probing_spec(name)
+        check(f"probing.experiments.{name}.dataset", "dataset", spec["dataset"])
+        if config["datasets"][spec["dataset"]]["format"] != "swap_pairs":
+            raise ValueError(f"config: probing.experiments.{name}.dataset: '{spec['dataset']}' is not a swap_pairs dataset")
+        if ("train" in spec) == ("scales" in spec):
+            raise ValueError(f"config: probing.experiments.{name}: set exactly one of `train` or `scales`")
+        if "train" in spec and spec["train"] not in train_experiments():
+            raise ValueError(f"config: probing.experiments.{name}.train: unknown training experiment '{spec['train']}'")
+        for scale, model in spec.get("scales", {}).items():
+            check(f"probing.experiments.{name}.scales.{scale}", "model", model)
     for name, spec in train_experiments().items():
         check(f"train.experiments.{name}.model", "model", spec["model"])
         for key in ("datasets", "eval"):

@@ -77,3 +77,26 @@ def test_statistics_entries_give_one_row_per_number(tmp_path):
     frame = write_summary([entry], tmp_path / "summary.csv")
     assert dict(zip(frame["metric"], frame["value"])) == {"avg_l1": 0.13, "top1_same_count": 50.0}
     assert set(frame["n"]) == {50}
+
+
+def test_probing_entries_give_one_experiment_per_scale(tmp_path):
+    import polars as pl
+
+    source = tmp_path / "probing.csv"
+    pl.DataFrame(
+        {
+            "scale": ["vanilla", "step-4", "step-4"], "model": ["guide", "sft/step-4", "sft/step-4"],
+            "tag": ["all", "all", "both_correct"], "metric": ["both_accuracy", "sign_corrected_consistency", "cross_alignment"],
+            "unit": ["all", "vertical", "quads"], "layer": [None, 3, 0], "value": [0.25, 0.5, 0.75], "n": [8, 4, 2],
+        }  # fmt: skip
+    ).write_csv(source)
+    entry = {"experiment": "swap", "family": "probing", "model": "guide+sft", "dataset": "swap_val", "kind": "probing", "source": str(source)}
+    frame = write_summary([entry], tmp_path / "summary.csv")
+    assert frame["experiment"].to_list() == ["swap.vanilla", "swap.step-4", "swap.step-4"]
+    assert frame["model"].to_list() == ["guide", "sft/step-4", "sft/step-4"]
+    assert frame["metric"].to_list() == [
+        "both_accuracy/unit=all",
+        "sign_corrected_consistency/unit=vertical/layer=3",
+        "cross_alignment/tag=both_correct/unit=quads/layer=0",
+    ]
+    assert frame["value"].to_list() == [0.25, 0.5, 0.75] and frame["n"].to_list() == [8, 4, 2]

@@ -63,3 +63,72 @@ def test_too_few_correct_pairs_leave_the_subset_empty():
     arrays["correct_swap"] = np.zeros_like(arrays["correct_swap"])
     result = analyse_scale(arrays)
     assert result["within_cat_consistency_both_correct"] == {} and result["within_cat_consistency_all"]
+
+
+def quads(aligned: bool, n: int = 30, dim: int = 16, seed: int = 1) -> dict[str, np.ndarray]:
+    """Per quad a scene direction; the distance delta follows it (aligned) or is independent noise."""
+    rng = np.random.default_rng(seed)
+    scene = rng.normal(size=(n, dim))
+    vertical = scene + 0.3 * rng.normal(size=(n, dim))
+    distance = (scene if aligned else rng.normal(size=(n, dim))) + 0.3 * rng.normal(size=(n, dim))
+    correct = np.arange(n) % 2 == 0
+    return {
+        "layers": np.array([0, 3]), "pair_id": np.array([str(i) for i in range(n)]),
+        "category_vertical": np.array(["above"] * n), "category_distance": np.array(["far"] * n),
+        "correct_vertical": correct, "correct_distance": np.ones(n, dtype=bool),
+        "delta_vert_L0": rng.normal(size=(n, dim)), "delta_dist_L0": rng.normal(size=(n, dim)),
+        "delta_vert_L3": vertical, "delta_dist_L3": distance,
+    }  # fmt: skip
+
+
+def test_cross_alignment_of_planted_quads_is_significant_and_of_noise_is_not():
+    aligned = analyse_scale(planted_arrays(), quads(aligned=True), permutations=200)["cross_alignment_all"]
+    assert aligned["L3"]["per_sample_mean"] > 0.8 and aligned["L3"]["p_value"] < 0.01
+    assert aligned["L0"]["p_value"] > 0.05
+    unrelated = analyse_scale(planted_arrays(), quads(aligned=False), permutations=200)["cross_alignment_all"]
+    assert abs(unrelated["L3"]["per_sample_mean"]) < 0.2 and unrelated["L3"]["p_value"] > 0.05
+    subset = analyse_scale(planted_arrays(), quads(aligned=True), permutations=10)["cross_alignment_both_correct"]
+    assert subset["L3"]["n"] == 15
+
+
+def test_scales_merge_into_one_table_and_the_plots(tmp_path):
+    from vlmflow.swap_analysis import merge_scales
+    from vlmflow.swap_plots import plot_ablation, plot_accuracy, plot_alignment, plot_consistency, plot_pca
+
+    scales = {"vanilla": "base", "step-500": "sft/step-500"}
+    for i, scale in enumerate(scales):
+        arrays = planted_arrays(seed=i)
+        write_scale(analyse_scale(arrays, quads(aligned=bool(i)), permutations=20), scale, tmp_path)
+    summary = merge_scales(tmp_path, scales)
+    assert summary["scale"].unique(maintain_order=True).to_list() == list(scales)
+    assert summary.filter(pl.col("scale") == "step-500")["model"].unique().to_list() == ["sft/step-500"]
+    both = summary.filter(pl.col("metric") == "both_accuracy", pl.col("unit") == "all")
+    assert both["value"].to_list() == pytest.approx([2 / 3, 2 / 3])
+    alignment = summary.filter(pl.col("metric") == "cross_alignment", pl.col("tag") == "all", pl.col("layer") == 3)
+    assert alignment["value"][1] > 0.8 > abs(alignment["value"][0])
+    assert set(summary["metric"]) >= {"sign_corrected_consistency", "within_cat_consistency", "category_accuracy",
+                                      "cross_alignment_p", "mean_delta_alignment"}  # fmt: skip
+    order = list(scales)
+    figures = {name: tmp_path / f"{name}.png" for name in ("pca", "pca3d", "signed", "within", "align", "bars", "trajectory", "ablation")}
+    plot_pca(planted_arrays(), "pca", figures["pca"], 2)
+    plot_pca(planted_arrays(), "pca", figures["pca3d"], 3)
+    plot_consistency(summary, order, "sign_corrected_consistency", figures["signed"])
+    plot_consistency(summary, order, "within_cat_consistency", figures["within"])
+    plot_alignment(summary, order, figures["align"])
+    plot_accuracy(summary, order, figures["bars"], figures["trajectory"])
+    plot_ablation(summary, order, 3, figures["ablation"])
+    for name, path in figures.items():
+        assert path.read_bytes().startswith(b"\x89PNG"), name
+
+
+def test_the_pca_of_planted_deltas_separates_opposite_categories():
+    from vlmflow.swap_plots import principal_components
+
+    arrays = planted_arrays()
+    points, share = principal_components(arrays["delta_L3"].astype(np.float64), 2)
+    categories = arrays["category"]
+    assert share.sum() > 0.9
+    for first, second in (("left", "right"), ("above", "under")):
+        a, b = points[categories == first], points[categories == second]
+        gap = np.linalg.norm(a.mean(axis=0) - b.mean(axis=0))
+        assert gap > 5 * max(a.std(axis=0).max(), b.std(axis=0).max())

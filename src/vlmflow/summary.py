@@ -67,10 +67,25 @@ def statistics_rows(entry: dict[str, Any], stats: dict[str, Any]) -> list[dict[s
             if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("n", "keep_ratio")]
 
 
+def probing_rows(entry: dict[str, Any], summary_path: str | Path) -> list[dict[str, Any]]:
+    """Rows for a probing experiment: its summary CSV, one experiment per scale, the tag, unit and
+    layer folded into the metric name (e.g. `sign_corrected_consistency/unit=vertical/layer=3`)."""
+    rows = []
+    for r in pl.read_csv(summary_path, schema_overrides={"scale": pl.String, "unit": pl.String}).iter_rows(named=True):
+        parts = [r["metric"]] + ([f"tag={r['tag']}"] if r["tag"] != "all" else []) + [f"unit={r['unit']}"]
+        parts += [f"layer={r['layer']}"] if r["layer"] is not None else []
+        rows.append({"experiment": f"{entry['experiment']}.{r['scale']}", "family": entry["family"], "model": r["model"],
+                     "dataset": entry["dataset"], "n": r["n"], "metric": "/".join(parts), "value": r["value"],
+                     "source": entry["source"]})  # fmt: skip
+    return rows
+
+
 def entry_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
     kind = entry.get("kind", "accuracy")
     if kind == "training":
         return training_rows(entry, entry["source"])
+    if kind == "probing":
+        return probing_rows(entry, entry["source"])
     if kind == "statistics":
         return statistics_rows(entry, read_json(entry["source"]))
     return accuracy_rows(entry, read_json(entry["source"]))

@@ -117,6 +117,24 @@ def sign_corrected_consistency(
     return out
 
 
+def category_similarity(
+    deltas: np.ndarray, categories: Sequence[str], centre_first: bool = True
+) -> dict[tuple[str, str], float]:
+    """Mean cosine between the deltas of every two categories present (the seed's similarity
+    matrix); on the diagonal, over distinct pairs within the category."""
+    deltas = _prepared(deltas, categories, centre_first)
+    labels, present = np.asarray(categories), [c for c in CATEGORIES if c in set(categories)]
+    unit = _unit_rows(deltas)
+    out = {}
+    for a in present:
+        for b in present:
+            block = unit[labels == a] @ unit[labels == b].T
+            if a == b:
+                block = block[np.triu_indices(len(block), k=1)]
+            out[(a, b)] = float(block.mean()) if block.size else float("nan")
+    return out
+
+
 def cross_group_alignment(
     delta_vertical: np.ndarray,
     delta_distance: np.ndarray,

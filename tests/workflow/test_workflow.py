@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
@@ -70,7 +71,7 @@ def test_summary_has_an_accuracy_row_per_experiment(finished_run):
     by_name = {row["experiment"]: row for row in overall.iter_rows(named=True)}
     assert by_name["guide_vqav2"]["metric"] == "vqa_accuracy" and by_name["guide_vqav2"]["n"] == 10
     assert by_name["guide_kvasir"]["metric"] == "exact_match" and by_name["guide_kvasir"]["n"] == 8
-    assert by_name["guide_swap"]["n"] == 8  # 4 pairs, two questions each
+    assert by_name["guide_swap"]["n"] == 24  # 12 pairs, two questions each
     assert all(0.0 <= v <= 1.0 for v in overall["value"])
     assert summary.filter(pl.col("metric").str.starts_with("vqa_accuracy/answer_type=")).height > 0
     for log in ("logs/summary.log", "logs/vqa/guide_vqav2/infer.log", "logs/cache/vqav2_val.log"):
@@ -144,6 +145,29 @@ def test_guided_pruning_family(finished_run):
     summary = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "guided")
     assert "tiny_guided.guided.keep-0.5" in set(summary["experiment"])
     assert "avg_top16_overlap" in set(summary.filter(pl.col("experiment") == "tiny_cot_attention")["metric"])
+
+
+def test_probing_family(finished_run):
+    root = finished_run / "results" / "probing" / "tiny_probe"
+    scales = ["vanilla", "step-2", "step-4"]  # the base model and tiny_sft's two checkpoints
+    with np.load(root / "npz" / "vectors_step-4.npz") as vectors:
+        assert vectors["layers"].tolist() == [0, 1]  # [0, -1] of the guide's 2-layer language model
+        assert len(vectors["pair_id"]) == 12 and vectors["delta_L1"].dtype == np.float16
+        assert np.allclose(vectors["delta_L1"], vectors["swap_L1"].astype(np.float32) - vectors["orig_L1"], atol=1e-2)
+        distance_pairs = int((vectors["group"] == "distance").sum())
+    with np.load(root / "npz" / "cross_group_vectors_step-4.npz") as cross:
+        assert 0 < len(cross["pair_id"]) == distance_pairs
+    summary = pl.read_csv(root / "csv" / "summary.csv")
+    assert summary["scale"].unique(maintain_order=True).to_list() == scales
+    assert summary.filter(pl.col("scale") == "step-2")["model"].unique().to_list() == ["tiny_sft/step-2"]
+    alignment = json.loads((root / "json" / "cross_alignment_step-4_all.json").read_text())
+    assert set(alignment) == {"L0", "L1"} and 0 < alignment["L1"]["p_value"] <= 1
+    for figure in ("plots/ablation.png", "plots/sign_corrected_consistency.png", "plots/cross_alignment.png",
+                   "plots/accuracy/accuracy_bars.png", "plots/pca/pca_vanilla.png", "plots/pca_3d/pca_step-4.png"):
+        assert (root / figure).stat().st_size > 0, figure
+    rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "probing")
+    assert set(rows["experiment"]) == {f"tiny_probe.{scale}" for scale in scales}
+    assert "sign_corrected_consistency/unit=distance/layer=1" in set(rows["metric"])
 
 
 def test_second_run_schedules_nothing(finished_run):
@@ -239,7 +263,8 @@ def test_report_renders_every_family(finished_run):
         capture_output=True, text=True, timeout=300,
     ).stdout
     body = dom[dom.index("<body"):]
-    for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Guided token pruning", "Summary"):
+    for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Guided token pruning",
+                     "Hidden-state probing", "Summary"):
         assert f">{category}<" in body, category  # rendered as a navigation entry
-    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "summary.csv"):
+    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "ablation.png", "summary.csv"):
         assert figure in dom, figure
