@@ -10,6 +10,7 @@ from vlmflow.records import read_records
 from vlmflow.scripting import log_to
 from vlmflow.settings import GenerationSettings, retried_generation
 from vlmflow.swap_quads import read_boxes, vertical_pairs
+from vlmflow.timing import ForwardClock
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -29,8 +30,10 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     )
     log.info("model %s on %s (%s)", snakemake.input.model, model.device, model.dtype)
     layers, dtype = snakemake.params.layers, snakemake.params.dtype
-    pairs = extract_swap_features(model, processor, records, settings, layers, dtype)
-    quads = extract_swap_features(model, processor, vertical, settings, layers, dtype) if vertical else None
+    with ForwardClock(model) as clock:
+        pairs = extract_swap_features(model, processor, records, settings, layers, dtype)
+        quads = extract_swap_features(model, processor, vertical, settings, layers, dtype) if vertical else None
+    clock.write(snakemake.log[0])
 write_npz(snakemake.output.vectors, pairs)
 write_npz(snakemake.output.cross, cross_group_arrays(pairs, quads))
 log.info("layers %s; accuracy orig %.3f swap %.3f", list(pairs["layers"]), np.mean(pairs["correct_orig"]), np.mean(pairs["correct_swap"]))

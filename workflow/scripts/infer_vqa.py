@@ -8,6 +8,7 @@ from vlmflow.models import load_vlm
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
 from vlmflow.settings import GenerationSettings, retried_generation
+from vlmflow.timing import ForwardClock
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -24,5 +25,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     )
     log.info("model %s on %s (%s), %d questions", snakemake.input.model, model.device, model.dtype, len(records))
     key = fingerprint(snakemake.input.model, snakemake.input.cache, settings)
-    done = run_inference(model, processor, records, snakemake.output.predictions, settings, key)
+    with ForwardClock(model) as clock:
+        done = run_inference(model, processor, records, snakemake.output.predictions, settings, key)
+    clock.write(snakemake.log[0])
     log.info("resumed after %d rows; wrote %s", done, snakemake.output.predictions)

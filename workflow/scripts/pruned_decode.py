@@ -10,6 +10,7 @@ from vlmflow.guided import PrunedRunner, load_pair, pruning_fingerprint, run_pru
 from vlmflow.records import read_records
 from vlmflow.scripting import log_to
 from vlmflow.settings import GenerationSettings, PruningSettings, retried_generation
+from vlmflow.timing import ForwardClock
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -28,6 +29,8 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     log.info("%s: decode %s, guide %s, shared vision %s, %d questions", pruning.method, snakemake.input.decode, guide,
              pair.shared_vision, len(records))
     key = pruning_fingerprint(snakemake.input.decode, guide, digest, generation, pruning)
-    done = run_pruned(PrunedRunner(pair, generation, pruning), records, snakemake.output.rows, key,
-                      snakemake.output.get("importance"))
+    with ForwardClock(pair.decode, pair.guide) as clock:
+        done = run_pruned(PrunedRunner(pair, generation, pruning), records, snakemake.output.rows, key,
+                          snakemake.output.get("importance"))
+    clock.write(snakemake.log[0])
     log.info("resumed after %d rows; wrote %s", done, snakemake.output.rows)
