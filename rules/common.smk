@@ -3,6 +3,7 @@
 
 import re
 from dataclasses import asdict
+from functools import cache
 
 from vlmflow.pruned_rows import keep_label
 from vlmflow.settings import GenerationSettings, PruningSettings, TrainSettings, batch_divisor
@@ -117,11 +118,15 @@ def synth_params(fmt):
     }
 
 
+# The config is fixed once parsed; the experiment tables are built once, not once per job (a sweep
+# of 10,000 experiments would otherwise rebuild them tens of thousands of times while planning).
+@cache
 def vqa_experiments():
     """The configured VQA experiments plus the before/after evaluations of training experiments."""
     return {**config["vqa"]["experiments"], **trained_vqa_experiments()}
 
 
+@cache
 def vqa_experiment(name):
     """An experiment's full settings: built-in defaults < vqa.defaults < the experiment."""
     spec = {**GENERATION_DEFAULTS, **config["vqa"].get("defaults", {}), **vqa_experiments()[name]}
@@ -413,6 +418,7 @@ def probing_outputs():
     return [f"results/probing/{name}/plots/ablation.png" for name in probing_experiments()]
 
 
+@cache
 def summary_entries():
     """One entry per metrics source that goes into results/summary.csv."""
     entries = [
