@@ -126,9 +126,16 @@ def vqa_experiments():
     return {**config["vqa"]["experiments"], **trained_vqa_experiments()}
 
 
+# Any one path segment: the name is checked by vqa_experiment. Spelling out every experiment name
+# as the wildcard's regex would put all of them into every output pattern Snakemake formats.
+VQA_EXPERIMENT = r"[^/]+"
+
+
 @cache
 def vqa_experiment(name):
     """An experiment's full settings: built-in defaults < vqa.defaults < the experiment."""
+    if name not in vqa_experiments():
+        raise ValueError(f"results/vqa/{name}: no VQA experiment of that name (vqa.experiments, or a training experiment's eval)")
     spec = {**GENERATION_DEFAULTS, **config["vqa"].get("defaults", {}), **vqa_experiments()[name]}
     spec.setdefault("metric", DEFAULT_METRIC[config["datasets"][spec["dataset"]]["format"]])
     return spec

@@ -22,7 +22,7 @@ rule evaluate_vqa:
         tolerance=lambda wildcards: vqa_experiment(wildcards.experiment)["tolerance"],
         experiment=lambda wildcards: wildcards.experiment,
     wildcard_constraints:
-        experiment=one_of(vqa_experiments()),
+        experiment=VQA_EXPERIMENT,
     log:
         "logs/vqa/{experiment}/evaluate.log",
     conda:

@@ -12,7 +12,7 @@ rule infer_vqa:
         device=lambda wildcards: vqa_experiment(wildcards.experiment)["device"],
         trust_remote_code=lambda wildcards: trusts_remote_code(vqa_experiment(wildcards.experiment)["model"]),
     wildcard_constraints:
-        experiment=one_of(vqa_experiments()),
+        experiment=VQA_EXPERIMENT,
     threads: lambda wildcards: vqa_experiment(wildcards.experiment)["threads"]
     retries: GPU_RETRIES
     resources:
