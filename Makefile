@@ -2,12 +2,13 @@
 #   make run   installs vlmflow into .venv and runs the default workflow (rule all: results/summary.csv
 #              plus the training curves and label checks)
 #   make test  installs vlmflow with its test extras into .venv and runs the test suite
+#   make bench runs every benchmark (after `make run`) and writes benchmarks/RESULTS.md
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint bench clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/pip install -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py
 
 lint: install
 	$(BIN)/snakemake --lint

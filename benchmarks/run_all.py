@@ -29,7 +29,7 @@ TRAINED = "results/train/guide_sft/step-2000"
 
 # name -> the command line after `python benchmarks/<name>.py`
 BENCHMARKS: dict[str, list[str]] = {
-    "inference_throughput": [],
+    "inference_throughput": ["--questions", "128"],
     "resume_loss": [],
     "workflow_overhead": [],
     "pipeline_overhead": [],
@@ -126,7 +126,7 @@ def section_inference(r: dict) -> list[str]:
 def section_workflow(r: dict) -> list[str]:
     noop, first = r["no_op_rerun"], r["first_job"]
     lines = [
-        f"{r['snakemake']}; medians of {len(noop['runs'])} runs.",
+        f"Snakemake {r['snakemake']}; medians of {len(noop['runs'])} runs.",
         "",
         "| measurement | seconds | target |",
         "| --- | --- | --- |",
@@ -165,6 +165,11 @@ def section_pipeline(r: dict) -> list[str]:
         f"passes {r['model_s']:.0f} s by the engine's own clock. Overhead (job time outside model passes): "
         f"**{r['overhead_share']:.1%}** of all job time, {r['overhead_share_model_jobs']:.1%} of the time of the jobs "
         f"that run a model. Target under 10%: {mark(r['overhead_share'] < 0.10)}.",
+        "",
+        f"A fresh interpreter takes {r['startup_s']:.2f} s to import what a model job imports (torch, torchvision, "
+        f"transformers' model classes, vlmflow); {r['model_jobs']} jobs ran a model, so {r['model_jobs'] * r['startup_s']:.0f} s "
+        f"of the overhead is that start-up. Without it the overhead would be {r['overhead_share_after_startup']:.1%}. "
+        "Job times come from the log to the second, except for rules with a `benchmark:` file.",
         "",
         "| rule | jobs | job s | model s | overhead |",
         "| --- | --- | --- | --- | --- |",
