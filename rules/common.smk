@@ -551,8 +551,7 @@ def check_references():
             experiment = spec[role]
             if experiment not in guided_experiments() or "guided" not in guided_spec(experiment)["methods"]:
                 raise ValueError(f"config: guided.comparisons.{name}.{role}: '{experiment}' is not a guided experiment with method 'guided'")
-    for name in probing_experiments():
-        spec = probing_spec(name)
+    for name, spec in probing_experiments().items():
         check(f"probing.experiments.{name}.dataset", "dataset", spec["dataset"])
         if config["datasets"][spec["dataset"]]["format"] != "swap_pairs":
             raise ValueError(f"config: probing.experiments.{name}.dataset: '{spec['dataset']}' is not a swap_pairs dataset")

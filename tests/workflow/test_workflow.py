@@ -227,6 +227,12 @@ def test_config_errors_name_the_key(tmp_path):
     assert run.returncode != 0
     assert "vqa.experiments.guide_vqav2.model: unknown model 'gide'" in run.stdout + run.stderr
 
+    config = reduced_config()
+    config["probing"]["experiments"]["tiny_probe"]["train"] = "tiny_sfft"
+    run = snakemake(copy_workflow(tmp_path / "probe", config), "-n")
+    assert run.returncode != 0
+    assert "probing.experiments.tiny_probe.train: unknown training experiment 'tiny_sfft'" in run.stdout + run.stderr
+
 
 def test_lint_is_clean():
     run = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
