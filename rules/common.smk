@@ -400,10 +400,10 @@ def probing_generation(wildcards):
 
 
 def probing_scale_model(wildcards):
-    """Whether the scale's model opts in to remote code (a train step inherits its base's choice)."""
+    """Whether the scale's model opts in to remote code (every scale of a training experiment shares
+    its base model's choice)."""
     spec = probing_spec(wildcards.experiment)
-    model = train_spec(spec["train"])["model"] if "train" in spec else spec["scales"][wildcards.scale]
-    return trusts_remote_code(model)
+    return trusts_remote_code(spec["train"] if "train" in spec else spec["scales"][wildcards.scale])
 
 
 def probing_analysis(wildcards):

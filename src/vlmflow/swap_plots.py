@@ -84,6 +84,14 @@ def plot_pca(arrays: Mapping[str, np.ndarray], title: str, path: str | Path, dim
     _save(fig, path)
 
 
+def _scale_colours(fig: plt.Figure, scales: Sequence[str], title: str) -> dict[str, tuple[float, float, float]]:
+    """One viridis colour per scale, in order, and the figure's legend of them."""
+    palette = dict(zip(scales, sns.color_palette("viridis", len(scales))))
+    handles = [plt.Line2D([], [], color=palette[s], marker="o", label=s) for s in scales]
+    fig.legend(handles=handles, loc="outside right center", title=title)
+    return palette
+
+
 def _ordered(frame: pl.DataFrame, scales: Sequence[str]) -> pl.DataFrame:
     order = {scale: i for i, scale in enumerate(scales)}
     return frame.with_columns(pl.col("scale").replace_strict(order, return_dtype=pl.Int64).alias("_order")).sort("_order")
@@ -98,7 +106,7 @@ def plot_consistency(summary: pl.DataFrame, scales: Sequence[str], metric: str, 
     tags = [t for t in ("all", "both_correct") if t in set(data["tag"])] or ["all"]
     fig, axes = plt.subplots(len(tags), max(1, len(units)), figsize=(2.8 * max(1, len(units)), 2.7 * len(tags)),
                              sharex=True, sharey=True, squeeze=False, constrained_layout=True)  # fmt: skip
-    palette = dict(zip(scales, sns.color_palette("viridis", len(scales))))
+    palette = _scale_colours(fig, scales, "scale")
     for r, tag in enumerate(tags):
         for c, unit in enumerate(units):
             ax = axes[r][c]
@@ -112,8 +120,6 @@ def plot_consistency(summary: pl.DataFrame, scales: Sequence[str], metric: str, 
             ax.set_xlabel("layer")
             _integer_layers(ax)
         axes[r][0].set_ylabel("mean pairwise cosine")
-    handles = [plt.Line2D([], [], color=palette[s], marker="o", label=s) for s in scales]
-    fig.legend(handles=handles, loc="outside right center", title="scale")
     fig.suptitle(metric.replace("_", " "))
     _save(fig, path)
 
@@ -126,7 +132,7 @@ def plot_alignment(summary: pl.DataFrame, scales: Sequence[str], path: str | Pat
     wide = data.pivot(on="metric", index=["scale", "tag", "layer", "_order"], values="value").sort("_order", "layer")
     tags = ("all", "both_correct")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True, constrained_layout=True)
-    palette = dict(zip(scales, sns.color_palette("viridis", len(scales))))
+    palette = _scale_colours(fig, scales, "scale (filled: p < 0.05)")
     for ax, tag in zip(axes, tags):
         _integer_layers(ax)
         if "cross_alignment" not in wide.columns or not wide.filter(pl.col("tag") == tag, pl.col("cross_alignment").is_not_null()).height:
@@ -142,8 +148,6 @@ def plot_alignment(summary: pl.DataFrame, scales: Sequence[str], path: str | Pat
                            facecolors=[palette[scale] if s else "white" for s in significant])  # fmt: skip
         ax.axhline(0, color="grey", lw=0.6)
         ax.set(title=f"vertical x distance ({tag})", xlabel="layer", ylabel="mean cosine per quad")
-    fig.legend(handles=[plt.Line2D([], [], color=palette[s], marker="o", label=s) for s in scales],
-               loc="outside right center", title="scale (filled: p < 0.05)")  # fmt: skip
     fig.suptitle("cross-group alignment")
     _save(fig, path)
 

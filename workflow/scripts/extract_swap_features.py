@@ -7,17 +7,13 @@ from vlmflow.gpu_slots import gpu_slot
 from vlmflow.models import load_vlm
 from vlmflow.probing import cross_group_arrays, extract_swap_features, swap_pairs, write_npz
 from vlmflow.records import read_records
-from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, retried_generation
+from vlmflow.scripting import generation_settings, log_to
 from vlmflow.swap_quads import read_boxes, vertical_pairs
 from vlmflow.timing import ForwardClock
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-settings = GenerationSettings(**snakemake.params.generation)
-if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
-    settings = retried_generation(settings, snakemake.resources.batch_divisor)
-    log.warning("attempt %d: batch size %d", snakemake.attempt, settings.batch_size)
+settings = generation_settings(snakemake, log)
 records = read_records(snakemake.input.cache)
 boxes = read_boxes(snakemake.input.boxes) if "boxes" in snakemake.input.keys() else {}
 vertical = vertical_pairs(swap_pairs(records), boxes, snakemake.params.vertical_template)

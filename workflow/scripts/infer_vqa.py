@@ -6,16 +6,12 @@ from vlmflow.gpu_slots import gpu_slot
 from vlmflow.inference import fingerprint, run_inference
 from vlmflow.models import load_vlm
 from vlmflow.records import read_records
-from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, retried_generation
+from vlmflow.scripting import generation_settings, log_to
 from vlmflow.timing import ForwardClock
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-settings = GenerationSettings(**snakemake.params.generation)
-if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
-    settings = retried_generation(settings, snakemake.resources.batch_divisor)
-    log.warning("attempt %d: batch size %d", snakemake.attempt, settings.batch_size)
+settings = generation_settings(snakemake, log)
 records = read_records(snakemake.input.cache)
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:

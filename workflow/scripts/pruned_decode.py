@@ -8,17 +8,14 @@ import torch
 from vlmflow.gpu_slots import gpu_slot
 from vlmflow.guided import PrunedRunner, load_pair, pruning_fingerprint, run_pruned
 from vlmflow.records import read_records
-from vlmflow.scripting import log_to
-from vlmflow.settings import GenerationSettings, PruningSettings, retried_generation
+from vlmflow.scripting import generation_settings, log_to
+from vlmflow.settings import PruningSettings
 from vlmflow.timing import ForwardClock
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-generation = GenerationSettings(**snakemake.params.generation)
+generation = generation_settings(snakemake, log)
 pruning = PruningSettings(**snakemake.params.pruning)
-if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
-    generation = retried_generation(generation, snakemake.resources.batch_divisor)
-    log.warning("attempt %d: batch size %d", snakemake.attempt, generation.batch_size)
 guide = snakemake.input.get("guide")
 records = read_records(snakemake.input.cache)
 digest = hashlib.sha256(Path(snakemake.input.cache).read_bytes()).hexdigest()
