@@ -5,7 +5,7 @@
 # Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
 # JSONL) -> train (LoRA / full fine-tuning) -> infer (batched, resumable generation) -> evaluate
 # (VQA accuracy) -> prune (guided visual-token pruning) -> probe (hidden states of swap pairs
-# across checkpoints) -> report (summary).
+# across checkpoints) -> foveated (the foveated-VLM sweeps) -> report (summary).
 
 from snakemake.utils import min_version, validate
 
@@ -26,6 +26,7 @@ include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/prune.smk"
 include: "rules/probe.smk"
+include: "rules/foveated.smk"
 include: "rules/report.smk"
 
 
@@ -38,3 +39,4 @@ rule all:
         expand("results/train/{experiment}/label_check.jsonl", experiment=train_experiments()),
         guided_outputs(),
         probing_outputs(),
+        foveated_outputs(),

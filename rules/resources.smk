@@ -112,3 +112,37 @@ rule hybrid_checkpoint:
         "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/hybrid_checkpoint.py"
+
+
+rule synth_shape_videos:
+    output:
+        jsonl="resources/raw/shapes/{split}.jsonl",
+        frames=directory("resources/raw/shapes/{split}"),
+    params:
+        n=lambda wildcards: config["synthetic"]["sizes"]["shapes"][wildcards.split],
+        seed=config.get("synthetic", {}).get("seed", 0),
+        image_size=config.get("synthetic", {}).get("video_image_size", 112),
+        frames=config.get("synthetic", {}).get("video_frames", 4),
+    wildcard_constraints:
+        split="train|val",
+    log:
+        "logs/synth/shapes_{split}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth_videos.py"
+
+
+rule build_foveated_model:
+    output:
+        parts=directory("resources/models/{model}"),
+    params:
+        spec=lambda wildcards: foveated()["models"][wildcards.model]["build"],
+    wildcard_constraints:
+        model=one_of(foveated_built_models()),
+    log:
+        "logs/build_model/{model}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/build_foveated_model.py"

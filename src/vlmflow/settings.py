@@ -89,3 +89,48 @@ def retried_training(settings: TrainSettings, divisor: int) -> TrainSettings:
     every optimizer step sees the same samples (and the run can resume from its checkpoint)."""
     batch = retry_batch_size(settings.batch_size, divisor)
     return replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)
+
+
+@dataclass(frozen=True)
+class FoveatedSettings:
+    """One foveated-VLM run (seed 001): architecture, what trains and how fast, loss, data, budget.
+
+    The seed's defaults: connector lr 1e-4, DINOv2 and LM 1e-5 (F3 = LR1), all-token loss, a
+    default video / image / text mix; a run of the sweep changes a few of these."""
+
+    architecture: str = "foveated"  # | multi_token (the seed's B1)
+    deep_query: bool = True  # False: the query attends at the encoder's last layer only (A1)
+    visual_scale: float = 0.14
+    grid: int = 4  # multi_token: grid x grid pooled patch tokens per frame
+    mode: str = "coarse_fine"  # training passes | coarse_only (A6: the static query only)
+    freeze: tuple[str, ...] = ()  # groups kept fixed: vision, language (the connector always trains)
+    lr_connector: float = 1e-4
+    lr_vision: float = 1e-5
+    lr_language: float = 1e-5
+    loss: str = "all_tokens"  # | answer_only
+    lambda_coarse: float = 0.0  # weight of the auxiliary coarse-pass loss
+    budget: int = 1_000_000  # training samples, the same ones (for one mix) in every run
+    batch_size: int = 32
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.01
+    mix: tuple[tuple[str, float], ...] = (("video", 0.45), ("image", 0.40), ("text", 0.15))
+    replicate_image_frames: int = 1  # frames an image becomes (A8a: 1, A8b: 16)
+    max_length: int = 128  # text tokens per sample
+    eval_every: int = 100  # optimizer steps between evaluations on the fixed val set
+    val_samples: int | None = None  # size of the fixed val set (None: the whole val file)
+    attention_samples: int = 10  # fixed val samples whose attention maps are saved at each eval
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    @property
+    def steps(self) -> int:
+        return -(-self.budget // self.batch_size)
+
+    @property
+    def lrs(self) -> dict[str, float]:
+        return {
+            "connector": self.lr_connector,
+            "vision": self.lr_vision,
+            "language": self.lr_language,
+        }

@@ -86,6 +86,8 @@ def entry_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
         return training_rows(entry, entry["source"])
     if kind == "probing":
         return probing_rows(entry, entry["source"])
+    if kind == "table":  # already summary rows (a family that writes its own, e.g. foveated)
+        return pl.read_csv(entry["source"], schema=SCHEMA).to_dicts()
     if kind == "statistics":
         return statistics_rows(entry, read_json(entry["source"]))
     return accuracy_rows(entry, read_json(entry["source"]))

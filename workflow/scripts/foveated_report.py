@@ -1,0 +1,49 @@
+"""Glue for rule foveated_report: the figures over all runs and the runs' summary rows."""
+
+from pathlib import Path
+
+import polars as pl
+
+from vlmflow.foveated_plots import (
+    plot_attention_entropy,
+    plot_attention_heatmaps,
+    plot_loss_ratio,
+    plot_three_modes,
+    plot_token_frontier,
+)
+from vlmflow.foveated_sweeps import decision_rows, summary_rows
+from vlmflow.io import atomic_write, read_json
+from vlmflow.scripting import log_to
+from vlmflow.summary import SCHEMA
+
+log = log_to(snakemake.log[0])
+p = snakemake.params
+runs = {run: Path("results/foveated") / run for run in p.runs}
+evals = {run: path / "eval.json" for run, path in runs.items()}
+figures = dict(
+    zip(
+        ("loss_ratio", "entropy", "frontier", "modes", "heatmaps"),
+        snakemake.output.figures,
+        strict=True,
+    )
+)
+plot_loss_ratio(runs, figures["loss_ratio"])
+plot_attention_entropy(runs, figures["entropy"])
+plot_token_frontier(evals, figures["frontier"])
+plot_three_modes(evals, figures["modes"])
+plot_attention_heatmaps(Path("results/foveated") / p.heatmap_run, figures["heatmaps"])
+
+rows = [
+    row
+    for run in runs
+    for row in summary_rows(
+        run, p.specs[run]["model"], p.specs[run]["data"], evals[run], runs[run] / "evals.jsonl"
+    )
+]
+for sweep in p.sweeps:
+    path = f"results/foveated/sweeps/{sweep}/decision.json"
+    decision = None if sweep in p.skipped else {**read_json(path), "source": path}
+    rows += decision_rows(sweep, decision, p.sweeps[sweep]["runs"])
+with atomic_write(snakemake.output.summary, "wb") as handle:
+    pl.DataFrame(rows, schema=SCHEMA).write_csv(handle)
+log.info("foveated report: %d runs, %d summary rows", len(runs), len(rows))

@@ -1,0 +1,20 @@
+"""Glue for rule foveated_sweep_report: one sweep's curves and table (or why it was skipped)."""
+
+from pathlib import Path
+
+from vlmflow.foveated_plots import plot_sweep_curves, skipped_sweep, sweep_table
+from vlmflow.scripting import log_to
+
+log = log_to(snakemake.log[0])
+out, sweep, p = snakemake.output, snakemake.wildcards.sweep, snakemake.params
+if p.skipped:
+    reason = f"sweep {sweep} skipped: {p.skip_when['winner']} won the {p.skip_when['sweep']} sweep"
+    skipped_sweep(reason, out.curves, out.csv, out.markdown)
+    log.info(reason)
+else:
+    runs = {run: Path("results/foveated") / run for run in p.runs}
+    plot_sweep_curves(runs, out.curves, f"sweep {sweep}: {', '.join(p.runs)}", metric=p.metric)
+    sweep_table(
+        {run: path / "eval.json" for run, path in runs.items()}, runs, out.csv, out.markdown
+    )
+    log.info("sweep %s: %d runs", sweep, len(runs))
