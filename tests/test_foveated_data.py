@@ -348,6 +348,17 @@ def test_frame_store_processes_each_frame_once(samples: list[FrameSample]) -> No
     assert counting.images == sum(len(s.frames) for s in samples)
 
 
+def test_frame_store_memory_is_bounded(samples: list[FrameSample]) -> None:
+    """With room for one video, a second video pushes the first out: it is decoded again."""
+    counting = Counting(processor())
+    store = FrameStore(counting, cache_bytes=FRAMES * 3 * SIZE * SIZE * 4)
+    videos = [s for s in samples if s.kind == "video"][:2]
+    first_pixels = store(videos[0])
+    store(videos[1])
+    assert torch.equal(store(videos[0]), first_pixels) and counting.calls == 3
+    assert store._cached_bytes <= store.cache_bytes
+
+
 def test_frame_store_undecodable_frame(samples: list[FrameSample], tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")

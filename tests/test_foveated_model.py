@@ -239,3 +239,18 @@ def test_a_killed_run_resumes_to_the_same_curve(parts, tmp_path):
     assert sorted(p.name for p in (tmp_path / "resumed" / "attention").iterdir()) == sorted(
         p.name for p in (tmp_path / "whole" / "attention").iterdir()
     )
+
+
+@pytest.mark.parametrize("architecture", ["foveated", "multi_token"])
+def test_a_batch_of_text_samples_is_the_lm_on_the_text(parts, architecture):
+    model, tokenizer, processor = model_of(parts, architecture=architecture)
+    batch = a_batch(parts, (model, tokenizer, processor))
+    text = {k: v[2:] for k, v in batch.items()}  # the text sample alone: no frames at all
+    text = {**text, "pixel_values": text["pixel_values"][:, :0], "frame_mask": text["frame_mask"][:, :0]}
+    model.eval()
+    with torch.no_grad():
+        logits = model.language(input_ids=text["input_ids"], attention_mask=text["attention_mask"]).logits
+        expected = text_loss(logits, text["input_ids"], text["loss_mask"])[0]
+        modes = ["coarse_only", "coarse_fine", "autoregressive"] if architecture == "foveated" else ["multi_token"]
+        for mode in modes:
+            torch.testing.assert_close(model(**text, mode=mode).loss, expected)

@@ -29,9 +29,17 @@ def evals(tmp_path, values: dict[str, float], metric: str = "val_loss") -> dict[
 
 def test_the_lowest_final_loss_wins_and_a_diverged_run_never_does(tmp_path):
     decision = decide(evals(tmp_path, {"F1": 2.0, "F2": math.nan, "F3": 1.5}), "val_loss")
+    assert decision["values"]["F2"] is None
     assert decision["winner"] == "F3"
     assert decision["values"]["F1"] == 2.0
     assert decide(evals(tmp_path, {"F1": 0.2, "F3": 0.4}, "val_accuracy"), "val_accuracy")["winner"] == "F3"
+
+
+def test_a_run_logged_as_diverged_never_wins(tmp_path):
+    paths = evals(tmp_path, {"F1": 2.0, "F3": 1.0})
+    (tmp_path / "F3.jsonl").write_text(json.dumps({"step": 10, "val_loss": None}) + "\n")
+    decision = decide(paths, "val_loss")
+    assert decision["winner"] == "F1" and decision["values"]["F3"] is None
 
 
 def test_a_missing_metric_is_named(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,20 +172,31 @@ def _processor_hw(image_processor: Any) -> tuple[int, int]:
 
 
 class FrameStore:
-    """Sample -> (frames, 3, H, W) float32 pixels; each frame file is decoded and processed once."""
+    """Sample -> (frames, 3, H, W) float32 pixels. Processed frames are kept up to `cache_bytes`
+    (least recently used go first): a small set revisited for many epochs is decoded once, a large
+    one streams through in bounded memory."""
 
-    def __init__(self, image_processor: Any, replicate_image_frames: int = 1) -> None:
+    def __init__(self, image_processor: Any, replicate_image_frames: int = 1, cache_bytes: int = 2 << 30) -> None:
         if replicate_image_frames < 1:
             raise ValueError(f"replicate_image_frames must be >= 1, got {replicate_image_frames}")
         self.image_processor = image_processor
         self.replicate_image_frames = replicate_image_frames
-        self._cache: dict[Path, torch.Tensor] = {}
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[Path, torch.Tensor] = OrderedDict()
+        self._cached_bytes = 0
 
     def _frame_hw(self) -> tuple[int, int]:
         if self._cache:
             first = next(iter(self._cache.values()))
             return int(first.shape[-2]), int(first.shape[-1])
         return _processor_hw(self.image_processor)
+
+    def _remember(self, path: Path, pixels: torch.Tensor) -> None:
+        self._cache[path] = pixels
+        self._cached_bytes += pixels.numel() * pixels.element_size()
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.numel() * dropped.element_size()
 
     @staticmethod
     def _open(path: Path, sample: FrameSample) -> Image.Image:
@@ -195,15 +207,21 @@ class FrameStore:
             raise InputError(path, f"cannot decode frame ({err})", record=sample.id) from err
 
     def __call__(self, sample: FrameSample) -> torch.Tensor:
-        new = [path for path in dict.fromkeys(sample.frames) if path not in self._cache]
+        wanted = list(dict.fromkeys(sample.frames))
+        found = {path: self._cache[path] for path in wanted if path in self._cache}
+        new = [path for path in wanted if path not in found]
         if new:
             images = [self._open(path, sample) for path in new]
             pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
             for path, pixel in zip(new, pixels, strict=True):
-                self._cache[path] = torch.as_tensor(pixel, dtype=torch.float32)
+                found[path] = torch.as_tensor(pixel, dtype=torch.float32)
+                self._remember(path, found[path])
+        for path in found:
+            if path in self._cache:
+                self._cache.move_to_end(path)
         if not sample.frames:
             return torch.zeros((0, 3, *self._frame_hw()), dtype=torch.float32)
-        frames = torch.stack([self._cache[path] for path in sample.frames])
+        frames = torch.stack([found[path] for path in sample.frames])
         if sample.kind == "image":
             frames = frames.repeat(self.replicate_image_frames, 1, 1, 1)
         return frames

@@ -133,6 +133,13 @@ class FrameLM(nn.Module):
         ]
         return text_loss(logits, input_ids, loss_mask)
 
+    def text_only(
+        self, frame_mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        """The text loss of a batch without a single frame (every pass is the same then)."""
+        visual = self.connector.weight.new_zeros(input_ids.shape[0], 0, self.language.config.hidden_size)
+        return self.run_language(visual, frame_mask[:, :0], input_ids, attention_mask, loss_mask)
+
     def save_pretrained(self, directory: str | Path, tokenizer: Any, image_processor: Any) -> None:
         """config.json + model.safetensors + tokenizer + image processor, written atomically."""
         with atomic_directory(directory) as tmp:
@@ -195,6 +202,10 @@ class FoveatedVLM(FrameLM):
             raise ValueError(
                 f"unknown mode '{mode}' for the foveated model; choose one of {MODES['foveated']}"
             )
+        if not frame_mask.any():
+            loss, losses, correct = self.text_only(frame_mask, input_ids, attention_mask, loss_mask)
+            fine, coarse = (None, loss) if mode == "coarse_only" else (loss, None if mode == "autoregressive" else loss)
+            return FrameLMOutput(loss, fine, coarse, losses, correct, {})
         cache = encode_frames(self.vision, pixel_values[frame_mask])
         if mode == "autoregressive":
             return self.autoregressive(cache, frame_mask, input_ids, attention_mask, loss_mask)
@@ -305,6 +316,9 @@ class MultiTokenVLM(FrameLM):
     ) -> FrameLMOutput:
         if mode != "multi_token":
             raise ValueError(f"the multi-token baseline has one mode, 'multi_token', not '{mode}'")
+        if not frame_mask.any():
+            loss, losses, correct = self.text_only(frame_mask, input_ids, attention_mask, loss_mask)
+            return FrameLMOutput(loss, None, None, losses, correct, {})
         cache = encode_frames(self.vision, pixel_values[frame_mask])
         tokens = scatter_frames(self.project(pooled_patches(cache, self.grid)), frame_mask)
         batch, frames = frame_mask.shape

@@ -25,6 +25,7 @@ import polars as pl
 import seaborn as sns
 from matplotlib.ticker import NullLocator
 
+from vlmflow.foveated_sweeps import lower_is_better
 from vlmflow.io import atomic_write, read_json
 
 MULTI_TOKEN_MODE = "multi_token"
@@ -201,10 +202,6 @@ def frontier_points(evals: Mapping[str, Path], metric: str = "accuracy") -> list
         if value is not None:
             points.append((run, int(result["visual_tokens_per_frame"]), float(value)))
     return points
-
-
-def lower_is_better(metric: str) -> bool:
-    return "loss" in metric
 
 
 def pareto(points: Sequence[Point], lower_is_better: bool) -> list[Point]:

@@ -21,16 +21,14 @@ def lower_is_better(metric: str) -> bool:
 
 
 def final_value(evals_path: str | Path, metric: str) -> float:
-    """The metric at a run's last evaluation."""
+    """The metric at a run's last evaluation; NaN where it diverged (logged as null)."""
     rows = read_jsonl(evals_path)
     if not rows:
         raise ValueError(f"{evals_path}: no evaluations")
-    value = rows[-1].get(metric)
-    if value is None:
-        raise ValueError(
-            f"{evals_path}: the last evaluation has no '{metric}' (it has {sorted(rows[-1])})"
-        )
-    return float(value)
+    if metric not in rows[-1]:
+        raise ValueError(f"{evals_path}: the last evaluation has no '{metric}' (it has {sorted(rows[-1])})")
+    value = rows[-1][metric]
+    return math.nan if value is None else float(value)
 
 
 def decide(evals: Mapping[str, str | Path], metric: str) -> dict[str, Any]:
@@ -41,7 +39,8 @@ def decide(evals: Mapping[str, str | Path], metric: str) -> dict[str, Any]:
         raise ValueError(f"no run of the sweep has a finite {metric}: {values}")
     pick = min if lower_is_better(metric) else max
     winner = pick(finite, key=finite.get)
-    return {"metric": metric, "values": values, "winner": winner}
+    diverged = {run: None for run in values if run not in finite}  # null in strict JSON
+    return {"metric": metric, "values": {**values, **diverged}, "winner": winner}
 
 
 def is_skipped(sweep: Mapping[str, Any], decisions: Mapping[str, Mapping[str, Any]]) -> bool:

@@ -14,6 +14,7 @@ scheduler, RNG and step are saved every `checkpoint_every` steps; a killed job r
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict
@@ -76,6 +77,11 @@ def optimizer_groups(model: FrameLM, settings: FoveatedSettings) -> list[dict[st
         for g in GROUPS
         if g in params
     ]
+
+
+def finite_or_null(row: dict[str, Any]) -> dict[str, Any]:
+    """A diverged run's NaN / inf values logged as null (strict JSON; the run never wins a sweep)."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
 
 
 class FoveatedTrainer:
@@ -206,16 +212,16 @@ class FoveatedTrainer:
             open(evals_path, "a", encoding="utf-8") as evals,
         ):
             if self.step == 0:
-                evals.write(json.dumps(self.evaluate(attention_dir)) + "\n")
+                evals.write(json.dumps(finite_or_null(self.evaluate(attention_dir))) + "\n")
             bar = tqdm(total=s.steps, initial=self.step, desc="train", unit="step")
             while self.step < s.steps:
                 row = self.train_step()
-                log.write(json.dumps(row) + "\n")
+                log.write(json.dumps(finite_or_null(row)) + "\n")
                 log.flush()
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
                 bar.update(1)
                 if self.step % s.eval_every == 0 or self.step == s.steps:
-                    evals.write(json.dumps(self.evaluate(attention_dir)) + "\n")
+                    evals.write(json.dumps(finite_or_null(self.evaluate(attention_dir))) + "\n")
                     evals.flush()
                 if self.step % s.checkpoint_every == 0 or self.step == s.steps:
                     save_state(

@@ -170,6 +170,30 @@ def test_probing_family(finished_run):
     assert "sign_corrected_consistency/unit=distance/layer=1" in set(rows["metric"])
 
 
+def test_foveated_family(finished_run):
+    root = finished_run / "results" / "foveated"
+    winner = json.loads((root / "sweeps" / "freeze" / "decision.json").read_text())["winner"]
+    skipped, kept = ("lr", "LR3") if winner == "F1" else ("lr_alt", "LR2")
+    dropped = {"lr": "LR2", "lr_alt": "LR3"}[skipped]
+    assert (root / "sweeps" / skipped / "table.md").read_text().startswith(f"Skipped: sweep {skipped} skipped: {winner} won")
+    assert not (root / dropped).exists() and (root / kept / "eval.json").is_file()
+    f3 = json.loads((root / "F3" / "eval.json").read_text())
+    assert list(f3["modes"]) == ["coarse_only", "coarse_fine", "autoregressive"] and f3["visual_tokens_per_frame"] == 1
+    b1 = json.loads((root / "B1" / "eval.json").read_text())
+    assert list(b1["modes"]) == ["multi_token"] and b1["visual_tokens_per_frame"] == 4
+    assert [json.loads(line)["step"] for line in (root / "F3" / "evals.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert sorted(p.name for p in (root / "F3" / "attention").glob("*.npz")) == ["frames.npz", "step-0.npz", "step-1.npz", "step-2.npz"]
+    for figure in ("loss_ratio", "attention_entropy", "token_frontier", "three_modes", "attention_heatmaps"):
+        assert (root / "plots" / f"{figure}.png").stat().st_size > 0, figure
+    assert (root / "sweeps" / "freeze" / "curves.png").stat().st_size > 0
+    table = pl.read_csv(root / "sweeps" / "architecture" / "table.csv")
+    assert table["run"].to_list() == ["F3", "A6", "B1"]
+    rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "foveated")
+    assert "accuracy/mode=autoregressive" in set(rows.filter(pl.col("experiment") == "F3")["metric"])
+    assert rows.filter(pl.col("experiment") == f"sweep.{skipped}")["metric"].to_list() == ["skipped"]
+    assert dropped not in set(rows["experiment"])
+
+
 def test_second_run_schedules_nothing(finished_run):
     run = snakemake(finished_run)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -270,7 +294,8 @@ def test_report_renders_every_family(finished_run):
     ).stdout
     body = dom[dom.index("<body"):]
     for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Guided token pruning",
-                     "Hidden-state probing", "Summary"):
+                     "Hidden-state probing", "Foveated VLM", "Summary"):
         assert f">{category}<" in body, category  # rendered as a navigation entry
-    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "ablation.png", "summary.csv"):
+    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "ablation.png",
+                   "token_frontier.png", "curves.png", "summary.csv"):
         assert figure in dom, figure
