@@ -19,6 +19,7 @@ rule train_foveated:
         state="results/foveated/{run}/state",
     wildcard_constraints:
         run=one_of(foveated_runs()),
+    priority: -1  # off the fine-tuning chain's critical path: the runs fill the cores it leaves idle
     threads: lambda wildcards: foveated_spec(wildcards.run)["threads"]
     resources:
         gpu=1,
@@ -45,6 +46,7 @@ rule evaluate_foveated:
         device=lambda wildcards: foveated_spec(wildcards.run)["device"],
     wildcard_constraints:
         run=one_of(foveated_runs()),
+    priority: -1
     threads: lambda wildcards: foveated_spec(wildcards.run)["threads"]
     resources:
         gpu=1,

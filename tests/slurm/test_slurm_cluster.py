@@ -103,10 +103,11 @@ def test_profile_runs_the_reduced_workflow_on_slurm(capsys):
             assert summary[0].startswith("experiment,") and len(summary) > 1
             for log in ("logs/summary.log", "logs/vqa/guide_vqav2/infer.log"):
                 assert (workdir / log).is_file(), log
-            planned = re.search(r"^total\s+(\d+)$", output, flags=re.MULTILINE)
-            local = len(re.findall(r"^localrule ", output, flags=re.MULTILINE))
-            if planned:
-                assert len(slurm_ids) + local == int(planned.group(1)), (len(slurm_ids), local, planned.group(1))
+            # the final count: a checkpoint (the foveated sweep decision) adds jobs to the first plan
+            done = re.findall(r"^(\d+) of (\d+) steps \(100%\) done$", output, flags=re.MULTILINE)
+            local = len(re.findall(r"^local(?:rule|checkpoint) ", output, flags=re.MULTILINE))
+            assert done, output[-3000:]
+            assert len(slurm_ids) + local == int(done[-1][1]), (len(slurm_ids), local, done[-1])
             # the controller saw them all and they all completed
             states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], env=cluster.env,
                                     capture_output=True, text=True, timeout=30).stdout
