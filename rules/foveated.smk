@@ -19,7 +19,6 @@ rule train_foveated:
         state="results/foveated/{run}/state",
     wildcard_constraints:
         run=one_of(foveated_runs()),
-    priority: -1  # off the fine-tuning chain's critical path: the runs fill the cores it leaves idle
     threads: lambda wildcards: foveated_spec(wildcards.run)["threads"]
     resources:
         gpu=1,
@@ -46,7 +45,6 @@ rule evaluate_foveated:
         device=lambda wildcards: foveated_spec(wildcards.run)["device"],
     wildcard_constraints:
         run=one_of(foveated_runs()),
-    priority: -1
     threads: lambda wildcards: foveated_spec(wildcards.run)["threads"]
     resources:
         gpu=1,

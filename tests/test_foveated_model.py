@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vlmflow.foveated_data import FrameStore, read_samples
-from vlmflow.foveated_eval import FrameBatches
+from vlmflow.foveated_eval import FrameBatches, evaluate
 from vlmflow.foveated_model import FoveatedVLM, from_parts, load_frame_lm, text_loss
 from vlmflow.foveated_query import encode_frames, query_frames
 from vlmflow.foveated_training import FoveatedTrainer, optimizer_groups
@@ -254,3 +254,14 @@ def test_a_batch_of_text_samples_is_the_lm_on_the_text(parts, architecture):
         modes = ["coarse_only", "coarse_fine", "autoregressive"] if architecture == "foveated" else ["multi_token"]
         for mode in modes:
             torch.testing.assert_close(model(**text, mode=mode).loss, expected)
+
+
+def test_blanking_the_frames_changes_only_the_samples_that_have_frames(parts):
+    model, tokenizer, processor = model_of(parts)
+    val = read_samples(parts / "data" / "val.jsonl")
+    batches = FrameBatches(val, tokenizer, FrameStore(processor), 64, torch.device("cpu"))
+    by_kind = {kind: [i for i, s in enumerate(val) if s.kind == kind] for kind in ("video", "text")}
+    for kind, indices in by_kind.items():
+        seen = evaluate(model, batches, indices, "coarse_fine", 8)
+        blank = evaluate(model, batches, indices, "coarse_fine", 8, blank=True)
+        assert (seen["val_loss"] == pytest.approx(blank["val_loss"])) == (kind == "text"), kind

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vlmflow.foveated_data import FrameSample, FrameStore, collate, tokenize
-from vlmflow.foveated_model import MODES, FrameLM, visual_tokens_per_frame
+from vlmflow.foveated_model import MODES, FrameLM, training_mode, visual_tokens_per_frame
 from vlmflow.foveated_query import attention_entropy
 from vlmflow.io import atomic_write
 
@@ -48,10 +48,17 @@ class FrameBatches:
 
 @torch.no_grad()
 def evaluate(
-    model: FrameLM, batches: FrameBatches, indices: Sequence[int], mode: str, batch_size: int
+    model: FrameLM,
+    batches: FrameBatches,
+    indices: Sequence[int],
+    mode: str,
+    batch_size: int,
+    blank: bool = False,
 ) -> dict[str, float]:
     """val_loss, accuracy (and per kind), val_loss_coarse / val_loss_fine where the mode has them,
-    and the mean entropy of the query attention (the fine pass's where there is one)."""
+    and the mean entropy of the query attention (the fine pass's where there is one). `blank`
+    replaces every frame by a uniform one (the processor's mean colour): the control that says
+    how much of the score comes from the pixels."""
     was_training = model.training
     model.eval()
     kinds = [batches.samples[i].kind for i in indices]
@@ -61,6 +68,8 @@ def evaluate(
         range(0, len(indices), batch_size), desc=f"eval {mode}", unit="batch", leave=False
     ):
         batch = batches(indices[start : start + batch_size], loss="answer_only")
+        if blank:
+            batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
         out = model(**batch, mode=mode)
         mask = batch["loss_mask"][:, 1:]
         tokens = mask.sum(1)
@@ -148,14 +157,17 @@ def save_frames(
 
 
 def evaluate_modes(
-    model: FrameLM, batches: FrameBatches, indices: Sequence[int], batch_size: int
+    model: FrameLM, batches: FrameBatches, indices: Sequence[int], mode: str, batch_size: int
 ) -> dict[str, Any]:
     """The final evaluation: every mode the architecture has (for the foveated model the seed's
-    coarse_only / coarse_fine / autoregressive), on the same fixed val samples."""
+    coarse_only / coarse_fine / autoregressive), on the same fixed val samples, and `blank_frames`:
+    the trained mode with every frame blanked (what the model scores without looking)."""
     modes = {
         mode: {"n": len(indices), **evaluate(model, batches, indices, mode, batch_size)}
         for mode in MODES[model.architecture]
     }
+    trained = training_mode(model, mode)
+    modes["blank_frames"] = {"n": len(indices), **evaluate(model, batches, indices, trained, batch_size, blank=True)}
     return {
         "architecture": model.architecture,
         "visual_tokens_per_frame": visual_tokens_per_frame(model),

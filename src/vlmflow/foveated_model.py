@@ -330,6 +330,11 @@ class MultiTokenVLM(FrameLM):
         return FrameLMOutput(loss, None, None, losses, correct, {})
 
 
+def training_mode(model: FrameLM, mode: str) -> str:
+    """The passes a run trains: its `mode` for the foveated model, the baseline's one pass."""
+    return mode if model.architecture == "foveated" else "multi_token"
+
+
 def visual_tokens_per_frame(model: FrameLM) -> int:
     return model.grid**2 if isinstance(model, MultiTokenVLM) else 1
 

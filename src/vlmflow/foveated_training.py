@@ -33,7 +33,7 @@ from vlmflow.foveated_eval import (
     save_attention,
     save_frames,
 )
-from vlmflow.foveated_model import GROUPS, MODES, FrameLM, visual_tokens_per_frame
+from vlmflow.foveated_model import GROUPS, MODES, FrameLM, training_mode, visual_tokens_per_frame
 from vlmflow.foveated_query import attention_entropy
 from vlmflow.io import atomic_directory, atomic_write, write_json
 from vlmflow.settings import FoveatedSettings
@@ -48,11 +48,6 @@ def check_settings(settings: FoveatedSettings) -> None:
         raise ValueError(f"freeze: unknown or unfreezable groups {sorted(unknown)}; choose from vision, language")
     if settings.mode not in MODES["foveated"][:2]:
         raise ValueError(f"mode '{settings.mode}' cannot be trained; choose coarse_fine or coarse_only")
-
-
-def training_mode(model: FrameLM, settings: FoveatedSettings) -> str:
-    """The passes a run trains: its `mode` for the foveated model, the one pass of the baseline."""
-    return settings.mode if model.architecture == "foveated" else "multi_token"
 
 
 def freeze(model: FrameLM, groups: tuple[str, ...]) -> None:
@@ -117,7 +112,7 @@ class FoveatedTrainer:
         self.scheduler = get_cosine_schedule_with_warmup(
             self.optimizer, settings.warmup_steps, settings.steps
         )
-        self.mode = training_mode(model, settings)
+        self.mode = training_mode(model, settings.mode)
         self.step = 0
 
     def train_step(self) -> dict[str, Any]:

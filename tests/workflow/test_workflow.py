@@ -178,9 +178,9 @@ def test_foveated_family(finished_run):
     assert (root / "sweeps" / skipped / "table.md").read_text().startswith(f"Skipped: sweep {skipped} skipped: {winner} won")
     assert not (root / dropped).exists() and (root / kept / "eval.json").is_file()
     f3 = json.loads((root / "F3" / "eval.json").read_text())
-    assert list(f3["modes"]) == ["coarse_only", "coarse_fine", "autoregressive"] and f3["visual_tokens_per_frame"] == 1
+    assert list(f3["modes"]) == ["coarse_only", "coarse_fine", "autoregressive", "blank_frames"] and f3["visual_tokens_per_frame"] == 1
     b1 = json.loads((root / "B1" / "eval.json").read_text())
-    assert list(b1["modes"]) == ["multi_token"] and b1["visual_tokens_per_frame"] == 4
+    assert list(b1["modes"]) == ["multi_token", "blank_frames"] and b1["visual_tokens_per_frame"] == 4
     assert [json.loads(line)["step"] for line in (root / "F3" / "evals.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert sorted(p.name for p in (root / "F3" / "attention").glob("*.npz")) == ["frames.npz", "step-0.npz", "step-1.npz", "step-2.npz"]
     for figure in ("loss_ratio", "attention_entropy", "token_frontier", "three_modes", "attention_heatmaps"):

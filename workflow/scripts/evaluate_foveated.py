@@ -27,7 +27,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
         settings.max_length,
         device,
     )
-    result = evaluate_modes(model, batches, indices, batch_size=32)
+    result = evaluate_modes(model, batches, indices, settings.mode, batch_size=32)
 write_json(snakemake.output.evaluation, {"run": snakemake.wildcards.run, **result})
 for mode, scores in result["modes"].items():
     log.info(
