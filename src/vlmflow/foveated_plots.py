@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 import seaborn as sns
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from vlmflow.foveated_sweeps import lower_is_better
@@ -31,6 +32,7 @@ from vlmflow.io import atomic_write, read_json
 MULTI_TOKEN_MODE = "multi_token"
 WINDOW = 20
 MAX_FRAMES_SHOWN = 8
+MAX_LABELLED_BARS = 16
 _STEP_FILE = re.compile(r"step-(\d+)\.npz")
 
 Point = tuple[str, int, float]
@@ -139,11 +141,12 @@ def plot_loss_ratio(runs: Mapping[str, Path], output: str | Path) -> None:
     _draw(axes[0], ratio, "loss_ratio", colours)
     axes[0].axhline(1.0, color="grey", ls="--", lw=1, label="fine = coarse")
     axes[0].set(title=f"loss_fine / loss_coarse (rolling mean {WINDOW})", xlabel="step", ylabel="")
-    _draw(axes[1], fine, "loss_fine", colours, suffix=" fine")
-    _draw(axes[1], coarse, "loss_coarse", colours, suffix=" coarse", ls="--")
+    _draw(axes[1], fine, "loss_fine", colours)
+    _draw(axes[1], coarse, "loss_coarse", colours, ls="--")
     axes[1].set(title="fine (solid) and coarse (dashed) loss", xlabel="step", ylabel="loss")
-    for ax in axes:
-        ax.legend(fontsize=7)
+    passes = [Line2D([], [], color="black", label="fine"), Line2D([], [], color="black", ls="--", label="coarse")]
+    axes[1].legend(handles=passes, fontsize=7)
+    _figure_legend(fig, axes[:1])
     fig.suptitle("coarse-to-fine gain")
     _save(fig, output)
 
@@ -352,15 +355,18 @@ def mode_values(evals: Mapping[str, Path], metrics: Sequence[str]) -> pl.DataFra
 
 
 def _grouped_bars(ax: plt.Axes, values: pl.DataFrame, colours: Mapping[str, Any]) -> None:
-    """A group of bars per run, centred on the run, as many bars as the run has modes."""
+    """A group of bars per run, centred on the run, as many bars as the run has modes; the values
+    written on the bars while they fit (up to MAX_LABELLED_BARS)."""
     runs = list(dict.fromkeys(values["run"]))
+    labelled = values.height <= MAX_LABELLED_BARS
     width = 0.8 / max(values.group_by("run").len()["len"].max(), 1)
     for i, run in enumerate(runs):
         chosen = values.filter(pl.col("run") == run)
         for j, (mode, value) in enumerate(zip(chosen["mode"], chosen["value"])):
             x = i + (j - (chosen.height - 1) / 2) * width
             bars = ax.bar(x, value, width=width, color=colours[mode], label=mode)
-            ax.bar_label(bars, fmt="%.3g", fontsize=6)
+            if labelled:
+                ax.bar_label(bars, fmt="%.3g", fontsize=6)
     ax.set_xticks(range(len(runs)), runs)
 
 
