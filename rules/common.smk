@@ -683,7 +683,10 @@ def foveated_report_inputs(wildcards):
 def foveated_heatmap_run():
     """`foveated.heatmap_run`, else the first run with a query (whose attention there is to draw)."""
     chosen = foveated().get("heatmap_run")
-    return chosen or next(r for r in foveated_runs() if foveated_spec(r)["architecture"] == "foveated")
+    queried = [r for r in foveated_runs() if foveated_spec(r)["architecture"] == "foveated"]
+    if not (chosen or queried):
+        raise ValueError("config: foveated: the attention heatmaps need a run with architecture foveated")
+    return chosen or queried[0]
 
 
 def foveated_outputs():
