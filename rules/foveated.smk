@@ -121,7 +121,6 @@ rule foveated_report:
         specs=lambda wildcards: {run: {k: foveated_spec(run)[k] for k in ("model", "data")} for run in foveated_active_runs()},
         sweeps=foveated_sweeps(),
         skipped=lambda wildcards: sorted(foveated_skipped()),
-        heatmap_run=lambda wildcards: foveated_heatmap_run(),
     log:
         "logs/foveated/report.log",
     conda:

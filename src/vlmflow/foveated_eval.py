@@ -22,7 +22,8 @@ from vlmflow.io import atomic_write
 
 
 class FrameBatches:
-    """Samples -> model-ready batches (frames from the store, tokens with the chosen loss routing)."""
+    """Samples -> model-ready batches (frames from the store, tokens with the chosen loss routing).
+    Each sample is tokenized once per loss routing: a run revisits the same samples every epoch."""
 
     def __init__(
         self,
@@ -34,14 +35,16 @@ class FrameBatches:
     ) -> None:
         self.samples, self.tokenizer, self.store = samples, tokenizer, store
         self.max_length, self.device = max_length, device
+        self._tokens: dict[tuple[int, str], tuple[list[int], list[int]]] = {}
+
+    def tokens(self, index: int, loss: str) -> tuple[list[int], list[int]]:
+        key = (index, loss)
+        if key not in self._tokens:
+            self._tokens[key] = tokenize(self.tokenizer, self.samples[index], loss, self.max_length)
+        return self._tokens[key]
 
     def __call__(self, indices: Sequence[int], loss: str) -> dict[str, torch.Tensor]:
-        items = []
-        for i in indices:
-            sample = self.samples[i]
-            items.append(
-                (self.store(sample), *tokenize(self.tokenizer, sample, loss, self.max_length))
-            )
+        items = [(self.store(self.samples[i]), *self.tokens(i, loss)) for i in indices]
         batch = collate(items, self.tokenizer.pad_token_id)
         return {k: v.to(self.device) for k, v in batch.items()}
 

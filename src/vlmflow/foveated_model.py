@@ -98,6 +98,7 @@ class FrameLM(nn.Module):
     the text loss, the parameter groups and the folder format."""
 
     architecture = ""
+    default_mode = ""
 
     def __init__(self, vision: Dinov2Model, language: PreTrainedModel, visual_scale: float) -> None:
         super().__init__()
@@ -133,6 +134,37 @@ class FrameLM(nn.Module):
         ]
         return text_loss(logits, input_ids, loss_mask)
 
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        frame_mask: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        loss_mask: torch.Tensor,
+        mode: str | None = None,
+        lambda_coarse: float = 0.0,
+    ) -> FrameLMOutput:
+        """Text loss in one of the architecture's MODES (default: the one it trains in). A batch
+        without a single frame is the LM on the text, whatever the mode; otherwise DINOv2 runs once
+        over the real frames and `read_frames` turns them into the LM's visual tokens."""
+        modes = MODES[self.architecture]
+        mode = mode or self.default_mode
+        if mode not in modes:
+            raise ValueError(f"unknown mode '{mode}' for the {self.architecture} model; choose one of {modes}")
+        text = (input_ids, attention_mask, loss_mask)
+        if not frame_mask.any():
+            loss, losses, correct = self.text_only(frame_mask, *text)
+            fine = loss if mode in ("coarse_fine", "autoregressive") else None
+            coarse = loss if mode in ("coarse_only", "coarse_fine") else None
+            return FrameLMOutput(loss, fine, coarse, losses, correct, {})
+        cache = encode_frames(self.vision, pixel_values[frame_mask])
+        return self.read_frames(cache, frame_mask, text, mode, lambda_coarse)
+
+    def read_frames(
+        self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
+    ) -> FrameLMOutput:
+        raise NotImplementedError
+
     def text_only(
         self, frame_mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
@@ -158,6 +190,7 @@ class FoveatedVLM(FrameLM):
     """One visual token per frame through a foveated query (deep, or shallow: last layer only)."""
 
     architecture = "foveated"
+    default_mode = "coarse_fine"
 
     def __init__(
         self,
@@ -183,37 +216,19 @@ class FoveatedVLM(FrameLM):
         features, weights = query_frames(self.vision, cache, queries, deep=self.deep_query)
         return self.project(features), weights
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        frame_mask: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        loss_mask: torch.Tensor,
-        mode: str = "coarse_fine",
-        lambda_coarse: float = 0.0,
+    def read_frames(
+        self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
     ) -> FrameLMOutput:
-        """Text loss in one of the modes: `coarse_only`, `coarse_fine` (training's two parallel
-        passes) or `autoregressive` (sequential, KV-cached; evaluation only).
-
-        In `coarse_fine` the coarse loss is `lambda_coarse` times auxiliary; with lambda 0 it is
-        still computed, without gradient, for the loss_fine / loss_coarse ratio."""
-        if mode not in MODES["foveated"]:
-            raise ValueError(
-                f"unknown mode '{mode}' for the foveated model; choose one of {MODES['foveated']}"
-            )
-        if not frame_mask.any():
-            loss, losses, correct = self.text_only(frame_mask, input_ids, attention_mask, loss_mask)
-            fine, coarse = (None, loss) if mode == "coarse_only" else (loss, None if mode == "autoregressive" else loss)
-            return FrameLMOutput(loss, fine, coarse, losses, correct, {})
-        cache = encode_frames(self.vision, pixel_values[frame_mask])
+        """`coarse_only`, `coarse_fine` (training's two parallel passes) or `autoregressive`
+        (sequential, KV-cached; evaluation only). In `coarse_fine` the coarse loss is
+        `lambda_coarse` times auxiliary; with lambda 0 it is still computed, without gradient, for
+        the loss_fine / loss_coarse ratio."""
         if mode == "autoregressive":
-            return self.autoregressive(cache, frame_mask, input_ids, attention_mask, loss_mask)
+            return self.autoregressive(cache, frame_mask, *text)
         n_real = cache.patches.shape[0]
         coarse, coarse_weights = self.look(cache, self.q_static.expand(n_real, -1))
         coarse_tokens = scatter_frames(coarse, frame_mask)
         attention = {"coarse": scatter_frames(coarse_weights, frame_mask)}
-        text = (input_ids, attention_mask, loss_mask)
         if mode == "coarse_only":
             loss, losses, correct = self.run_language(coarse_tokens, frame_mask, *text)
             return FrameLMOutput(loss, None, loss, losses, correct, attention)
@@ -289,6 +304,7 @@ class MultiTokenVLM(FrameLM):
     """The seed's B1: grid x grid average-pooled patch tokens per frame, no query, one pass."""
 
     architecture = "multi_token"
+    default_mode = "multi_token"
 
     def __init__(
         self,
@@ -304,35 +320,20 @@ class MultiTokenVLM(FrameLM):
     def settings(self) -> dict[str, Any]:
         return {**super().settings, "grid": self.grid}
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        frame_mask: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        loss_mask: torch.Tensor,
-        mode: str = "multi_token",
-        lambda_coarse: float = 0.0,
+    def read_frames(
+        self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
     ) -> FrameLMOutput:
-        if mode != "multi_token":
-            raise ValueError(f"the multi-token baseline has one mode, 'multi_token', not '{mode}'")
-        if not frame_mask.any():
-            loss, losses, correct = self.text_only(frame_mask, input_ids, attention_mask, loss_mask)
-            return FrameLMOutput(loss, None, None, losses, correct, {})
-        cache = encode_frames(self.vision, pixel_values[frame_mask])
         tokens = scatter_frames(self.project(pooled_patches(cache, self.grid)), frame_mask)
         batch, frames = frame_mask.shape
         visual = tokens.reshape(batch, frames * self.grid**2, -1)
         visual_mask = frame_mask.repeat_interleave(self.grid**2, dim=1)
-        loss, losses, correct = self.run_language(
-            visual, visual_mask, input_ids, attention_mask, loss_mask
-        )
+        loss, losses, correct = self.run_language(visual, visual_mask, *text)
         return FrameLMOutput(loss, None, None, losses, correct, {})
 
 
 def training_mode(model: FrameLM, mode: str) -> str:
     """The passes a run trains: its `mode` for the foveated model, the baseline's one pass."""
-    return mode if model.architecture == "foveated" else "multi_token"
+    return mode if model.architecture == "foveated" else model.default_mode
 
 
 def visual_tokens_per_frame(model: FrameLM) -> int:

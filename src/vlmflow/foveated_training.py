@@ -37,7 +37,7 @@ from vlmflow.foveated_model import GROUPS, MODES, FrameLM, training_mode, visual
 from vlmflow.foveated_query import attention_entropy
 from vlmflow.io import atomic_directory, atomic_write, write_json
 from vlmflow.settings import FoveatedSettings
-from vlmflow.training import load_state, read_state_step, save_state, truncate_log
+from vlmflow.training import checkpoint_candidates, restore_latest, save_state, truncate_log
 
 EVAL_BATCH = 32
 
@@ -174,12 +174,8 @@ class FoveatedTrainer:
 
     def resume(self, checkpoint: Path) -> int:
         """Continue from this run's last saved state (or the one a kill left mid-swap)."""
-        candidates = [checkpoint, checkpoint.with_name(checkpoint.name + ".old")]
-        usable = [(read_state_step(p, self.fingerprint), p) for p in candidates]
-        usable = [(step, p) for step, p in usable if step is not None]
-        if usable:
-            self.step, path = max(usable)
-            load_state(path, self.model, self.optimizer, self.scheduler)
+        candidates = checkpoint_candidates(checkpoint)
+        self.step = restore_latest(candidates, self.fingerprint, self.model, self.optimizer, self.scheduler)
         return self.step
 
     def run(self, run_dir: Path) -> None:

@@ -167,6 +167,24 @@ def load_state(directory: Path, model, optimizer, scheduler) -> None:
     set_rng_state(other["rng"])
 
 
+def checkpoint_candidates(checkpoint: Path) -> list[Path]:
+    """A run's checkpoint and the previous one (`save_state` keeps it as `.old` while it swaps a
+    new one in, so a kill in between leaves that)."""
+    return [checkpoint, checkpoint.with_name(checkpoint.name + ".old")]
+
+
+def restore_latest(candidates: Sequence[Path], fingerprint: dict[str, Any], model, optimizer, scheduler,
+                   until: int | None = None) -> int:  # fmt: skip
+    """Load the most advanced saved state of this run (not past `until`); its step, 0 when none."""
+    steps = [(read_state_step(path, fingerprint), path) for path in candidates]
+    usable = [(step, path) for step, path in steps if step is not None and (until is None or step <= until)]
+    if not usable:
+        return 0
+    step, path = max(usable)
+    load_state(path, model, optimizer, scheduler)
+    return step
+
+
 def truncate_log(path: Path, step: int) -> None:
     """Keep the log rows of steps <= `step` (the ones the restored state has seen)."""
     if not path.is_file():
@@ -203,11 +221,7 @@ class Trainer:
 
     def resume(self, candidates: Sequence[Path], until: int) -> int:
         """Continue from the most advanced saved state of this run that does not pass `until`."""
-        steps = [(read_state_step(path, self.fingerprint), path) for path in candidates]
-        usable = [(step, path) for step, path in steps if step is not None and step <= until]
-        if usable:
-            self.step, path = max(usable)
-            load_state(path, self.model, self.optimizer, self.scheduler)
+        self.step = restore_latest(candidates, self.fingerprint, self.model, self.optimizer, self.scheduler, until)
         return self.step
 
     def micro_batch(self, index: int) -> dict[str, torch.Tensor]:
@@ -376,8 +390,7 @@ def train_stage(
     checkpoint = run_dir / "checkpoint"
     log_path = run_dir / "log.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
-    # `.old` is the previous checkpoint while save_state swaps a new one in (a kill in between).
-    candidates = [checkpoint, checkpoint.with_name(checkpoint.name + ".old")]
+    candidates = checkpoint_candidates(checkpoint)
     candidates += [previous / "trainer_state"] if previous else []
     started = trainer.resume(candidates, until)
     if previous and started == 0 and read_state_step(previous / "trainer_state", fingerprint) is None:

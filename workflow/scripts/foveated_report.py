@@ -18,7 +18,8 @@ from vlmflow.summary import SCHEMA
 
 log = log_to(snakemake.log[0])
 p = snakemake.params
-runs = {run: Path("results/foveated") / run for run in p.runs}
+folders = [Path(f).parent for f in snakemake.input.files if f.endswith("eval.json")]
+runs = dict(zip(p.runs, folders, strict=True))
 evals = {run: path / "eval.json" for run, path in runs.items()}
 figures = dict(
     zip(
@@ -31,7 +32,7 @@ plot_loss_ratio(runs, figures["loss_ratio"])
 plot_attention_entropy(runs, figures["entropy"])
 plot_token_frontier(evals, figures["frontier"])
 plot_three_modes(evals, figures["modes"])
-plot_attention_heatmaps(Path("results/foveated") / p.heatmap_run, figures["heatmaps"])
+plot_attention_heatmaps(Path(snakemake.input.attention).parent, figures["heatmaps"])
 
 rows = [
     row
@@ -40,9 +41,10 @@ rows = [
         run, p.specs[run]["model"], p.specs[run]["data"], evals[run], runs[run] / "evals.jsonl"
     )
 ]
+decided = iter(snakemake.input.decisions)  # one per sweep that was not skipped, in sweep order
 for sweep in p.sweeps:
-    path = f"results/foveated/sweeps/{sweep}/decision.json"
-    decision = None if sweep in p.skipped else {**read_json(path), "source": path}
+    path = None if sweep in p.skipped else next(decided)
+    decision = None if path is None else {**read_json(path), "source": path}
     rows += decision_rows(sweep, decision, p.sweeps[sweep]["runs"])
 with atomic_write(snakemake.output.summary, "wb") as handle:
     pl.DataFrame(rows, schema=SCHEMA).write_csv(handle)

@@ -12,7 +12,8 @@ if p.skipped:
     skipped_sweep(reason, out.curves, out.csv, out.markdown)
     log.info(reason)
 else:
-    runs = {run: Path("results/foveated") / run for run in p.runs}
+    folders = [Path(f).parent for f in snakemake.input.files if f.endswith("eval.json")]
+    runs = dict(zip(p.runs, folders, strict=True))
     plot_sweep_curves(runs, out.curves, f"sweep {sweep}: {', '.join(p.runs)}", metric=p.metric)
     sweep_table(
         {run: path / "eval.json" for run, path in runs.items()}, runs, out.csv, out.markdown
