@@ -18,6 +18,11 @@ OUTLIER_HANDLING = ("none", "zero", "clamp", "scale")
 EPS = 1e-6
 
 
+def global_std(hidden: torch.Tensor) -> float:
+    """The std of every value of a tensor (population std, as the normalisation matches it)."""
+    return float(hidden.float().std(unbiased=False))
+
+
 def dimension_std(hidden: torch.Tensor) -> torch.Tensor:
     """Each dimension's std over the tokens of a (tokens, dim) tensor."""
     return hidden.float().std(dim=0, unbiased=False)
@@ -33,7 +38,7 @@ def normalise(hidden: torch.Tensor, mode: str, target_std: float) -> torch.Tenso
         return hidden
     x = hidden.float()
     if mode == "global":
-        return (x * (target_std / (x.std(unbiased=False) + EPS))).to(hidden.dtype)
+        return (x * (target_std / (global_std(x) + EPS))).to(hidden.dtype)
     unit = (x - x.mean(dim=0)) / (dimension_std(x) + EPS)
     return (unit * target_std).to(hidden.dtype)
 

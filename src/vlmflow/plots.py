@@ -14,6 +14,13 @@ import seaborn as sns  # noqa: E402
 from vlmflow.io import atomic_write  # noqa: E402
 
 
+def save_figure(fig: plt.Figure, path: str | Path) -> None:
+    """Write a figure as a PNG atomically and free it."""
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+
+
 def plot_training_log(log_path: str | Path, output: str | Path, title: str) -> None:
     """Loss, gradient norm and per-group learning rate against the optimizer step."""
     log = pl.read_ndjson(log_path)
@@ -30,6 +37,4 @@ def plot_training_log(log_path: str | Path, output: str | Path, title: str) -> N
         sns.lineplot(x=log["step"], y=log[column], ax=axes[2], label=column.removeprefix("lr/"))
     axes[2].set(title="learning rate", xlabel="step", ylabel="")
     fig.suptitle(title)
-    with atomic_write(output, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, output)

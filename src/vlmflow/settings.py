@@ -134,3 +134,15 @@ class FoveatedSettings:
             "vision": self.lr_vision,
             "language": self.lr_language,
         }
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """How every image of an experiment is sampled (Z-Image-Turbo: no CFG, few steps)."""
+
+    height: int = 64
+    width: int = 64
+    steps: int = 8
+    guidance_scale: float = 0.0
+    negative_prompt: str = ""  # the reference encoder's embeddings of it, when guidance_scale > 0
+    seed: int = 0

@@ -1,0 +1,118 @@
+"""Figures of the VL-conditioning study: each experiment's comparison grid and the per-layer
+dimension analysis."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import polars as pl
+import seaborn as sns
+from PIL import Image
+
+from vlmflow.plots import save_figure
+
+GRID_COLUMNS = 5
+TOKEN_TYPES = ("full", "image_only", "text_only")
+
+
+def _caption(entry: dict[str, Any]) -> str:
+    """What made the image and how far it is from the reference encoder's."""
+    if entry["alpha"] == 0:
+        made = "reference encoder"
+    else:
+        made = f"α={entry['alpha']:g} L{entry['hidden_layer']} {entry['token_selection']}\n{entry['normalization_mode']}"
+    return f"{made}\nstd {entry['blended_std']:.3g}  cos {entry['cosine_to_reference']:.2f}\nΔpx {entry['pixel_distance_to_reference']:.3f}"
+
+
+def comparison_grid(
+    metadata: dict[str, Any], image_dir: str | Path, output: str | Path, title: str
+) -> None:
+    """Every image of an experiment side by side (rows of five), named and captioned with its
+    recipe, its std, its cosine to the reference embeddings and its pixel distance to the
+    reference encoder's image."""
+    results = metadata["results"]
+    if not results:
+        raise ValueError(f"{title}: no images to put in a grid")
+    columns = min(GRID_COLUMNS, len(results))
+    rows = math.ceil(len(results) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(2.4 * columns, 3.5 * rows), squeeze=False, constrained_layout=True
+    )
+    for ax in axes.flat[len(results) :]:
+        ax.axis("off")
+    for ax, entry in zip(axes.flat, results):
+        with Image.open(Path(image_dir) / entry["image"]) as image:
+            ax.imshow(image.convert("RGB"), interpolation="nearest")
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(entry["name"], fontsize=8)
+        ax.set_xlabel(_caption(entry), fontsize=7)  # a label, so the layout leaves room for it
+    fig.suptitle(f"{title}: “{metadata['prompt']}”", fontsize=10)
+    save_figure(fig, output)
+
+
+def plot_dimensions(
+    layers: pl.DataFrame, outliers: pl.DataFrame, output: str | Path, title: str
+) -> None:
+    """Per layer and token type: the per-dimension std correlation with the reference encoder,
+    the global std against the reference's, and the largest outlier ratio (its dimension named)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
+    palette = dict(zip(TOKEN_TYPES, sns.color_palette("tab10", len(TOKEN_TYPES))))
+    data = layers.to_pandas()
+    sns.lineplot(
+        data=data,
+        x="layer",
+        y="std_correlation",
+        hue="token_type",
+        palette=palette,
+        marker="o",
+        ax=axes[0],
+    )
+    axes[0].set(title="per-dimension std correlation with the reference", ylabel="Pearson r")
+    sns.lineplot(
+        data=data,
+        x="layer",
+        y="std",
+        hue="token_type",
+        palette=palette,
+        marker="o",
+        ax=axes[1],
+        legend=False,
+    )
+    axes[1].axhline(
+        layers["reference_std"][0],
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label="reference encoder",
+    )
+    axes[1].set(title="global std", yscale="log", ylabel="std")
+    axes[1].legend(loc="best", fontsize=7)
+    sns.lineplot(
+        data=data,
+        x="layer",
+        y="max_ratio",
+        hue="token_type",
+        palette=palette,
+        marker="o",
+        ax=axes[2],
+        legend=False,
+    )
+    axes[2].set(title="largest dimension std / median std", yscale="log", ylabel="ratio")
+    top = outliers.filter((pl.col("rank") == 1) & (pl.col("token_type") == "image_only"))
+    for row in top.iter_rows(named=True):
+        axes[2].annotate(
+            f"d{row['dim']}",
+            (row["layer"], row["ratio"]),
+            fontsize=6,
+            xytext=(2, 3),
+            textcoords="offset points",
+        )
+    fig.suptitle(title)
+    save_figure(fig, output)
