@@ -5,7 +5,8 @@
 # Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
 # JSONL) -> train (LoRA / full fine-tuning) -> infer (batched, resumable generation) -> evaluate
 # (VQA accuracy) -> prune (guided visual-token pruning) -> probe (hidden states of swap pairs
-# across checkpoints) -> foveated (the foveated-VLM sweeps) -> report (summary).
+# across checkpoints) -> foveated (the foveated-VLM sweeps) -> conditioning (VLM hidden states as a
+# diffusion transformer's text conditioning) -> report (summary).
 
 from snakemake.utils import min_version, validate
 
@@ -27,6 +28,7 @@ include: "rules/evaluate.smk"
 include: "rules/prune.smk"
 include: "rules/probe.smk"
 include: "rules/foveated.smk"
+include: "rules/conditioning.smk"
 include: "rules/report.smk"
 
 
@@ -40,3 +42,4 @@ rule all:
         guided_outputs(),
         probing_outputs(),
         foveated_outputs(),
+        conditioning_outputs(),

@@ -8,7 +8,7 @@ from functools import cache
 
 from vlmflow.pruned_rows import keep_label
 from vlmflow.foveated_sweeps import active_runs, is_skipped
-from vlmflow.settings import FoveatedSettings, GenerationSettings, PruningSettings, TrainSettings, batch_divisor
+from vlmflow.settings import FoveatedSettings, GenerationSettings, ImageSettings, PruningSettings, TrainSettings, batch_divisor
 
 # A GPU job that fails (out of memory, typically) is retried with its batch divided by 2, then 4.
 GPU_RETRIES = 2
@@ -504,6 +504,9 @@ def summary_entries():
     if foveated_runs():  # one table: which runs exist is decided while the workflow runs
         entries.append({"experiment": "foveated", "family": "foveated", "model": None, "dataset": None,
                         "kind": "table", "source": "results/foveated/summary.csv"})  # fmt: skip
+    if conditioning_experiments() or conditioning_analysis():
+        entries.append({"experiment": "conditioning", "family": "vl_conditioning", "model": None, "dataset": None,
+                        "kind": "table", "source": "results/conditioning/summary.csv"})  # fmt: skip
     return entries
 
 
@@ -723,3 +726,77 @@ def check_foveated():
 
 
 check_foveated()
+
+
+# ---- VL conditioning (seed 003) -------------------------------------------------------------------
+
+# What an experiment inherits unless `conditioning.defaults` or the experiment sets it.
+CONDITIONING_DEFAULTS = {**asdict(ImageSettings()), "device": "auto", "image": None}
+CONDITIONING_GENERATION_KEYS = tuple(asdict(ImageSettings()))
+
+
+def conditioning():
+    return config.get("conditioning", {})
+
+
+def conditioning_experiments():
+    return list(conditioning().get("experiments", {}))
+
+
+def conditioning_analysis():
+    return conditioning().get("analysis")
+
+
+def conditioning_built_models():
+    return [name for name, spec in conditioning().get("models", {}).items() if "build" in spec]
+
+
+@cache
+def conditioning_experiment(name):
+    """An experiment's settings (built-in < conditioning.defaults < the experiment) with each
+    output's full recipe (defaults' recipe < the experiment's recipe < the output)."""
+    defaults, own = conditioning().get("defaults", {}), conditioning()["experiments"][name]
+    spec = {**CONDITIONING_DEFAULTS, **defaults, **own}
+    recipe = {**defaults.get("recipe", {}), **own.get("recipe", {})}
+    spec["outputs"] = {out: {**recipe, **settings} for out, settings in own["outputs"].items()}
+    spec.pop("recipe", None)
+    for key in ("model", "prompt"):
+        if key not in spec:
+            raise ValueError(f"config: conditioning.experiments.{name}: no {key} (set it there or in conditioning.defaults)")
+    return spec
+
+
+def conditioning_model(name, where):
+    """A conditioning model's pipeline and VLM folders (a built model's one folder holds both)
+    and whether its VLM may run remote code."""
+    models = conditioning().get("models", {})
+    if name not in models:
+        raise ValueError(f"config: {where}: model {name!r} is not in conditioning.models ({', '.join(models)})")
+    spec = models[name]
+    folders = {key: f"resources/models/{name}/{key}" for key in ("pipeline", "vlm")} if "build" in spec else spec
+    return {"pipeline": folders["pipeline"], "vlm": folders["vlm"], "trust_remote_code": spec.get("trust_remote_code", False)}
+
+
+def conditioning_model_inputs(name, image, where):
+    paths = conditioning_model(name, where)
+    model = [f"resources/models/{name}"] if name in conditioning_built_models() else [paths["pipeline"], paths["vlm"]]
+    return {"model": model, **({"image": image} if image else {})}
+
+
+def conditioning_experiment_inputs(wildcards):
+    spec = conditioning_experiment(wildcards.experiment)
+    return conditioning_model_inputs(spec["model"], spec["image"], f"conditioning.experiments.{wildcards.experiment}")
+
+
+def conditioning_analysis_inputs(wildcards):
+    spec = conditioning_analysis()
+    return conditioning_model_inputs(spec["model"], spec.get("image"), "conditioning.analysis")
+
+
+def conditioning_outputs():
+    """Each experiment's metadata and grid, the dimension analysis, the study's summary rows."""
+    files = [f"results/conditioning/{name}/{f}" for name in conditioning_experiments()
+             for f in ("metadata.json", "comparison_grid.png")]  # fmt: skip
+    if conditioning_analysis():
+        files.append("results/conditioning/dimensions/dimensions.png")
+    return files + (["results/conditioning/summary.csv"] if files else [])

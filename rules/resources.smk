@@ -146,3 +146,31 @@ rule build_foveated_model:
         "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/build_foveated_model.py"
+
+
+rule build_conditioning_model:
+    input:
+        corpus="resources/corpus.txt",
+    output:
+        parts=directory("resources/models/{model}"),
+    params:
+        spec=lambda wildcards: conditioning()["models"][wildcards.model]["build"],
+    wildcard_constraints:
+        model=one_of(conditioning_built_models()),
+    log:
+        "logs/build_model/{model}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/build_conditioning_model.py"
+
+
+rule synth_conditioning_image:
+    output:
+        image="resources/raw/conditioning/house.png",
+    log:
+        "logs/synth/conditioning_image.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/synth_conditioning_image.py"

@@ -299,3 +299,31 @@ def test_report_renders_every_family(finished_run):
     for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "ablation.png",
                    "token_frontier.png", "curves.png", "summary.csv"):
         assert figure in dom, figure
+
+
+def test_conditioning_family(finished_run):
+    root = finished_run / "results" / "conditioning"
+    for experiment, outputs in reduced_config()["conditioning"]["experiments"].items():
+        metadata = json.loads((root / experiment / "metadata.json").read_text())
+        assert [r["name"] for r in metadata["results"]] == list(outputs["outputs"])
+        for entry in metadata["results"]:
+            for key in ("vl_shape", "vl_std", "token_selection", "normalization_mode", "blended_std",
+                        "generation_time", "alpha", "hidden_layer"):
+                assert key in entry, (experiment, entry["name"], key)
+            assert json.loads((root / experiment / f"{entry['name']}.json").read_text())["name"] == entry["name"]
+            assert (root / experiment / entry["image"]).stat().st_size > 0
+        assert (root / experiment / "comparison_grid.png").stat().st_size > 0
+    first = {r["name"]: r for r in json.loads((root / "vl_only_vs_qwen3" / "metadata.json").read_text())["results"]}
+    assert first["pure_qwen3_4b"]["pixel_distance_to_reference"] == 0.0 and first["pure_qwen3_4b"]["vl_shape"] is None
+    # global normalisation matches the reference encoder's std on the prompt
+    assert first["pure_vl_text_tokens"]["vl_std"] == pytest.approx(first["pure_vl_text_tokens"]["reference_std"], rel=1e-3)
+    double = {r["name"]: r for r in json.loads((root / "vl_double_conditioning" / "metadata.json").read_text())["results"]}
+    assert double["single_image_tokens"]["vl_shape"] == [4, 32]  # 64 px: 4x4 patches merged 2x2
+    assert double["dual_30_image_70_text"]["spec"]["mix_with"]["hidden_layer"] == -1
+    layers = pl.read_csv(root / "dimensions" / "layers.csv")
+    assert layers.height == 4 * 3 and set(layers["token_type"]) == {"full", "image_only", "text_only"}
+    assert pl.read_csv(root / "dimensions" / "outliers.csv").height == 4 * 3 * 3
+    assert (root / "dimensions" / "dimensions.png").stat().st_size > 0
+    rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "vl_conditioning")
+    assert "pure_vl_text_tokens/cosine_to_reference" in set(rows.filter(pl.col("experiment") == "conditioning.vl_only_vs_qwen3")["metric"])
+    assert "std_correlation/token_type=text_only/layer=-2" in set(rows["metric"])
