@@ -9,6 +9,7 @@ rule generate_conditioning:
         unpack(conditioning_experiment_inputs),
     output:
         metadata="results/conditioning/{experiment}/metadata.json",
+        reference="results/conditioning/{experiment}/reference.png",
     params:
         spec=lambda wildcards: conditioning_experiment(wildcards.experiment),
         model=lambda wildcards: conditioning_model(conditioning_experiment(wildcards.experiment)["model"], "conditioning"),
@@ -32,6 +33,7 @@ rule generate_conditioning:
 rule conditioning_grid:
     input:
         metadata="results/conditioning/{experiment}/metadata.json",
+        reference="results/conditioning/{experiment}/reference.png",
     output:
         grid=report(
             "results/conditioning/{experiment}/comparison_grid.png",

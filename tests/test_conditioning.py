@@ -13,7 +13,7 @@ import torch
 from vlmflow.conditioning import ConditioningSpec, VLSource, condition
 from vlmflow.conditioning_dimensions import dimension_tables
 from vlmflow.conditioning_extract import reference_hidden_states, select_tokens, vl_forward
-from vlmflow.conditioning_generation import load_encoders, run_experiment
+from vlmflow.conditioning_generation import load_encoders, resume_key, run_experiment
 from vlmflow.conditioning_plots import comparison_grid, plot_dimensions
 from vlmflow.conditioning_report import dimension_rows, image_rows
 from vlmflow.settings import ImageSettings
@@ -175,7 +175,7 @@ def test_recipe_settings_are_checked():
         VLSource(token_selection="images")
 
 
-def test_experiment_writes_images_and_metadata_and_resumes(loaded, tmp_path):
+def test_experiment_writes_images_and_metadata_and_resumes(built, loaded, tmp_path):
     pipeline, encoders = loaded
     outputs = {
         "pure_qwen3_4b": ConditioningSpec(alpha=0.0),
@@ -185,35 +185,38 @@ def test_experiment_writes_images_and_metadata_and_resumes(loaded, tmp_path):
         ),
     }
     settings = ImageSettings(height=32, width=32, steps=2)
-    metadata = run_experiment(pipeline, encoders, PROMPT, outputs, settings, tmp_path, LOG)
+    models = resume_key(built / "model" / "pipeline", built / "model" / "vlm", built / "house.png")
+    metadata = run_experiment(pipeline, encoders, PROMPT, outputs, settings, tmp_path, models, LOG)
     by_name = {r["name"]: r for r in metadata["results"]}
     assert list(by_name) == list(outputs)
-    assert (
-        by_name["pure_qwen3_4b"]["pixel_distance_to_reference"] == 0.0
-    )  # same noise, same conditioning
+    same_noise_same_conditioning = by_name["pure_qwen3_4b"]["pixel_distance_to_reference"]
+    assert same_noise_same_conditioning == 0.0
     assert by_name["pure_vl_text_tokens"]["pixel_distance_to_reference"] > 0.0
     image_entry = by_name["image_tokens"]
     assert image_entry["token_selection"] == "image_only" and image_entry["hidden_layer"] == -2
     assert image_entry["vl_shape"] == [4, 32] and image_entry["outlier_dims"] > 0
     assert json.loads((tmp_path / "metadata.json").read_text()) == metadata
-    stamps = {name: (tmp_path / f"{name}.png").stat().st_mtime_ns for name in outputs}
+    assert (tmp_path / "reference.png").stat().st_size > 0
 
+    def stamps() -> dict[str, int]:
+        return {name: (tmp_path / f"{name}.png").stat().st_mtime_ns for name in outputs}
+
+    before = stamps()
     outputs["image_tokens"] = ConditioningSpec(source=VLSource(token_selection="image_only"))
-    again = run_experiment(pipeline, encoders, PROMPT, outputs, settings, tmp_path, LOG)
-    assert (tmp_path / "pure_qwen3_4b.png").stat().st_mtime_ns == stamps["pure_qwen3_4b"]  # kept
-    assert (tmp_path / "image_tokens.png").stat().st_mtime_ns != stamps[
-        "image_tokens"
-    ]  # other settings: redone
+    again = run_experiment(pipeline, encoders, PROMPT, outputs, settings, tmp_path, models, LOG)
+    after = stamps()
+    assert after["pure_qwen3_4b"] == before["pure_qwen3_4b"]  # kept
+    assert after["image_tokens"] != before["image_tokens"]  # another recipe: made again
     assert again["results"][0] == metadata["results"][0]
+    rebuilt = {**models, "vlm": {**models["vlm"], "written_ns": 0}}
+    run_experiment(pipeline, encoders, PROMPT, outputs, settings, tmp_path, rebuilt, LOG)
+    assert all(stamp != after[name] for name, stamp in stamps().items())  # another model: all made again
 
     comparison_grid(again, tmp_path, tmp_path / "comparison_grid.png", "test")
     assert (tmp_path / "comparison_grid.png").stat().st_size > 0
-    rows = image_rows("test", "tiny", again, "metadata.json")
-    assert {
-        "pure_vl_text_tokens/cosine_to_reference",
-        "pure_qwen3_4b/pixel_distance_to_reference",
-    } <= {r["metric"] for r in rows}
-    assert not any(r["metric"] == "pure_qwen3_4b/vl_std" for r in rows)  # no VL side: no row
+    metrics = {r["metric"] for r in image_rows("test", "tiny", again, "metadata.json")}
+    assert {"pure_vl_text_tokens/cosine_to_reference", "pure_qwen3_4b/pixel_distance_to_reference"} <= metrics
+    assert "pure_qwen3_4b/vl_std" not in metrics  # no VL side: no row
 
 
 def test_dimension_tables_cover_every_layer_and_token_type(loaded, tmp_path):

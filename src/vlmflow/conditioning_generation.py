@@ -3,13 +3,17 @@
 `ZImagePipeline` takes `prompt_embeds` as a list of (tokens, dim) tensors of any length, the
 form its own Qwen3-4B encoding has, so each recipe's embeddings go in as they are. Every image
 of an experiment starts from the same seeded noise: what differs between two pictures is the
-conditioning. Each image is written with its metadata (`<name>.png`, `<name>.json`) as soon as it
-is made, so an interrupted experiment resumes at the first image missing or made from other
-settings; `metadata.json` lists them all, in the seed's format (`results`).
+conditioning, and `reference.png`, the reference encoder's picture of the prompt from that noise,
+is what each is measured against. Each image is written with its metadata (`<name>.png`,
+`<name>.json`) as soon as it is made, so an interrupted experiment resumes at the first image
+missing or made from other settings or models; `metadata.json` lists them all, in the seed's
+format (`results`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -26,6 +30,10 @@ from vlmflow.conditioning import ConditioningSpec, Encoders, condition
 from vlmflow.io import atomic_write, read_json, write_json
 from vlmflow.models import load_vlm, pick_device
 from vlmflow.settings import ImageSettings
+
+REFERENCE_IMAGE = (
+    "reference.png"  # the reference encoder's image of the prompt, every experiment's baseline
+)
 
 
 def load_pipeline(path: str | Path, device: str = "auto") -> ZImagePipeline:
@@ -124,6 +132,33 @@ def image_metadata(
     }
 
 
+def resume_key(
+    pipeline_path: str | Path, vlm_path: str | Path, image_path: str | Path | None
+) -> dict[str, Any]:
+    """What a kept image must share with this run besides prompt, recipe and sampling: the two
+    model folders (path and when their index was written, so a rebuilt model counts as another)
+    and the reference image's bytes."""
+
+    def folder(path: str | Path, index: str) -> dict[str, Any]:
+        return {"path": str(path), "written_ns": (Path(path) / index).stat().st_mtime_ns}
+
+    image = hashlib.sha256(Path(image_path).read_bytes()).hexdigest() if image_path else None
+    return {
+        "pipeline": folder(pipeline_path, "model_index.json"),
+        "vlm": folder(vlm_path, "config.json"),
+        "image_sha256": image,
+    }
+
+
+def _negative(
+    encoders: Encoders, spec: ConditioningSpec, settings: ImageSettings
+) -> torch.Tensor | None:
+    """The reference encoder's embeddings of the negative prompt, under CFG only."""
+    if settings.guidance_scale <= 0:
+        return None
+    return encoders.reference(settings.negative_prompt, spec.reference_layer)
+
+
 def run_experiment(
     pipeline: ZImagePipeline,
     encoders: Encoders,
@@ -131,38 +166,45 @@ def run_experiment(
     outputs: dict[str, ConditioningSpec],
     settings: ImageSettings,
     out_dir: str | Path,
+    models: dict[str, Any],
     log: logging.Logger,
 ) -> dict[str, Any]:
-    """Generate (or keep, when made from the same settings) each output's image, compare it with
-    the reference encoder's image of the prompt from the same noise, write metadata.json."""
+    """Generate `reference.png` (the reference encoder alone) and each output's image from the
+    same noise, keeping an image made before from the same prompt, recipe, sampling and `models`
+    (`resume_key`); measure each against the reference image; write metadata.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    negative = None
-    if settings.guidance_scale > 0:
-        negative = encoders.reference(settings.negative_prompt, ConditioningSpec().reference_layer)
-    reference_image: Image.Image | None = None
+    reference_spec = ConditioningSpec(alpha=0.0)
+    reference_embeds = condition(encoders, prompt, reference_spec)[0]
+    reference_image, _ = generate(
+        pipeline, reference_embeds, _negative(encoders, reference_spec, settings), settings
+    )
+    _save_png(reference_image, out_dir / REFERENCE_IMAGE)
     results = []
     for name, spec in tqdm(outputs.items(), desc="images", unit="image"):
         png, meta = out_dir / f"{name}.png", out_dir / f"{name}.json"
-        made_from = {"prompt": prompt, "spec": spec.as_dict(), "settings": asdict(settings)}
+        made_from = json.loads(
+            json.dumps(
+                {
+                    "prompt": prompt,
+                    "spec": spec.as_dict(),
+                    "settings": asdict(settings),
+                    "models": models,
+                }
+            )
+        )  # as it reads back from JSON
         if png.is_file() and meta.is_file() and read_json(meta).get("made_from") == made_from:
             log.info("%s: kept (made from the same settings)", name)
             results.append(read_json(meta))
             continue
-        if reference_image is None:
-            reference_spec = ConditioningSpec(alpha=0.0)
-            reference_image, _ = generate(
-                pipeline, condition(encoders, prompt, reference_spec)[0], negative, settings
-            )
         embeds, stats = condition(encoders, prompt, spec)
-        image, seconds = generate(pipeline, embeds, negative, settings)
+        image, seconds = generate(pipeline, embeds, _negative(encoders, spec, settings), settings)
         entry = image_metadata(name, prompt, spec, stats, seconds)
         entry |= {
             "pixel_distance_to_reference": pixel_distance(image, reference_image),
             "made_from": made_from,
         }
-        with atomic_write(png, "wb") as handle:
-            image.save(handle, format="PNG")
+        _save_png(image, png)
         write_json(meta, entry)
         log.info(
             "%s: %s tokens, std %.3g, cosine to reference %.3f, %.2fs",
@@ -173,6 +215,16 @@ def run_experiment(
             seconds,
         )
         results.append(entry)
-    metadata = {"prompt": prompt, "settings": asdict(settings), "results": results}
+    metadata = {
+        "prompt": prompt,
+        "settings": asdict(settings),
+        "reference_image": REFERENCE_IMAGE,
+        "results": results,
+    }
     write_json(out_dir / "metadata.json", metadata)
     return metadata
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    with atomic_write(path, "wb") as handle:
+        image.save(handle, format="PNG")

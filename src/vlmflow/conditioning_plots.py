@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import polars as pl
 import seaborn as sns
 from PIL import Image
@@ -30,28 +31,55 @@ def _caption(entry: dict[str, Any]) -> str:
     return f"{made}\nstd {entry['blended_std']:.3g}  cos {entry['cosine_to_reference']:.2f}\nΔpx {entry['pixel_distance_to_reference']:.3f}"
 
 
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float32) / 255
+
+
 def comparison_grid(
     metadata: dict[str, Any], image_dir: str | Path, output: str | Path, title: str
 ) -> None:
-    """Every image of an experiment side by side (rows of five), named and captioned with its
-    recipe, its std, its cosine to the reference embeddings and its pixel distance to the
-    reference encoder's image."""
+    """Every image of an experiment (rows of five), named and captioned with its recipe, its
+    std, its cosine to the reference embeddings and its pixel distance to the reference encoder's
+    image; under each, where it differs from that image (|Δ| averaged over RGB, one colour scale
+    for the whole grid, so small changes are visible and comparable)."""
     results = metadata["results"]
     if not results:
         raise ValueError(f"{title}: no images to put in a grid")
+    image_dir = Path(image_dir)
+    reference = _pixels(image_dir / metadata["reference_image"])
+    images = [_pixels(image_dir / entry["image"]) for entry in results]
+    differences = [np.abs(image - reference).mean(axis=-1) for image in images]
+    vmax = max(max(float(d.max()) for d in differences), 1e-6)
     columns = min(GRID_COLUMNS, len(results))
     rows = math.ceil(len(results) / columns)
     fig, axes = plt.subplots(
-        rows, columns, figsize=(2.4 * columns, 3.5 * rows), squeeze=False, constrained_layout=True
+        2 * rows,
+        columns,
+        figsize=(2.4 * columns, 5.4 * rows),
+        squeeze=False,
+        constrained_layout=True,
     )
-    for ax in axes.flat[len(results) :]:
+    for ax in axes.flat:
         ax.axis("off")
-    for ax, entry in zip(axes.flat, results):
-        with Image.open(Path(image_dir) / entry["image"]) as image:
-            ax.imshow(image.convert("RGB"), interpolation="nearest")
-        ax.set(xticks=[], yticks=[])
-        ax.set_title(entry["name"], fontsize=8)
-        ax.set_xlabel(_caption(entry), fontsize=7)  # a label, so the layout leaves room for it
+    for i, (entry, image, difference) in enumerate(zip(results, images, differences)):
+        top, bottom = (
+            axes[2 * (i // columns), i % columns],
+            axes[2 * (i // columns) + 1, i % columns],
+        )
+        for ax in (top, bottom):
+            ax.axis("on")
+            ax.set(xticks=[], yticks=[])
+        top.imshow(image, interpolation="nearest")
+        top.set_title(entry["name"], fontsize=8)
+        shown = bottom.imshow(difference, cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        bottom.set_xlabel(_caption(entry), fontsize=7)  # a label, so the layout leaves room for it
+    fig.colorbar(
+        shown,
+        ax=axes[1::2, :].ravel().tolist(),
+        shrink=0.6,
+        label="|Δ| to the reference encoder's image",
+    )
     fig.suptitle(f"{title}: “{metadata['prompt']}”", fontsize=10)
     save_figure(fig, output)
 

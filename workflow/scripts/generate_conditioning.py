@@ -3,7 +3,7 @@
 import torch
 
 from vlmflow.conditioning import ConditioningSpec
-from vlmflow.conditioning_generation import load_encoders, run_experiment
+from vlmflow.conditioning_generation import load_encoders, resume_key, run_experiment
 from vlmflow.scripting import log_to
 from vlmflow.settings import ImageSettings
 
@@ -16,5 +16,6 @@ pipeline, encoders = load_encoders(
 outputs = {name: ConditioningSpec.from_config(recipe) for name, recipe in spec["outputs"].items()}
 settings = ImageSettings(**{k: spec[k] for k in ImageSettings.__dataclass_fields__})
 out_dir = snakemake.output.metadata.rsplit("/", 1)[0]
-run_experiment(pipeline, encoders, spec["prompt"], outputs, settings, out_dir, log)
+models = resume_key(model["pipeline"], model["vlm"], spec["image"])
+run_experiment(pipeline, encoders, spec["prompt"], outputs, settings, out_dir, models, log)
 log.info("%s: %d images in %s", snakemake.wildcards.experiment, len(outputs), out_dir)
