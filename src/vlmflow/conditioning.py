@@ -93,7 +93,7 @@ class ConditioningSpec:
         """From one output's flat settings; `mix_with` holds the fields where the second
         extraction differs from the first."""
         settings = dict(settings)
-        source_keys = {f for f in VLSource.__dataclass_fields__}
+        source_keys = set(VLSource.__dataclass_fields__)
         source = VLSource(**{k: settings.pop(k) for k in list(settings) if k in source_keys})
         mix = settings.pop("mix_with", None)
         return cls(source=source, mix_with=replace(source, **mix) if mix else None, **settings)
