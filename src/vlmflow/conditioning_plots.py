@@ -93,46 +93,17 @@ def plot_dimensions(
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
     palette = dict(zip(TOKEN_TYPES, sns.color_palette("tab10", len(TOKEN_TYPES))))
     data = layers.to_pandas()
-    sns.lineplot(
-        data=data,
-        x="layer",
-        y="std_correlation",
-        hue="token_type",
-        palette=palette,
-        marker="o",
-        ax=axes[0],
-    )
-    axes[0].set(title="per-dimension std correlation with the reference", ylabel="Pearson r")
-    sns.lineplot(
-        data=data,
-        x="layer",
-        y="std",
-        hue="token_type",
-        palette=palette,
-        marker="o",
-        ax=axes[1],
-        legend=False,
-    )
-    axes[1].axhline(
-        layers["reference_std"][0],
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label="reference encoder",
-    )
-    axes[1].set(title="global std", yscale="log", ylabel="std")
+    panels = [
+        ("std_correlation", "per-dimension std correlation with the reference", "Pearson r", "linear"),
+        ("std", "global std", "std", "log"),
+        ("max_ratio", "largest dimension std / median std", "ratio", "log"),
+    ]
+    for i, (ax, (column, panel_title, label, scale)) in enumerate(zip(axes, panels)):
+        sns.lineplot(data=data, x="layer", y=column, hue="token_type", palette=palette, marker="o", ax=ax,
+                     legend=i == 0)  # fmt: skip
+        ax.set(title=panel_title, ylabel=label, yscale=scale)
+    axes[1].axhline(layers["reference_std"][0], color="black", linestyle="--", linewidth=1, label="reference encoder")
     axes[1].legend(loc="best", fontsize=7)
-    sns.lineplot(
-        data=data,
-        x="layer",
-        y="max_ratio",
-        hue="token_type",
-        palette=palette,
-        marker="o",
-        ax=axes[2],
-        legend=False,
-    )
-    axes[2].set(title="largest dimension std / median std", yscale="log", ylabel="ratio")
     top = outliers.filter((pl.col("rank") == 1) & (pl.col("token_type") == "image_only"))
     for row in top.iter_rows(named=True):
         axes[2].annotate(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
@@ -74,10 +75,10 @@ QWEN2_VL_SPECIAL_TOKENS = [
 LLAVA_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<image>", "<pad>"]
 
 
-def _build_qwen2_vl(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, ProcessorMixin]:
-    """Qwen2-VL: ViT with 2x2 patch merging; `image_size`² px gives (image_size/28)² visual tokens."""
-    tok = train_bpe(lines, spec["vocab_size"], QWEN2_VL_SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
+def qwen_vl_tokenizer(tok: Tokenizer) -> PreTrainedTokenizerFast:
+    """A trained BPE wrapped the way Qwen2-VL / Qwen3-VL tokenizers are: ChatML end and padding
+    tokens, and the vision tokens a Qwen-VL processor looks up by name."""
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -88,6 +89,11 @@ def _build_qwen2_vl(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedM
             "vision_eos_token": "<|vision_end|>",
         },
     )
+
+
+def _build_qwen2_vl(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Qwen2-VL: ViT with 2x2 patch merging; `image_size`² px gives (image_size/28)² visual tokens."""
+    tokenizer = qwen_vl_tokenizer(train_bpe(lines, spec["vocab_size"], QWEN2_VL_SPECIAL_TOKENS))
     pixels = spec["image_size"] ** 2
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels),

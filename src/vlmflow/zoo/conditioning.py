@@ -40,6 +40,7 @@ from transformers import (
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from vlmflow.io import atomic_directory
+from vlmflow.zoo.build import qwen_vl_tokenizer
 from vlmflow.zoo.tokenizer import train_bpe
 
 SPECIAL_TOKENS = [
@@ -71,17 +72,7 @@ ZIMAGE_VAE_SCALING, ZIMAGE_VAE_SHIFT = 0.3611, 0.1159
 
 def qwen3_tokenizer(corpus_lines: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE with Qwen3's special tokens and chat template, usable by a Qwen3-VL processor."""
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=train_bpe(corpus_lines, vocab_size, SPECIAL_TOKENS),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens={
-            "image_token": "<|image_pad|>",
-            "video_token": "<|video_pad|>",
-            "vision_bos_token": "<|vision_start|>",
-            "vision_eos_token": "<|vision_end|>",
-        },
-    )
+    tokenizer = qwen_vl_tokenizer(train_bpe(corpus_lines, vocab_size, SPECIAL_TOKENS))
     tokenizer.chat_template = QWEN3_CHAT_TEMPLATE
     return tokenizer
 
