@@ -166,6 +166,13 @@ def test_recipes_match_std_blend_and_mix(loaded):
     assert stats["vl_shape"] == [4, 32]  # the 4 image tokens, mixed with the first 4 text positions
 
 
+def test_a_recipe_the_model_cannot_serve_is_named(loaded, tmp_path):
+    pipeline, encoders = loaded
+    outputs = {"too_deep": ConditioningSpec(source=VLSource(hidden_layer=-9))}
+    with pytest.raises(ValueError, match=r"output 'too_deep': hidden layer -9 out of range"):
+        run_experiment(pipeline, encoders, PROMPT, outputs, ImageSettings(height=32, width=32, steps=1), tmp_path, {}, LOG)
+
+
 def test_recipe_settings_are_checked():
     with pytest.raises(ValueError, match="normalization must be one of"):
         ConditioningSpec(normalization="layer")

@@ -197,7 +197,10 @@ def run_experiment(
             log.info("%s: kept (made from the same settings)", name)
             results.append(read_json(meta))
             continue
-        embeds, stats = condition(encoders, prompt, spec)
+        try:
+            embeds, stats = condition(encoders, prompt, spec)
+        except ValueError as error:  # a recipe this model or prompt cannot serve: say which one
+            raise ValueError(f"output {name!r}: {error}") from error
         image, seconds = generate(pipeline, embeds, _negative(encoders, spec, settings), settings)
         entry = image_metadata(name, prompt, spec, stats, seconds)
         entry |= {
