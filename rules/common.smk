@@ -732,7 +732,6 @@ check_foveated()
 
 # What an experiment inherits unless `conditioning.defaults` or the experiment sets it.
 CONDITIONING_DEFAULTS = {**asdict(ImageSettings()), "device": "auto", "image": None}
-CONDITIONING_GENERATION_KEYS = tuple(asdict(ImageSettings()))
 
 
 def conditioning():

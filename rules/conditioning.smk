@@ -12,7 +12,9 @@ rule generate_conditioning:
         reference="results/conditioning/{experiment}/reference.png",
     params:
         spec=lambda wildcards: conditioning_experiment(wildcards.experiment),
-        model=lambda wildcards: conditioning_model(conditioning_experiment(wildcards.experiment)["model"], "conditioning"),
+        model=lambda wildcards: conditioning_model(
+            conditioning_experiment(wildcards.experiment)["model"], f"conditioning.experiments.{wildcards.experiment}"
+        ),
     wildcard_constraints:
         experiment=one_of(conditioning_experiments()),
     threads: 2
