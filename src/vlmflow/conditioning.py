@@ -134,10 +134,9 @@ class Encoders:
         ).float()
 
 
-def _prepared(
-    encoders: Encoders, source: VLSource, prompt: str, spec: ConditioningSpec, target: float
-) -> torch.Tensor:
-    hidden = handle_outliers(encoders.vl(source, prompt), spec.outlier_ratio, spec.outliers)
+def _prepared(hidden: torch.Tensor, spec: ConditioningSpec, target: float) -> torch.Tensor:
+    """Outliers handled, then the std matched: one extraction as the recipe treats it."""
+    hidden = handle_outliers(hidden, spec.outlier_ratio, spec.outliers)
     return normalise(hidden, spec.normalization, target)
 
 
@@ -159,11 +158,10 @@ def condition(
         raw = encoders.vl(spec.source, prompt)
         dims, ratios = outlier_dimensions(raw, spec.outlier_ratio)
         target = spec.target_std if spec.target_std is not None else global_std(reference)
-        vl = _prepared(encoders, spec.source, prompt, spec, target)
+        vl = _prepared(raw, spec, target)
         if spec.mix_with is not None:
-            vl = blend(
-                vl, _prepared(encoders, spec.mix_with, prompt, spec, target), spec.mix_weight
-            )
+            second = _prepared(encoders.vl(spec.mix_with, prompt), spec, target)
+            vl = blend(vl, second, spec.mix_weight)
         embeds = blend(vl, reference, spec.alpha)
         stats |= {
             "vl_shape": list(vl.shape),

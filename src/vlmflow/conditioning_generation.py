@@ -113,20 +113,22 @@ def pixel_distance(a: Image.Image, b: Image.Image) -> float:
 def image_metadata(
     name: str, prompt: str, spec: ConditioningSpec, stats: dict[str, Any], seconds: float
 ) -> dict[str, Any]:
-    """The seed's metadata.json fields first, then what this workflow adds."""
+    """The seed's metadata.json fields first, then what this workflow adds; the VLM's fields are
+    null for the reference encoder alone (alpha 0)."""
+    vl = spec.alpha > 0
     return {
         "name": name,
         "image": f"{name}.png",
         "vl_shape": stats["vl_shape"],
         "vl_std": stats["vl_std"],
-        "token_selection": spec.source.token_selection if spec.alpha > 0 else None,
-        "normalization_mode": spec.normalization if spec.alpha > 0 else None,
+        "token_selection": spec.source.token_selection if vl else None,
+        "normalization_mode": spec.normalization if vl else None,
         "blended_std": stats["blended_std"],
         "generation_time": seconds,
         "alpha": spec.alpha,
-        "hidden_layer": spec.source.hidden_layer if spec.alpha > 0 else None,
+        "hidden_layer": spec.source.hidden_layer if vl else None,
         "prompt": prompt,
-        "vl_text": spec.source.text(prompt) if spec.alpha > 0 else None,
+        "vl_text": spec.source.text(prompt) if vl else None,
         **{k: v for k, v in stats.items() if k not in ("vl_shape", "vl_std", "blended_std")},
         "spec": spec.as_dict(),
     }

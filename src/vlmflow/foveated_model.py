@@ -19,6 +19,7 @@ grid x grid map, are projected token by token. Both save to one folder: `config.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,7 @@ def text_loss(
     return losses.sum() / mask.sum().clamp_min(1), losses, correct
 
 
-class FrameLM(nn.Module):
+class FrameLM(nn.Module, ABC):
     """What both architectures share: the DINOv2 encoder, the causal LM, the linear connector,
     the text loss, the parameter groups and the folder format."""
 
@@ -160,10 +161,12 @@ class FrameLM(nn.Module):
         cache = encode_frames(self.vision, pixel_values[frame_mask])
         return self.read_frames(cache, frame_mask, text, mode, lambda_coarse)
 
+    @abstractmethod
     def read_frames(
         self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
     ) -> FrameLMOutput:
-        raise NotImplementedError
+        """The text loss given the encoded frames: each architecture turns them into visual
+        tokens its own way (FoveatedVLM by query passes, MultiTokenVLM by pooling)."""
 
     def text_only(
         self, frame_mask: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor

@@ -18,13 +18,8 @@ _, encoders = load_encoders(
     spec.get("device", "auto"),
     model["trust_remote_code"],
 )
-layers, outliers = dimension_tables(
-    encoders,
-    spec["prompts"],
-    spec.get("outlier_ratio", 10.0),
-    spec.get("top_k", 5),
-    spec.get("reference_layer", -2),
-)
+options = {k: spec[k] for k in ("outlier_ratio", "top_k", "reference_layer") if k in spec}  # else its defaults
+layers, outliers = dimension_tables(encoders, spec["prompts"], **options)
 for frame, path in ((layers, snakemake.output.layers), (outliers, snakemake.output.outliers)):
     with atomic_write(path, "wb") as handle:
         frame.write_csv(handle)
