@@ -2,18 +2,20 @@
 #   make run   installs vlmflow into .venv and runs the default workflow (rule all: results/summary.csv
 #              plus the training curves and label checks)
 #   make test  installs vlmflow with its test extras into .venv and runs the test suite
+#   make lint  checks formatting (snakefmt, ruff format), lints (ruff, snakemake --lint) and the
+#              import layers (lint-imports); `make format` rewrites the formatting
 #   make bench runs every benchmark (after `make run`) and writes benchmarks/RESULTS.md
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint format bench clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,lint]'
 	touch $@
 
 install: $(BIN)/snakemake
@@ -29,7 +31,16 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 lint: install
+	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/ruff format --check
+	$(BIN)/ruff check
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint
+
+format: install
+	$(BIN)/snakefmt Snakefile rules
+	$(BIN)/ruff format
+	$(BIN)/ruff check --fix
 
 clean:
 	rm -rf results logs .snakemake

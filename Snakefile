@@ -2,11 +2,12 @@
 #
 #   snakemake results/summary.csv --cores 8 --resources gpu=2
 #
-# Stages (one rule file each): resources (synthetic data, tiny model zoo) -> data (cache to
-# JSONL) -> train (LoRA / full fine-tuning) -> infer (batched, resumable generation) -> evaluate
-# (VQA accuracy) -> prune (guided visual-token pruning) -> probe (hidden states of swap pairs
-# across checkpoints) -> foveated (the foveated-VLM sweeps) -> conditioning (VLM hidden states as a
-# diffusion transformer's text conditioning) -> report (summary).
+# One rule file per family, each holding its input functions and settings beside its rules:
+# resources (synthetic data, tiny model zoo) -> data (cache to JSONL) -> finetune (LoRA / full
+# fine-tuning) -> vqa (batched, resumable inference and evaluation) -> guided (guided visual-token
+# pruning) -> probing (hidden states of swap pairs across checkpoints) -> foveated (the foveated-VLM
+# sweeps) -> conditioning (VLM hidden states as a diffusion transformer's text conditioning) ->
+# report (summary.csv, ablations). Each family file checks its own config section as it is read.
 
 from snakemake.utils import min_version, validate
 
@@ -22,11 +23,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/resources.smk"
 include: "rules/data.smk"
-include: "rules/infer.smk"
-include: "rules/train.smk"
-include: "rules/evaluate.smk"
-include: "rules/prune.smk"
-include: "rules/probe.smk"
+include: "rules/finetune.smk"
+include: "rules/vqa.smk"
+include: "rules/guided.smk"
+include: "rules/probing.smk"
 include: "rules/foveated.smk"
 include: "rules/conditioning.smk"
 include: "rules/report.smk"
@@ -37,8 +37,7 @@ rule all:
     input:
         "results/summary.csv",
         ablation_tables(),
-        expand("results/train/{experiment}/loss.png", experiment=train_experiments()),
-        expand("results/train/{experiment}/label_check.jsonl", experiment=train_experiments()),
+        finetune_outputs(),
         guided_outputs(),
         probing_outputs(),
         foveated_outputs(),

@@ -28,16 +28,16 @@ from pathlib import Path
 
 import torch
 
-from vlmflow.guided import PrunedRunner, load_pair
-from vlmflow.inference import encode_batch
-from vlmflow.io import write_json
-from vlmflow.models import load_vlm
-from vlmflow.pruning import generate, prepare_inputs
-from vlmflow.records import Record
-from vlmflow.settings import GenerationSettings, PruningSettings
+from vlmflow.core.io import write_json
+from vlmflow.core.models import load_vlm
+from vlmflow.core.prompts import encode_batch
+from vlmflow.core.records import Record
+from vlmflow.core.settings import GenerationSettings, PruningSettings
+from vlmflow.guided.pruning import generate, prepare_inputs
+from vlmflow.guided.runner import PrunedRunner, load_pair
 from vlmflow.synth.corpus import corpus_lines
 from vlmflow.synth.scenes import COLOURS, PALETTE, SHAPES, draw_shape, new_canvas
-from vlmflow.zoo import build_checkpoint
+from vlmflow.zoo.build import build_checkpoint
 
 VISION = {"depth": 4, "embed_dim": 128, "num_heads": 4, "mlp_ratio": 4}
 

@@ -30,11 +30,12 @@ import torch
 import transformers
 from transformers import PreTrainedModel, ProcessorMixin
 
-from vlmflow.inference import build_messages, fingerprint, load_image, run_inference
-from vlmflow.io import read_jsonl, write_json
-from vlmflow.models import load_vlm
-from vlmflow.records import Record, read_records
-from vlmflow.settings import GenerationSettings
+from vlmflow.core.io import read_jsonl, write_json
+from vlmflow.core.models import load_vlm
+from vlmflow.core.prompts import build_messages, load_image
+from vlmflow.core.records import Record, read_records
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.vqa.inference import fingerprint, run_inference
 
 TRAINED = Path("results/train/guide_sft/step-2000")
 

@@ -3,7 +3,7 @@
 Job wall times come from the run's Snakemake log (start and finish of every job, to the second)
 and, for the rules with a `benchmark:` file, from that file. Model time comes from the engine:
 the forward clock each inference-type job writes beside its log (`<log>.timing.json`,
-`vlmflow.timing`), and for training the step times in the training logs (forward, backward and
+`vlmflow.core.timing`), and for training the step times in the training logs (forward, backward and
 optimizer step). Everything else, the interpreter and library imports, loading checkpoints,
 reading data, writing results and the Snakemake scheduling between jobs, is overhead.
 
@@ -23,10 +23,10 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from vlmflow.io import write_json
+from vlmflow.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL_JOB_IMPORTS = "import vlmflow.models, vlmflow.inference, vlmflow.gpu_slots, vlmflow.timing"
+MODEL_JOB_IMPORTS = "import vlmflow.core.models, vlmflow.vqa.inference, vlmflow.core.gpu_slots, vlmflow.core.timing"
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 
 

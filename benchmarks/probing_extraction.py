@@ -21,12 +21,12 @@ import time
 import numpy as np
 import torch
 
-from vlmflow.inference import encode_batch
-from vlmflow.io import write_json
-from vlmflow.models import load_vlm
-from vlmflow.probing import decoder_layers, last_token_states
-from vlmflow.records import read_records
-from vlmflow.settings import GenerationSettings
+from vlmflow.core.io import write_json
+from vlmflow.core.models import decoder_layers, load_vlm
+from vlmflow.core.prompts import encode_batch
+from vlmflow.core.records import read_records
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.probing.extraction import last_token_states
 
 SETTINGS = GenerationSettings()
 

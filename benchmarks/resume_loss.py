@@ -36,11 +36,11 @@ def worker(args: argparse.Namespace) -> None:
     """One inference job, as the workflow runs it, logging its progress after every batch."""
     import torch
 
-    import vlmflow.inference
-    from vlmflow.inference import fingerprint, run_inference
-    from vlmflow.models import load_vlm
-    from vlmflow.records import read_records
-    from vlmflow.settings import GenerationSettings
+    import vlmflow.vqa.inference
+    from vlmflow.core.models import load_vlm
+    from vlmflow.core.records import read_records
+    from vlmflow.core.settings import GenerationSettings
+    from vlmflow.vqa.inference import fingerprint, run_inference
 
     torch.set_num_threads(args.threads)
     settings = GenerationSettings(
@@ -50,7 +50,7 @@ def worker(args: argparse.Namespace) -> None:
     )
     model, processor = load_vlm(args.model)
     records = read_records(args.cache)[: args.questions]
-    answer = vlmflow.inference.answer_batch
+    answer = vlmflow.vqa.inference.answer_batch
     generated = 0
 
     def logged(*call: Any) -> list[dict[str, Any]]:  # run_inference looks it up at each batch
@@ -64,7 +64,7 @@ def worker(args: argparse.Namespace) -> None:
             os.fsync(handle.fileno())
         return rows
 
-    vlmflow.inference.answer_batch = logged
+    vlmflow.vqa.inference.answer_batch = logged
     key = fingerprint(args.model, args.cache, settings)
     done = run_inference(model, processor, records, args.output, settings, key)
     print(json.dumps({"done": done, "device": str(model.device)}), flush=True)
@@ -152,7 +152,7 @@ def main() -> None:
         worker(args)
         return
 
-    from vlmflow.io import read_jsonl, write_json
+    from vlmflow.core.io import read_jsonl, write_json
 
     rng = random.Random(args.seed)
     chunk_size = args.chunk_batches * args.batch_size

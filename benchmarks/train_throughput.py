@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from vlmflow.inference import build_messages
-from vlmflow.io import write_json
-from vlmflow.records import read_records
-from vlmflow.settings import GenerationSettings, TrainSettings
-from vlmflow.sft import training_answer
-from vlmflow.training import Trainer, load_for_training
+from vlmflow.core.io import write_json
+from vlmflow.core.prompts import build_messages
+from vlmflow.core.records import read_records
+from vlmflow.core.settings import GenerationSettings, TrainSettings
+from vlmflow.finetune.examples import training_answer
+from vlmflow.finetune.trainer import Trainer, load_for_training
 
 
 def time_vlmflow(model_path: str, records, settings: TrainSettings, warmup: int) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from vlmflow.io import write_json
+from vlmflow.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "envs", "profiles")

@@ -4,6 +4,26 @@
 # compares every VLM layer and token type with the reference encoder.
 
 
+include: "functions/conditioning.smk"
+
+
+rule build_conditioning_model:
+    input:
+        corpus="resources/corpus.txt",
+    output:
+        parts=directory("resources/models/{model}"),
+    params:
+        spec=conditioning_build_spec,
+    wildcard_constraints:
+        model=one_of(conditioning_built_models()),
+    log:
+        "logs/build_model/{model}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/conditioning/build_model.py"
+
+
 rule generate_conditioning:
     input:
         unpack(conditioning_experiment_inputs),
@@ -11,17 +31,13 @@ rule generate_conditioning:
         metadata="results/conditioning/{experiment}/metadata.json",
         reference="results/conditioning/{experiment}/reference.png",
     params:
-        spec=lambda wildcards: conditioning_experiment(wildcards.experiment),
-        model=lambda wildcards: conditioning_model(
-            conditioning_experiment(wildcards.experiment)["model"], f"conditioning.experiments.{wildcards.experiment}"
-        ),
+        spec=conditioning_spec,
+        model=experiment_model,
     wildcard_constraints:
         experiment=one_of(conditioning_experiments()),
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **GPU_RESOURCES,
     log:
         "logs/conditioning/{experiment}/generate.log",
     benchmark:
@@ -29,7 +45,7 @@ rule generate_conditioning:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/generate_conditioning.py"
+        "../workflow/scripts/conditioning/generate.py"
 
 
 rule conditioning_grid:
@@ -49,7 +65,7 @@ rule conditioning_grid:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/conditioning_grid.py"
+        "../workflow/scripts/conditioning/grid.py"
 
 
 rule conditioning_dimensions:
@@ -65,12 +81,10 @@ rule conditioning_dimensions:
         ),
     params:
         spec=conditioning_analysis(),
-        model=lambda wildcards: conditioning_model(conditioning_analysis()["model"], "conditioning.analysis"),
+        model=analysis_model,
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=120,
+        **GPU_RESOURCES,
     log:
         "logs/conditioning/dimensions.log",
     benchmark:
@@ -78,13 +92,12 @@ rule conditioning_dimensions:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/conditioning_dimensions.py"
+        "../workflow/scripts/conditioning/dimensions.py"
 
 
 rule conditioning_report:
     input:
-        metadata=expand("results/conditioning/{experiment}/metadata.json", experiment=conditioning_experiments()),
-        layers="results/conditioning/dimensions/layers.csv" if conditioning_analysis() else [],
+        unpack(conditioning_report_inputs),
     output:
         summary="results/conditioning/summary.csv",
     params:
@@ -95,4 +108,4 @@ rule conditioning_report:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/conditioning_report.py"
+        "../workflow/scripts/conditioning/report.py"

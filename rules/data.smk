@@ -2,6 +2,9 @@
 # every later stage reads. Formats with embedded images also extract them next to the cache.
 
 
+include: "functions/data.smk"
+
+
 rule cache_vqav2:
     input:
         unpack(dataset_inputs),
@@ -16,57 +19,22 @@ rule cache_vqav2:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/cache_dataset.py"
+        "../workflow/scripts/data/cache.py"
 
 
-rule cache_textvqa:
-    input:
-        unpack(dataset_inputs),
-    output:
-        cache="results/cache/{dataset}.jsonl",
-    params:
-        selection=selection_params,
+use rule cache_vqav2 as cache_textvqa with:
     wildcard_constraints:
         dataset=one_of(datasets_of_format("textvqa")),
-    log:
-        "logs/cache/{dataset}.log",
-    conda:
-        "../envs/vlmflow.yaml"
-    script:
-        "../workflow/scripts/cache_dataset.py"
 
 
-rule cache_kvasir:
-    input:
-        unpack(dataset_inputs),
+use rule cache_vqav2 as cache_kvasir with:
     output:
         cache="results/cache/{dataset}.jsonl",
         images=directory("results/cache/{dataset}/images"),
-    params:
-        selection=selection_params,
     wildcard_constraints:
         dataset=one_of(datasets_of_format("kvasir")),
-    log:
-        "logs/cache/{dataset}.log",
-    conda:
-        "../envs/vlmflow.yaml"
-    script:
-        "../workflow/scripts/cache_dataset.py"
 
 
-rule cache_swap_pairs:
-    input:
-        unpack(dataset_inputs),
-    output:
-        cache="results/cache/{dataset}.jsonl",
-        images=directory("results/cache/{dataset}/images"),
-    params:
-        selection=selection_params,
+use rule cache_kvasir as cache_swap_pairs with:
     wildcard_constraints:
         dataset=one_of(datasets_of_format("swap_pairs")),
-    log:
-        "logs/cache/{dataset}.log",
-    conda:
-        "../envs/vlmflow.yaml"
-    script:
-        "../workflow/scripts/cache_dataset.py"

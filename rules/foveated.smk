@@ -4,6 +4,24 @@
 # when connector-only training (F1) wins, its runs are never scheduled.
 
 
+include: "functions/foveated.smk"
+
+
+rule build_foveated_model:
+    output:
+        parts=directory("resources/models/{model}"),
+    params:
+        spec=foveated_build_spec,
+    wildcard_constraints:
+        model=one_of(foveated_built_models()),
+    log:
+        "logs/build_model/{model}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/foveated/build_model.py"
+
+
 rule train_foveated:
     input:
         unpack(foveated_train_inputs),
@@ -13,17 +31,15 @@ rule train_foveated:
         evals="results/foveated/{run}/evals.jsonl",
         attention=directory("results/foveated/{run}/attention"),
     params:
-        settings=lambda wildcards: foveated_settings(wildcards.run),
-        parts=lambda wildcards: foveated_parts(wildcards.run),
-        device=lambda wildcards: foveated_spec(wildcards.run)["device"],
+        settings=foveated_settings,
+        parts=foveated_parts,
+        device=setting(foveated_spec, "device", wildcard="run"),
         state="results/foveated/{run}/state",
     wildcard_constraints:
         run=one_of(foveated_runs()),
-    threads: lambda wildcards: foveated_spec(wildcards.run)["threads"]
+    threads: setting(foveated_spec, "threads", wildcard="run")
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=720,
+        **GPU_RESOURCES,
     log:
         "logs/foveated/{run}/train.log",
     benchmark:
@@ -31,25 +47,23 @@ rule train_foveated:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/train_foveated.py"
+        "../workflow/scripts/foveated/train.py"
 
 
 rule evaluate_foveated:
     input:
         model="results/foveated/{run}/model",
-        val=lambda wildcards: foveated()["data"][foveated_spec(wildcards.run)["data"]]["val"],
+        val=foveated_val,
     output:
         evaluation="results/foveated/{run}/eval.json",
     params:
-        settings=lambda wildcards: foveated_settings(wildcards.run),
-        device=lambda wildcards: foveated_spec(wildcards.run)["device"],
+        settings=foveated_settings,
+        device=setting(foveated_spec, "device", wildcard="run"),
     wildcard_constraints:
         run=one_of(foveated_runs()),
-    threads: lambda wildcards: foveated_spec(wildcards.run)["threads"]
+    threads: setting(foveated_spec, "threads", wildcard="run")
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=120,
+        **GPU_RESOURCES,
     log:
         "logs/foveated/{run}/evaluate.log",
     benchmark:
@@ -57,17 +71,17 @@ rule evaluate_foveated:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/evaluate_foveated.py"
+        "../workflow/scripts/foveated/evaluate.py"
 
 
 checkpoint decide_foveated_sweep:
     input:
-        evals=lambda wildcards: foveated_run_files(foveated_sweeps()[wildcards.sweep]["runs"], "evals.jsonl"),
+        evals=sweep_evals,
     output:
         decision="results/foveated/sweeps/{sweep}/decision.json",
     params:
-        runs=lambda wildcards: foveated_sweeps()[wildcards.sweep]["runs"],
-        metric=lambda wildcards: foveated_sweep_metric(wildcards.sweep),
+        runs=sweep_runs,
+        metric=sweep_metric,
     wildcard_constraints:
         sweep=one_of(foveated_sweeps()),
     log:
@@ -75,7 +89,7 @@ checkpoint decide_foveated_sweep:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/decide_foveated_sweep.py"
+        "../workflow/scripts/foveated/decide_sweep.py"
 
 
 rule foveated_sweep_report:
@@ -91,10 +105,10 @@ rule foveated_sweep_report:
         csv="results/foveated/sweeps/{sweep}/table.csv",
         markdown="results/foveated/sweeps/{sweep}/table.md",
     params:
-        runs=lambda wildcards: foveated_sweeps()[wildcards.sweep]["runs"],
-        metric=lambda wildcards: foveated_sweep_metric(wildcards.sweep),
-        skipped=lambda wildcards: foveated_sweep_skipped(wildcards.sweep),
-        skip_when=lambda wildcards: foveated_sweeps()[wildcards.sweep].get("skip_when"),
+        runs=sweep_runs,
+        metric=sweep_metric,
+        skipped=sweep_skipped,
+        skip_when=sweep_skip_when,
     wildcard_constraints:
         sweep=one_of(foveated_sweeps()),
     log:
@@ -102,7 +116,7 @@ rule foveated_sweep_report:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/foveated_sweep_report.py"
+        "../workflow/scripts/foveated/sweep_report.py"
 
 
 rule foveated_report:
@@ -110,20 +124,27 @@ rule foveated_report:
         unpack(foveated_report_inputs),
     output:
         figures=report(
-            multiext("results/foveated/plots/", "loss_ratio.png", "attention_entropy.png", "token_frontier.png", "three_modes.png", "attention_heatmaps.png"),
+            multiext(
+                "results/foveated/plots/",
+                "loss_ratio.png",
+                "attention_entropy.png",
+                "token_frontier.png",
+                "three_modes.png",
+                "attention_heatmaps.png",
+            ),
             caption="../workflow/report/foveated.rst",
             category="Foveated VLM",
             subcategory="Figures",
         ),
         summary="results/foveated/summary.csv",
     params:
-        runs=lambda wildcards: foveated_active_runs(),
-        specs=lambda wildcards: {run: {k: foveated_spec(run)[k] for k in ("model", "data")} for run in foveated_active_runs()},
+        runs=active_foveated_runs,
+        specs=active_run_specs,
         sweeps=foveated_sweeps(),
-        skipped=lambda wildcards: sorted(foveated_skipped()),
+        skipped=skipped_sweeps,
     log:
         "logs/foveated/report.log",
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/foveated_report.py"
+        "../workflow/scripts/foveated/report.py"

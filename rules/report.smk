@@ -1,5 +1,8 @@
 # Report: every experiment's metrics in one tidy table, results/summary.csv, and each configured
-# ablation (experiments that differ in one setting) as a side-by-side table.
+# ablation (VQA experiments that differ in one setting) as a side-by-side table.
+
+
+include: "functions/report.smk"
 
 
 rule summary:
@@ -14,12 +17,12 @@ rule summary:
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/summary.py"
+        "../workflow/scripts/report/summary.py"
 
 
 rule ablation_table:
     input:
-        metrics=lambda wildcards: [f"results/vqa/{name}/metrics.json" for name in ablation_experiments(wildcards.ablation)],
+        metrics=ablation_metrics,
     output:
         csv=report(
             "results/ablations/{ablation}.csv",
@@ -28,14 +31,14 @@ rule ablation_table:
         ),
         markdown="results/ablations/{ablation}.md",
     params:
-        experiments=lambda wildcards: ablation_experiments(wildcards.ablation),
-        settings=lambda wildcards: {name: vqa_experiment(name) for name in ablation_experiments(wildcards.ablation)},
-        title=lambda wildcards: config["ablations"][wildcards.ablation].get("title", wildcards.ablation),
+        experiments=ablation_experiments,
+        settings=ablation_settings,
+        title=ablation_title,
     wildcard_constraints:
-        ablation=one_of(config.get("ablations", {})),
+        ablation=one_of(ablations()),
     log:
         "logs/ablations/{ablation}.log",
     conda:
         "../envs/vlmflow.yaml"
     script:
-        "../workflow/scripts/ablation_table.py"
+        "../workflow/scripts/report/ablation_table.py"

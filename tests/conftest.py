@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from vlmflow.records import Record
-from vlmflow.zoo import build_checkpoint
+from vlmflow.core.records import Record
+from vlmflow.zoo.build import build_checkpoint
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
 

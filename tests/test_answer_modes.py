@@ -7,10 +7,16 @@ import json
 import pytest
 from conftest import make_records
 
-from vlmflow.answer_modes import COT_PROMPT, MODES, extract_answer, format_followed, user_prompt
-from vlmflow.inference import answer_batch, check_settings, run_inference
-from vlmflow.models import load_vlm
-from vlmflow.settings import DEFAULT_PROMPT, GenerationSettings
+from vlmflow.core.answer_modes import (
+    COT_PROMPT,
+    MODES,
+    extract_answer,
+    format_followed,
+    user_prompt,
+)
+from vlmflow.core.models import load_vlm
+from vlmflow.core.settings import DEFAULT_PROMPT, GenerationSettings
+from vlmflow.vqa.inference import answer_batch, check_settings, run_inference
 
 
 @pytest.mark.parametrize(
@@ -74,7 +80,7 @@ def test_every_mode_answers_and_keeps_the_raw_output(mode, tiny_checkpoints, tmp
 
 
 def test_two_pass_feeds_the_rationale_to_the_second_pass(tiny_checkpoints, tmp_path, monkeypatch) -> None:
-    import vlmflow.inference as inference
+    import vlmflow.vqa.inference as inference
 
     model, processor = load_vlm(tiny_checkpoints["qwen2_vl"], device="cpu")
     records = make_records(tmp_path / "images", 2)

@@ -1,4 +1,4 @@
-"""Tests for vlmflow.attention_stats: distribution statistics, the run comparison, the parquet
+"""Tests for vlmflow.guided.attention_stats: distribution statistics, the run comparison, the parquet
 importance file and the markdown table."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from vlmflow.attention_stats import (
+from vlmflow.core.errors import InputError
+from vlmflow.guided.attention_stats import (
     compare_runs,
     comparison_markdown,
     entropy,
@@ -19,7 +20,6 @@ from vlmflow.attention_stats import (
     top_k_overlap,
     write_importance,
 )
-from vlmflow.errors import InputError
 
 
 def _answers(qids: list[str], text: str = "yes") -> dict[str, str]:

@@ -13,21 +13,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from vlmflow.data import (
-    FORMAT_READERS,
-    cache_dataset,
-    load_case_ids,
-    read_kvasir,
-    read_swap_pairs,
-    read_textvqa,
-    read_vqav2,
-    select,
-)
-from vlmflow.data.kvasir import kvasir_question_id
-from vlmflow.errors import InputError
-from vlmflow.io import read_jsonl
-from vlmflow.records import Record
-from vlmflow.synth import vqav2, write_kvasir, write_swap_pairs, write_textvqa, write_vqav2
+from vlmflow.core.errors import InputError
+from vlmflow.core.io import read_jsonl
+from vlmflow.core.records import Record
+from vlmflow.data.cache import FORMAT_READERS, cache_dataset
+from vlmflow.data.kvasir import kvasir_question_id, read_kvasir
+from vlmflow.data.select import load_case_ids, select
+from vlmflow.data.swap_pairs import read_swap_pairs
+from vlmflow.data.textvqa import read_textvqa
+from vlmflow.data.vqav2 import read_vqav2
+from vlmflow.synth import vqav2
+from vlmflow.synth.kvasir import write_kvasir
+from vlmflow.synth.swap_pairs import write_swap_pairs
+from vlmflow.synth.textvqa import write_textvqa
+from vlmflow.synth.vqav2 import write_vqav2
 
 SIZE = 48
 N = 5

@@ -10,13 +10,13 @@ import polars as pl
 import pytest
 import torch
 
-from vlmflow.conditioning import ConditioningSpec, VLSource, condition
-from vlmflow.conditioning_dimensions import dimension_tables
-from vlmflow.conditioning_extract import reference_hidden_states, select_tokens, vl_forward
-from vlmflow.conditioning_generation import load_encoders, resume_key, run_experiment
-from vlmflow.conditioning_plots import comparison_grid, plot_dimensions
-from vlmflow.conditioning_report import dimension_rows, image_rows
-from vlmflow.settings import ImageSettings
+from vlmflow.conditioning.dimensions import dimension_tables
+from vlmflow.conditioning.extract import reference_hidden_states, select_tokens, vl_forward
+from vlmflow.conditioning.generate import load_encoders, resume_key, run_experiment
+from vlmflow.conditioning.plots import comparison_grid, plot_dimensions
+from vlmflow.conditioning.recipe import ConditioningSpec, VLSource, condition
+from vlmflow.conditioning.report import dimension_rows, image_rows
+from vlmflow.core.settings import ImageSettings
 from vlmflow.synth.reference_image import cartoon_house
 from vlmflow.zoo.conditioning import build_conditioning_models
 

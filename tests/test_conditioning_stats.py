@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlmflow.conditioning_stats import (
+from vlmflow.conditioning.stats import (
     blend,
     dimension_std,
     handle_outliers,

@@ -10,16 +10,16 @@ from conftest import TINY_SPECS, make_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmflow.constrained import (
+from vlmflow.core.models import load_vlm
+from vlmflow.core.prompts import build_messages, load_image, prompt_and_target
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.vqa.constrained import (
     CandidateTrie,
     candidate_sequences,
     constrained_generate,
     rank_candidates,
 )
-from vlmflow.inference import build_messages, generate_batch, load_image
-from vlmflow.models import load_vlm
-from vlmflow.settings import GenerationSettings
-from vlmflow.sft import prompt_and_target
+from vlmflow.vqa.inference import generate_batch
 
 POOL = [
     "red", "green", "blue", "yellow", "square", "circle", "yes", "no", "1", "2", "3", "left",

@@ -1,4 +1,4 @@
-"""Tests for vlmflow.early_exit: scores, the threshold sweep (plain and per keep_ratio), the plot
+"""Tests for vlmflow.guided.early_exit: scores, the threshold sweep (plain and per keep_ratio), the plot
 and the markdown table of operating points."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from vlmflow.early_exit import (
+from vlmflow.guided.early_exit import (
     exit_score,
     plot_sweep,
     sweep_markdown,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from vlmflow.errors import InputError
-from vlmflow.evaluate import evaluate_predictions
-from vlmflow.io import write_json, write_jsonl
-from vlmflow.records import Record
-from vlmflow.summary import COLUMNS, write_summary
+from vlmflow.core.errors import InputError
+from vlmflow.core.io import write_json, write_jsonl
+from vlmflow.core.records import Record
+from vlmflow.data.evaluate import evaluate_predictions
+from vlmflow.report.summary import COLUMNS, write_summary
 
 
 def record(qid: str, answers: list[str], answer_type: str, question_type: str) -> dict:

@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from transformers import BitImageProcessor, PreTrainedTokenizerFast
 
-from vlmflow.errors import InputError
-from vlmflow.foveated_data import (
+from vlmflow.core.errors import InputError
+from vlmflow.foveated.data import (
     FrameSample,
     FrameStore,
     collate,
@@ -28,8 +28,8 @@ from vlmflow.foveated_data import (
     sample_budget,
     tokenize,
 )
-from vlmflow.synth import scenes, write_shape_videos
-from vlmflow.synth.videos import corpus_lines
+from vlmflow.synth import scenes
+from vlmflow.synth.videos import corpus_lines, write_shape_videos
 from vlmflow.zoo.tokenizer import train_bpe
 
 SIZE, FRAMES, N = 56, 4, 24
@@ -274,7 +274,7 @@ def test_sample_budget_largest_remainder(samples: list[FrameSample]) -> None:
 
 def test_sample_budget_same_in_another_process(root: Path, samples: list[FrameSample]) -> None:
     code = (
-        "import sys; from vlmflow.foveated_data import read_samples, sample_budget; "
+        "import sys; from vlmflow.foveated.data import read_samples, sample_budget; "
         f"print(sample_budget(read_samples(sys.argv[1]), {MIX!r}, 40, seed=3))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlmflow.foveated_data import FrameStore, read_samples
-from vlmflow.foveated_eval import FrameBatches, evaluate
-from vlmflow.foveated_model import FoveatedVLM, from_parts, load_frame_lm, text_loss
-from vlmflow.foveated_query import encode_frames, query_frames
-from vlmflow.foveated_training import FoveatedTrainer, optimizer_groups
-from vlmflow.settings import FoveatedSettings
+from vlmflow.core.settings import FoveatedSettings
+from vlmflow.foveated.data import FrameStore, read_samples
+from vlmflow.foveated.evaluate import FrameBatches, evaluate
+from vlmflow.foveated.model import FoveatedVLM, from_parts, load_frame_lm, text_loss
+from vlmflow.foveated.query import encode_frames, query_frames
+from vlmflow.foveated.trainer import FoveatedTrainer, optimizer_groups
 from vlmflow.synth.videos import corpus_lines, write_shape_videos
 from vlmflow.zoo.foveated import build_foveated_parts
 

@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from vlmflow import foveated_plots as fp
+from vlmflow.foveated import plots as fp
+from vlmflow.foveated import tables as ft
 
 GRID = 4
 TOKENS = 1 + GRID * GRID
@@ -184,7 +185,7 @@ def test_patch_map_averages_heads_and_drops_cls() -> None:
 
 
 def test_sweep_table_values_and_nulls(runs: dict[str, Path], tmp_path: Path) -> None:
-    frame = fp.sweep_table(_evals(runs), runs, tmp_path / "t.csv", tmp_path / "t.md")
+    frame = ft.sweep_table(_evals(runs), runs, tmp_path / "t.csv", tmp_path / "t.md")
     rows = {row["run"]: row for row in frame.iter_rows(named=True)}
     f3, a6, b1 = rows["F3"], rows["A6"], rows["B1"]
     assert list(rows) == ["F3", "A6", "B1"]
@@ -222,7 +223,7 @@ def test_no_data_raises(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no eval.json"):
         fp.plot_three_modes(_evals(runs), tmp_path / "f.png", metrics=("missing",))
     with pytest.raises(ValueError, match="no run has"):
-        fp.sweep_table(
+        ft.sweep_table(
             {"E": empty / "eval.json"}, {"E": empty}, tmp_path / "g.csv", tmp_path / "g.md"
         )
     assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("g.*"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
-from vlmflow.foveated_query import attention_entropy, encode_frames, pooled_patches, query_frames
+from vlmflow.foveated.query import attention_entropy, encode_frames, pooled_patches, query_frames
 
 
 def tiny_dinov2(layers: int = 2, seed: int = 0) -> Dinov2Model:

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from vlmflow.foveated_sweeps import active_runs, decide, decision_rows, is_skipped
+from vlmflow.foveated.sweeps import active_runs, decide, decision_rows, is_skipped
 
 SWEEPS = {
     "freeze": {"runs": ["F1", "F2", "F3"]},

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vlmflow import gpu_memory
-from vlmflow.settings import batch_divisor, retry_batch_size
+from vlmflow.core import gpu_memory
+from vlmflow.core.settings import batch_divisor, retry_batch_size
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_oom_retry_halves_the_batch_through_snakemake(tmp_path: Path) -> None:
     function, its batch halved each time, until it fits (here: batches above 4 'do not fit')."""
     (tmp_path / "Snakefile").write_text(textwrap.dedent('''
         import torch
-        from vlmflow.settings import batch_divisor, retry_batch_size
+        from vlmflow.core.settings import batch_divisor, retry_batch_size
 
         rule infer:
             output: "predictions.txt"
@@ -67,9 +67,10 @@ def test_oom_retry_halves_the_batch_through_snakemake(tmp_path: Path) -> None:
     assert (tmp_path / "predictions.txt").read_text() == "4"
 
 
-@pytest.mark.parametrize("rule_file", ["rules/infer.smk", "rules/train.smk"])
+@pytest.mark.parametrize("rule_file", ["rules/vqa.smk", "rules/finetune.smk", "rules/guided.smk", "rules/probing.smk"])
 def test_gpu_rules_retry_with_a_smaller_batch(rule_file: str) -> None:
     text = (REPO / rule_file).read_text()
-    gpu_rules = text.count("gpu=1,")
+    gpu_rules = text.count("**GPU_RESOURCES,")
     assert gpu_rules and text.count("retries: GPU_RETRIES") == gpu_rules
-    assert text.count("batch_divisor=oom_batch_divisor,") == gpu_rules
+    common = (REPO / "rules" / "common.smk").read_text()
+    assert '"batch_divisor": oom_batch_divisor' in common.split("GPU_RESOURCES = ")[1].splitlines()[0]

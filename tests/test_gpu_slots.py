@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vlmflow.gpu_slots import available_devices, gpu_slot
+from vlmflow.core.gpu_slots import available_devices, gpu_slot
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _spawn(code: str, gpus: str) -> subprocess.Popen[str]:
     env = {**os.environ, "VLMFLOW_GPUS": gpus}
-    code = "from vlmflow.gpu_slots import gpu_slot\n" + textwrap.dedent(code)
+    code = "from vlmflow.core.gpu_slots import gpu_slot\n" + textwrap.dedent(code)
     cmd = [sys.executable, "-c", code]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
 

@@ -7,8 +7,8 @@ import torch
 from conftest import CORPUS, TINY_SPECS
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
-from vlmflow.hybrid import HybridError, build_hybrid, same_vision_tower
-from vlmflow.zoo import build_checkpoint
+from vlmflow.zoo.build import build_checkpoint
+from vlmflow.zoo.hybrid import HybridError, build_hybrid, same_vision_tower
 
 
 def variant(family: str, seed: int, text: dict | None = None, vision: dict | None = None) -> dict:

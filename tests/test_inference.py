@@ -10,11 +10,11 @@ import textwrap
 import pytest
 from conftest import make_records
 
-from vlmflow.answer_modes import extract_answer
-from vlmflow.inference import fingerprint, run_inference
-from vlmflow.io import write_jsonl
-from vlmflow.models import load_vlm
-from vlmflow.settings import GenerationSettings
+from vlmflow.core.answer_modes import extract_answer
+from vlmflow.core.io import write_jsonl
+from vlmflow.core.models import load_vlm
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.vqa.inference import fingerprint, run_inference
 
 SETTINGS = GenerationSettings(batch_size=2, max_new_tokens=4, chunk_batches=1)
 
@@ -46,10 +46,10 @@ def run_uninterrupted(job, output):
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    import vlmflow.inference as inference
-    from vlmflow.io import read_jsonl
-    from vlmflow.models import load_vlm
-    from vlmflow.records import Record
+    import vlmflow.vqa.inference as inference
+    from vlmflow.core.io import read_jsonl
+    from vlmflow.core.models import load_vlm
+    from vlmflow.core.records import Record
 
     model_path, cache, output, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     real_generate, calls = inference.generate_batch, [0]

@@ -7,17 +7,16 @@ import pytest
 import torch
 from conftest import make_records
 
-from vlmflow.inference import build_messages, load_image
-from vlmflow.models import load_vlm
-from vlmflow.probing import (
-    decoder_layers,
+from vlmflow.core.models import decoder_layers, load_vlm
+from vlmflow.core.prompts import build_messages, load_image
+from vlmflow.core.records import Record
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.probing.extraction import (
     extract_swap_features,
     last_token_states,
     swap_pairs,
     write_npz,
 )
-from vlmflow.records import Record
-from vlmflow.settings import GenerationSettings
 
 SETTINGS = GenerationSettings(batch_size=3, max_new_tokens=3)
 

@@ -8,14 +8,19 @@ import pytest
 import torch
 from conftest import CORPUS, make_records
 
-from vlmflow.attention_stats import read_importance
-from vlmflow.guidance import ImportanceAccumulator, confidence, random_scores, sequence_probability
-from vlmflow.guided import PrunedRunner, load_pair, run_pruned
-from vlmflow.inference import build_messages, load_image
-from vlmflow.models import load_vlm
-from vlmflow.pruning import LanguageInputs, generate, language_model, prepare_inputs
-from vlmflow.settings import GenerationSettings, PruningSettings
-from vlmflow.zoo import build_checkpoint
+from vlmflow.core.models import load_vlm
+from vlmflow.core.prompts import build_messages, load_image
+from vlmflow.core.settings import GenerationSettings, PruningSettings
+from vlmflow.guided.attention_stats import read_importance
+from vlmflow.guided.importance import (
+    ImportanceAccumulator,
+    confidence,
+    random_scores,
+    sequence_probability,
+)
+from vlmflow.guided.pruning import LanguageInputs, generate, language_model, prepare_inputs
+from vlmflow.guided.runner import PrunedRunner, load_pair, run_pruned
+from vlmflow.zoo.build import build_checkpoint
 
 TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}
 # 112 px: 16 visual tokens per image in both families, so keep ratios select real subsets.

@@ -1,11 +1,12 @@
-"""Tests for vlmflow.question_types: Kvasir-VQA's fixed strings, the wording rules, options and
+"""Tests for vlmflow.data.question_types: Kvasir-VQA's fixed strings, the wording rules, options and
 candidates per type, and enrich."""
 
 from __future__ import annotations
 
 import pytest
 
-from vlmflow.question_types import (
+from vlmflow.core.records import Record
+from vlmflow.data.question_types import (
     KVASIR_TYPES,
     QUESTION_TYPES,
     answer_vocabulary,
@@ -15,7 +16,6 @@ from vlmflow.question_types import (
     inferred_type,
     options_in_question,
 )
-from vlmflow.records import Record
 from vlmflow.synth import kvasir
 
 KVASIR_EXPECTED = {

@@ -6,9 +6,9 @@ import pytest
 from conftest import TINY_SPECS, make_records
 from transformers import AutoProcessor
 
-from vlmflow.inference import build_messages
-from vlmflow.settings import GenerationSettings
-from vlmflow.sft import IGNORE_INDEX, collate, label_report
+from vlmflow.core.prompts import build_messages
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.finetune.examples import IGNORE_INDEX, collate, label_report
 
 END_OF_TURN = {"qwen2_vl": "<|im_end|>", "llava": "</s>"}
 SETTINGS = GenerationSettings(system_prompt="You are a careful VQA assistant.", prompt="Question type: color\nQuestion: {question}")
@@ -46,8 +46,8 @@ def test_training_sequence_starts_with_the_inference_prompt(family, tiny_checkpo
 
 
 def test_training_answer_is_the_normalised_consensus():
-    from vlmflow.records import Record
-    from vlmflow.sft import training_answer
+    from vlmflow.core.records import Record
+    from vlmflow.finetune.examples import training_answer
 
     answers = ["the green", "Green", "green.", "GREEN", "green", "green", "blue", "the green", "Green", "green"]
     assert training_answer(Record("1", "x.jpg", "q", answers, "d")) == "green"

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from vlmflow.swap_analysis import analyse_scale, consistency_frame, write_scale
+from vlmflow.probing.analysis import analyse_scale, consistency_frame, write_scale
 
 CATEGORIES = ["left", "right", "above", "under"]
 
@@ -92,8 +92,14 @@ def test_cross_alignment_of_planted_quads_is_significant_and_of_noise_is_not():
 
 
 def test_scales_merge_into_one_table_and_the_plots(tmp_path):
-    from vlmflow.swap_analysis import merge_scales
-    from vlmflow.swap_plots import plot_ablation, plot_accuracy, plot_alignment, plot_consistency, plot_pca
+    from vlmflow.probing.analysis import merge_scales
+    from vlmflow.probing.plots import (
+        plot_ablation,
+        plot_accuracy,
+        plot_alignment,
+        plot_consistency,
+        plot_pca,
+    )
 
     scales = {"vanilla": "base", "step-500": "sft/step-500"}
     for i, scale in enumerate(scales):
@@ -122,7 +128,7 @@ def test_scales_merge_into_one_table_and_the_plots(tmp_path):
 
 
 def test_the_pca_of_planted_deltas_separates_opposite_categories():
-    from vlmflow.swap_plots import principal_components
+    from vlmflow.probing.plots import principal_components
 
     arrays = planted_arrays()
     points, share = principal_components(arrays["delta_L3"].astype(np.float64), 2)

@@ -1,4 +1,4 @@
-"""Tests for vlmflow.swap_metrics: answer checking, delta consistency on planted and noise
+"""Tests for vlmflow.probing.metrics: answer checking, delta consistency on planted and noise
 directions, the cross-group permutation test and the accuracy tables."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vlmflow.data.swap_pairs import AXES, CATEGORIES
-from vlmflow.swap_metrics import (
+from vlmflow.probing.metrics import (
     category_validity,
     centre,
     check_answer,

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vlmflow.core.errors import InputError
 from vlmflow.data.swap_pairs import read_swap_pairs
-from vlmflow.errors import InputError
-from vlmflow.probing import cross_group_arrays, swap_pairs
-from vlmflow.swap_quads import SceneObject, read_boxes, vertical_pairs, vertical_relation
-from vlmflow.synth import write_swap_pairs
+from vlmflow.probing.extraction import cross_group_arrays, swap_pairs
+from vlmflow.probing.quads import SceneObject, read_boxes, vertical_pairs, vertical_relation
+from vlmflow.synth.swap_pairs import write_swap_pairs
 
 
 @pytest.fixture(scope="module")

@@ -17,19 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from vlmflow.synth import (
-    corpus_lines,
-    kvasir,
-    scenes,
-    swap_pairs,
-    textvqa,
-    vqav2,
-    write_kvasir,
-    write_swap_pairs,
-    write_textvqa,
-    write_vqav2,
-)
-from vlmflow.synth.corpus import CHAT_SCAFFOLD, SCAFFOLD_WEIGHT
+from vlmflow.synth import kvasir, scenes, swap_pairs, textvqa, vqav2
+from vlmflow.synth.corpus import CHAT_SCAFFOLD, SCAFFOLD_WEIGHT, corpus_lines
+from vlmflow.synth.kvasir import write_kvasir
+from vlmflow.synth.swap_pairs import write_swap_pairs
+from vlmflow.synth.textvqa import write_textvqa
+from vlmflow.synth.vqav2 import write_vqav2
 
 SIZE = 64
 N = 6
@@ -357,7 +350,7 @@ def test_corpus_covers_generated_text(data: Path) -> None:
 
 def test_tokenizer_trained_on_the_corpus_keeps_prompts_short() -> None:
     """The chat scaffold is in the corpus: the default prompt costs words, not single bytes."""
-    from vlmflow.settings import DEFAULT_PROMPT
+    from vlmflow.core.settings import DEFAULT_PROMPT
     from vlmflow.zoo.build import QWEN2_VL_SPECIAL_TOKENS
     from vlmflow.zoo.tokenizer import train_bpe
 

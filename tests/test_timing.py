@@ -9,11 +9,11 @@ import pytest
 import torch
 from conftest import make_records
 
-from vlmflow.inference import encode_batch, generate_encoded
-from vlmflow.models import load_vlm
-from vlmflow.probing import last_token_states
-from vlmflow.settings import GenerationSettings
-from vlmflow.timing import ForwardClock, timed_modules
+from vlmflow.core.models import load_vlm
+from vlmflow.core.prompts import encode_batch, generate_encoded
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.core.timing import ForwardClock, timed_modules
+from vlmflow.probing.extraction import last_token_states
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "llava"])

@@ -13,13 +13,13 @@ from conftest import make_records
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
-from vlmflow.models import load_vlm
-from vlmflow.settings import GenerationSettings, TrainSettings
-from vlmflow.training import (
+from vlmflow.core.checkpoint import sample_order
+from vlmflow.core.models import load_vlm
+from vlmflow.core.settings import GenerationSettings, TrainSettings
+from vlmflow.finetune.trainer import (
     SanityCheckFailed,
     component,
     prepare_model,
-    sample_order,
     sanity_overfit,
     train_stage,
 )
@@ -90,9 +90,9 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     import torch
-    import vlmflow.training as training
-    from vlmflow.records import read_records
-    from vlmflow.settings import GenerationSettings
+    import vlmflow.finetune.trainer as training
+    from vlmflow.core.records import read_records
+    from vlmflow.core.settings import GenerationSettings
 
     torch.use_deterministic_algorithms(True, warn_only=True)
     model, cache, out, run_dir, kill_at = sys.argv[1:6]
@@ -116,7 +116,7 @@ def test_killed_training_resumes_to_the_same_weights_and_curve(tiny_checkpoints,
     model = tiny_checkpoints["qwen2_vl"]
     reference = stage(model, data, tmp_path / "ref", tmp_path / "ref-run", until=6)
 
-    from vlmflow.io import write_jsonl
+    from vlmflow.core.io import write_jsonl
 
     cache = tmp_path / "cache.jsonl"
     write_jsonl(cache, (r.to_json() for r in data))

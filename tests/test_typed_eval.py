@@ -1,4 +1,4 @@
-"""Tests for vlmflow.typed_eval: numbers and ranges with tolerances, multi-answer sets and F1,
+"""Tests for vlmflow.data.typed_metric: numbers and ranges with tolerances, multi-answer sets and F1,
 per-type scores, micro vs macro, and the report tables."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vlmflow.typed_eval import (
+from vlmflow.data.typed_metric import (
     Tolerance,
     answer_set,
     markdown_table,

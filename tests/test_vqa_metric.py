@@ -1,4 +1,4 @@
-"""Tests for vlmflow.vqa_metric: one test per normalisation rule, scoring, reports,
+"""Tests for vlmflow.data.vqa_metric: one test per normalisation rule, scoring, reports,
 and a hypothesis oracle test against a literal transcription of the official
 GT-Vision-Lab/VQA master evaluator."""
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vlmflow.vqa_metric import (
+from vlmflow.data.vqa_metric import (
     CONTRACTIONS,
     PUNCT,
     accuracy_report,

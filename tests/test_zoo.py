@@ -7,10 +7,10 @@ import torch
 from conftest import CORPUS, TINY_SPECS, make_records
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmflow.inference import generate_batch
-from vlmflow.models import load_vlm
-from vlmflow.settings import GenerationSettings
-from vlmflow.zoo import build_checkpoint
+from vlmflow.core.models import load_vlm
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.vqa.inference import generate_batch
+from vlmflow.zoo.build import build_checkpoint
 
 EXPECTED_CLASSES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "llava": "LlavaForConditionalGeneration"}
 
@@ -81,7 +81,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_device_choice_is_cpu_fp32_without_cuda():
-    from vlmflow.models import pick_device
+    from vlmflow.core.models import pick_device
 
     if not torch.cuda.is_available():
         assert pick_device() == (torch.device("cpu"), torch.float32)

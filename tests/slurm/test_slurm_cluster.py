@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from slurm_cluster import LocalSlurmCluster, install, missing_prerequisite
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +29,7 @@ def gpu_rules() -> list[str]:
     """Every rule whose resources ask for a GPU, and the rules derived from one by `use rule`."""
     text = "\n".join(path.read_text() for path in sorted((REPO / "rules").glob("*.smk")))
     blocks = re.split(r"^(?=rule \w+:)", text, flags=re.MULTILINE)
-    rules = [re.match(r"rule (\w+):", b).group(1) for b in blocks if b.startswith("rule ") and "gpu=1" in b]
+    rules = [re.match(r"rule (\w+):", b).group(1) for b in blocks if b.startswith("rule ") and "**GPU_RESOURCES" in b]
     rules += [derived for base, derived in re.findall(r"^use rule (\w+) as (\w+)", text, flags=re.MULTILINE) if base in rules]
     return rules
 

@@ -100,7 +100,7 @@ def test_per_type_tables_and_ablation(finished_run):
 
 
 def test_fine_tuning_chain(finished_run):
-    train = finished_run / "results" / "train"
+    train = finished_run / "results" / "finetune"
     for stage in ("tiny_sft/step-2", "tiny_sft/step-4", "tiny_lora/step-2"):
         model = AutoModelForImageTextToText.from_pretrained(train / stage)
         assert type(model).__name__ == "Qwen2VLForConditionalGeneration", stage
@@ -139,7 +139,7 @@ def test_guided_pruning_family(finished_run):
     assert stats["n"] == 10 and 0.0 <= stats["avg_jsd"] <= 0.7
     assert "| avg_l1 |" in (guided / "compare" / "tiny_cot_attention.md").read_text()
     hybrid = AutoModelForImageTextToText.from_pretrained(finished_run / "resources" / "models" / "hybrid")
-    donor = AutoModelForImageTextToText.from_pretrained(finished_run / "results" / "train" / "tiny_sft" / "step-4")
+    donor = AutoModelForImageTextToText.from_pretrained(finished_run / "results" / "finetune" / "tiny_sft" / "step-4")
     assert hybrid.config.text_config.hidden_size == 48
     assert (hybrid.model.visual.blocks[0].attn.qkv.weight == donor.model.visual.blocks[0].attn.qkv.weight).all()
     summary = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "guided")
@@ -252,10 +252,10 @@ def test_config_errors_name_the_key(tmp_path):
     assert "vqa.experiments.guide_vqav2.model: unknown model 'gide'" in run.stdout + run.stderr
 
     config = reduced_config()
-    config["probing"]["experiments"]["tiny_probe"]["train"] = "tiny_sfft"
+    config["probing"]["experiments"]["tiny_probe"]["finetune"] = "tiny_sfft"
     run = snakemake(copy_workflow(tmp_path / "probe", config), "-n")
     assert run.returncode != 0
-    assert "probing.experiments.tiny_probe.train: unknown training experiment 'tiny_sfft'" in run.stdout + run.stderr
+    assert "probing.experiments.tiny_probe.finetune: unknown fine-tuning experiment 'tiny_sfft'" in run.stdout + run.stderr
 
 
 def test_lint_is_clean():
@@ -324,6 +324,6 @@ def test_conditioning_family(finished_run):
     assert layers.height == 4 * 3 and set(layers["token_type"]) == {"full", "image_only", "text_only"}
     assert pl.read_csv(root / "dimensions" / "outliers.csv").height == 4 * 3 * 3
     assert (root / "dimensions" / "dimensions.png").stat().st_size > 0
-    rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "vl_conditioning")
+    rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "conditioning")
     assert "pure_vl_text_tokens/cosine_to_reference" in set(rows.filter(pl.col("experiment") == "conditioning.vl_only_vs_qwen3")["metric"])
     assert "std_correlation/token_type=text_only/layer=-2" in set(rows["metric"])

@@ -14,15 +14,15 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+from vlmflow.core.errors import InputError
+from vlmflow.core.io import write_jsonl
+from vlmflow.core.records import Record
 from vlmflow.data.kvasir import read_kvasir
+from vlmflow.data.question_types import enrich
 from vlmflow.data.select import load_case_ids, select
 from vlmflow.data.swap_pairs import read_swap_pairs
 from vlmflow.data.textvqa import read_textvqa
 from vlmflow.data.vqav2 import read_vqav2
-from vlmflow.errors import InputError
-from vlmflow.io import write_jsonl
-from vlmflow.question_types import enrich
-from vlmflow.records import Record
 
 Spec = dict[str, Any]
 Reader = Callable[..., list[Record]]
@@ -84,7 +84,7 @@ def cache_dataset(
 ) -> int:
     """Read dataset `name`, apply its case list / subsample / limit, write `out_jsonl`; returns the
     number of records. On any input error nothing is written. With `question_types: true` the
-    records get candidates per inferred question type (`vlmflow.question_types.enrich`).
+    records get candidates per inferred question type (`vlmflow.data.question_types.enrich`).
 
     The text of every record is validated; images are checked (and extracted) only for the records
     kept, so `limit: 50` on a 6,500-image parquet touches 50 questions' images.

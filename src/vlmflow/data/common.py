@@ -13,8 +13,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from vlmflow.errors import InputError
-from vlmflow.records import Record
+from vlmflow.core.errors import InputError
+from vlmflow.core.records import Record
 
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 

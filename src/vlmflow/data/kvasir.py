@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vlmflow.core.errors import InputError
+from vlmflow.core.io import atomic_write
+from vlmflow.core.records import Record
 from vlmflow.data.common import check_unique, verify_image_bytes
-from vlmflow.errors import InputError
-from vlmflow.io import atomic_write
-from vlmflow.records import Record
 
 TEXT_COLUMNS: tuple[str, ...] = ("source", "question", "answer", "img_id")
 _BATCH_ROWS = 256

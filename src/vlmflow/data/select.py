@@ -10,9 +10,9 @@ import csv
 import random
 from pathlib import Path
 
+from vlmflow.core.errors import InputError
+from vlmflow.core.records import Record
 from vlmflow.data.common import load_json
-from vlmflow.errors import InputError
-from vlmflow.records import Record
 
 
 def load_case_ids(path: Path) -> list[str]:

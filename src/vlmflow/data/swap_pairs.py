@@ -11,10 +11,10 @@ import csv
 from collections.abc import Collection
 from pathlib import Path
 
+from vlmflow.core.errors import InputError
+from vlmflow.core.io import atomic_write
+from vlmflow.core.records import Record
 from vlmflow.data.common import check_unique, verify_image_bytes
-from vlmflow.errors import InputError
-from vlmflow.io import atomic_write
-from vlmflow.records import Record
 
 COLUMNS: tuple[str, ...] = (
     "index", "question_id", "image_base64", "original_question", "swapped_question",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from vlmflow.core.records import Record
 from vlmflow.data.common import check_unique, load_json, require, require_str_list, verify_images
-from vlmflow.records import Record
 
 
 def read_textvqa(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
+from vlmflow.core.errors import InputError
+from vlmflow.core.records import Record
 from vlmflow.data.common import check_unique, load_json, require, verify_images
-from vlmflow.errors import InputError
-from vlmflow.records import Record
 
 
 def _items(path: Path, key: str) -> tuple[dict, list]:

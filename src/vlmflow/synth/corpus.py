@@ -6,7 +6,7 @@ synthetic data can contain is covered and a tokenizer trained on it never meets 
 
 from __future__ import annotations
 
-from vlmflow.settings import DEFAULT_PROMPT
+from vlmflow.core.settings import DEFAULT_PROMPT
 from vlmflow.synth import kvasir, scenes, swap_pairs, textvqa, vqav2
 
 # The text every prompt carries besides the question: the chat templates' role names and default

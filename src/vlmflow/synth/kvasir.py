@@ -31,26 +31,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import ImageDraw
 
-from vlmflow.io import atomic_write
-from vlmflow.kvasir_vqa import (  # noqa: F401  (re-exported: the questions this generator asks)
+from vlmflow.core.io import atomic_write
+from vlmflow.data.kvasir_questions import (  # noqa: F401  (re-exported: the questions this generator asks)
     Q_ABNORMALITY,
-    Q_LANDMARK,
+    Q_ABNORMALITY_COLOUR,
+    Q_ABNORMALITY_WHERE,
+    Q_BOX,
+    Q_EASY,
     Q_INSTRUMENT,
-    Q_REMOVED,
+    Q_INSTRUMENT_WHERE,
+    Q_LANDMARK,
+    Q_LANDMARK_COLOUR,
+    Q_LANDMARK_WHERE,
     Q_N_FINDINGS,
     Q_N_INSTRUMENTS,
     Q_N_POLYPS,
-    Q_BOX,
-    Q_TEXT,
-    Q_EASY,
-    Q_ABNORMALITY_COLOUR,
-    Q_LANDMARK_COLOUR,
-    Q_SIZE,
-    Q_TYPE,
     Q_PROCEDURE,
-    Q_ABNORMALITY_WHERE,
-    Q_LANDMARK_WHERE,
-    Q_INSTRUMENT_WHERE,
+    Q_REMOVED,
+    Q_SIZE,
+    Q_TEXT,
+    Q_TYPE,
     QUESTIONS,
 )
 from vlmflow.synth import scenes

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from vlmflow.io import atomic_write
+from vlmflow.core.io import atomic_write
 
 RGB = tuple[int, int, int]
 Box = tuple[int, int, int, int]

@@ -13,8 +13,8 @@ import csv
 import random
 from pathlib import Path
 
+from vlmflow.core.io import atomic_write, write_json
 from vlmflow.data.swap_pairs import AXES, CATEGORIES, COLUMNS, GROUP_OF, OPPOSITE
-from vlmflow.io import atomic_write, write_json
 from vlmflow.synth import scenes
 
 # group -> question template; the subject is {a}, the reference {b}.
@@ -68,7 +68,7 @@ def write_swap_pairs(
     out_path: Path, split: str, n_pairs: int, seed: int, image_size: int = 224, boxes_path: Path | None = None
 ) -> None:
     """Write the TSV (header row, one pair per row, the image inline as base64 JPEG) and, with
-    `boxes_path`, the scenes' bbox cache (`vlmflow.swap_quads`: subject and reference per row)."""
+    `boxes_path`, the scenes' bbox cache (`vlmflow.probing.quads`: subject and reference per row)."""
     scenes.check_split(split)
     boxes: dict[str, dict] = {}
     rng = scenes.make_rng(seed, "swap_pairs", split)

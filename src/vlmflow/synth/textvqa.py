@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from vlmflow.io import write_json
+from vlmflow.core.io import write_json
 from vlmflow.synth import scenes
 
 WORDS: tuple[str, ...] = (

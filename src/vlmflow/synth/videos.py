@@ -17,7 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from vlmflow.io import write_jsonl
+from vlmflow.core.io import write_jsonl
 from vlmflow.synth import scenes
 
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow")

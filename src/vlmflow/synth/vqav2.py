@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlmflow.io import write_json
+from vlmflow.core.io import write_json
 from vlmflow.synth import scenes
 
 # kind -> (template, VQAv2 question_type, VQAv2 answer_type); types are real VQAv2 strings.

@@ -3,7 +3,3 @@
 Checkpoints are written with `save_pretrained` and loaded by every later stage through
 `AutoModelForImageTextToText` / `AutoProcessor`, exactly as a downloaded checkpoint would be.
 """
-
-from vlmflow.zoo.build import FAMILIES, build_checkpoint
-
-__all__ = ["FAMILIES", "build_checkpoint"]

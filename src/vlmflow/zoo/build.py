@@ -30,7 +30,7 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-from vlmflow.io import atomic_directory
+from vlmflow.core.io import atomic_directory
 from vlmflow.zoo.tokenizer import train_bpe
 
 # Qwen2-VL-Instruct's chat template, as shipped in its chat_template.json.

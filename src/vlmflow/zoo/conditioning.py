@@ -39,7 +39,7 @@ from transformers import (
 )
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-from vlmflow.io import atomic_directory
+from vlmflow.core.io import atomic_directory
 from vlmflow.zoo.build import qwen_vl_tokenizer
 from vlmflow.zoo.tokenizer import train_bpe
 

@@ -21,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from vlmflow.io import atomic_directory
+from vlmflow.core.io import atomic_directory
 from vlmflow.zoo.tokenizer import train_bpe
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]

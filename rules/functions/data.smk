@@ -1,0 +1,31 @@
+# Settings and input functions of the dataset caching rules.
+
+# Upstream files of each dataset format (keys of the dataset's config entry).
+FORMAT_INPUTS = {
+    "vqav2": ["questions", "annotations", "images"],
+    "textvqa": ["json", "images"],
+    "kvasir": ["parquet"],
+    "swap_pairs": ["tsv"],
+}
+
+
+def datasets_of_format(fmt):
+    return [name for name, spec in config["datasets"].items() if spec["format"] == fmt]
+
+
+def dataset_inputs(wildcards):
+    """The upstream files (and optional case list) a dataset's cache is made from."""
+    spec = config["datasets"][wildcards.dataset]
+    files = {key: spec[key] for key in FORMAT_INPUTS[spec["format"]]}
+    if spec.get("case_list"):
+        files["case_list"] = spec["case_list"]
+    return files
+
+
+def selection_params(wildcards):
+    """Only the options that change which records are kept: editing them re-runs this cache."""
+    spec = config["datasets"][wildcards.dataset]
+    params = {key: spec.get(key) for key in ("limit", "subsample", "seed", "case_list")}
+    if spec.get("question_types"):  # only when set, so other caches keep their provenance
+        params["question_types"] = True
+    return params

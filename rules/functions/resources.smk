@@ -1,0 +1,45 @@
+# Settings and input functions of the resources rules (synthetic data, tiny zoo, hybrids).
+
+def synthetic():
+    return config.get("synthetic", {})
+
+
+def synth_size(fmt):
+    """A params function: the number of items of one split of a synthetic dataset."""
+
+    def split_size(wildcards):
+        return synthetic()["sizes"][fmt][wildcards.split]
+
+    split_size.__name__ = f"{fmt}_split_size"
+    return split_size
+
+
+def built_models():
+    return [name for name, spec in config["models"].items() if "build" in spec]
+
+
+def hybrid_models():
+    return [name for name, spec in config["models"].items() if "hybrid" in spec]
+
+
+def model_build_spec(wildcards):
+    return config["models"][wildcards.model]["build"]
+
+
+def hybrid_inputs(wildcards):
+    spec = config["models"][wildcards.model]["hybrid"]
+    return {"vision": model_path(spec["vision"]), "language": model_path(spec["language"])}
+
+
+def hybrid_projector(wildcards):
+    return config["models"][wildcards.model]["hybrid"].get("projector", False)
+
+
+def check_models():
+    for name, spec in config["models"].items():
+        for role in ("vision", "language"):
+            if "hybrid" in spec:
+                check_reference(f"models.{name}.hybrid.{role}", "model", spec["hybrid"][role])
+
+
+check_models()

@@ -1,0 +1,68 @@
+# Settings and input functions of the VQA evaluation rules (rules/vqa.smk).
+
+# The config is fixed once parsed; the experiment tables are built once, not once per job (a sweep
+# of 10,000 experiments would otherwise rebuild them tens of thousands of times while planning).
+@cache
+def vqa_experiments():
+    """The configured VQA experiments plus the base / trained evaluations of fine-tuning experiments."""
+    return {**family_config("vqa").get("experiments", {}), **trained_vqa_experiments()}
+
+
+# Any one path segment: the name is checked by vqa_experiment. Spelling out every experiment name
+# as the wildcard's regex would put all of them into every output pattern Snakemake formats.
+VQA_EXPERIMENT = r"[^/]+"
+
+
+@cache
+def vqa_experiment(name):
+    """An experiment's full settings: built-in defaults < vqa.defaults < the experiment."""
+    if name not in vqa_experiments():
+        raise ValueError(f"results/vqa/{name}: no VQA experiment of that name (vqa.experiments, or a fine-tuning experiment's eval)")
+    spec = merged_settings("vqa", GENERATION_DEFAULTS, vqa_experiments()[name])
+    spec.setdefault("metric", dataset_metric(spec["dataset"]))
+    return spec
+
+
+def infer_inputs(wildcards):
+    spec = vqa_experiment(wildcards.experiment)
+    return {"model": model_path(spec["model"]), **cache_outputs(spec["dataset"])}
+
+
+def generation_params(wildcards):
+    spec = vqa_experiment(wildcards.experiment)
+    return {key: spec[key] for key in asdict(GenerationSettings())}
+
+
+def vqa_remote_code(wildcards):
+    return trusts_remote_code(vqa_experiment(wildcards.experiment)["model"])
+
+
+def vqa_cache(wildcards):
+    return cache_outputs(vqa_experiment(wildcards.experiment)["dataset"])["cache"]
+
+
+def experiment_name(wildcards):
+    return wildcards.experiment
+
+
+def vqa_summary_entries():
+    return [
+        {
+            "experiment": name,
+            "family": "vqa",
+            "model": vqa_experiment(name)["model"],
+            "dataset": vqa_experiment(name)["dataset"],
+            "kind": "accuracy",
+            "source": f"results/vqa/{name}/metrics.json",
+        }
+        for name in family_config("vqa").get("experiments", {})
+    ]
+
+
+def check_vqa():
+    for name, spec in family_config("vqa").get("experiments", {}).items():
+        check_reference(f"vqa.experiments.{name}.model", "model", spec["model"])
+        check_reference(f"vqa.experiments.{name}.dataset", "dataset", spec["dataset"])
+
+
+check_vqa()

@@ -1,0 +1,147 @@
+# Guided visual-token pruning (seed 000, SGL): a small guide VLM's attention ranks the visual
+# tokens and the decode VLM keeps the top ones from layer K on; FastV and random ranking are the
+# baselines at equal retention. One job per (experiment, method) answers at every keep ratio; each
+# keep ratio (and the guide alone) is evaluated like any VQA run, then tabulated and plotted
+# against retention, with the guide's early-exit sweep and attention comparisons.
+
+
+include: "functions/guided.smk"
+
+
+rule guided_decode:
+    input:
+        unpack(guided_run_inputs),
+    output:
+        rows="results/guided/{experiment}/{method}/rows.jsonl",
+        importance="results/guided/{experiment}/{method}/importance.parquet",
+    params:
+        pruning=pruning_params,
+        generation=guided_generation,
+        device=setting(guided_spec, "device"),
+        trust_remote_code=guided_remote_code,
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+        method="guided",
+    threads: setting(guided_spec, "threads")
+    retries: GPU_RETRIES
+    resources:
+        **GPU_RESOURCES,
+    log:
+        "logs/guided/{experiment}/{method}.log",
+    benchmark:
+        "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/guided/decode.py"
+
+
+use rule guided_decode as baseline_decode with:
+    output:
+        rows="results/guided/{experiment}/{method}/rows.jsonl",
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+        method=one_of(BASELINE_METHODS),
+    benchmark:
+        "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
+
+
+rule evaluate_pruned:
+    input:
+        rows="results/guided/{experiment}/{method}/rows.jsonl",
+        cache=guided_cache,
+    output:
+        predictions="results/guided/{experiment}/{method}/{answers}/predictions.jsonl",
+        metrics="results/guided/{experiment}/{method}/{answers}/metrics.json",
+    params:
+        metric=setting(guided_spec, "metric"),
+        name=answer_set_name,
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+        answers=r"keep-[0-9.]+|guide",
+    log:
+        "logs/guided/{experiment}/{method}/{answers}/evaluate.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/guided/evaluate.py"
+
+
+rule retention_table:
+    input:
+        metrics=guided_metrics,
+        rows=guided_rows,
+    output:
+        csv=report(
+            "results/guided/{experiment}/retention.csv",
+            caption="../workflow/report/retention.rst",
+            category="Guided token pruning",
+            subcategory="{experiment}",
+        ),
+        markdown="results/guided/{experiment}/retention.md",
+        plot=report(
+            "results/guided/{experiment}/accuracy_vs_retention.png",
+            caption="../workflow/report/retention.rst",
+            category="Guided token pruning",
+            subcategory="{experiment}",
+        ),
+    params:
+        answer_sets=answer_sets,
+        title=retention_title,
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+    log:
+        "logs/guided/{experiment}/retention.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/guided/retention_table.py"
+
+
+rule early_exit:
+    input:
+        rows="results/guided/{experiment}/guided/rows.jsonl",
+        cache=guided_cache,
+    output:
+        csv="results/guided/{experiment}/early_exit.csv",
+        markdown="results/guided/{experiment}/early_exit.md",
+        plot=report(
+            "results/guided/{experiment}/early_exit.png",
+            caption="../workflow/report/early_exit.rst",
+            category="Guided token pruning",
+            subcategory="{experiment}",
+        ),
+    params:
+        metric=setting(guided_spec, "metric"),
+        title=early_exit_title,
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+    log:
+        "logs/guided/{experiment}/early_exit.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/guided/early_exit.py"
+
+
+rule compare_attention:
+    input:
+        unpack(comparison_inputs),
+    output:
+        stats="results/guided/compare/{comparison}.json",
+        markdown=report(
+            "results/guided/compare/{comparison}.md",
+            caption="../workflow/report/compare_attention.rst",
+            category="Guided token pruning",
+        ),
+    params:
+        spec=comparison_params,
+        keep=comparison_keep,
+    wildcard_constraints:
+        comparison=one_of(guided_comparisons()),
+    log:
+        "logs/guided/compare/{comparison}.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/guided/compare_attention.py"

@@ -1,0 +1,60 @@
+# VQA evaluation (seeds 000 and 002): batched greedy generation of one model on one cached
+# dataset, resumable (a job killed mid-way continues after its last complete chunk); then the
+# official VQA accuracy (or exact match for single-answer datasets), overall, per answer type and
+# per question type, plus the per-inferred-type table (numeric tolerance, set match, micro / macro).
+
+
+include: "functions/vqa.smk"
+
+
+rule infer_vqa:
+    input:
+        unpack(infer_inputs),
+    output:
+        predictions="results/vqa/{experiment}/predictions.jsonl",
+    params:
+        generation=generation_params,
+        device=setting(vqa_experiment, "device"),
+        trust_remote_code=vqa_remote_code,
+    wildcard_constraints:
+        experiment=VQA_EXPERIMENT,
+    threads: setting(vqa_experiment, "threads")
+    retries: GPU_RETRIES
+    resources:
+        **GPU_RESOURCES,
+    log:
+        "logs/vqa/{experiment}/infer.log",
+    benchmark:
+        "results/benchmarks/infer_vqa/{experiment}.tsv"
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/vqa/infer.py"
+
+
+rule evaluate_vqa:
+    input:
+        predictions="results/vqa/{experiment}/predictions.jsonl",
+        cache=vqa_cache,
+    output:
+        metrics="results/vqa/{experiment}/metrics.json",
+        per_type_csv=report(
+            "results/vqa/{experiment}/per_type.csv",
+            caption="../workflow/report/per_type.rst",
+            category="VQA evaluation",
+            subcategory="{experiment}",
+        ),
+        per_type_md="results/vqa/{experiment}/per_type.md",
+    params:
+        metric=setting(vqa_experiment, "metric"),
+        variant=setting(vqa_experiment, "variant"),
+        tolerance=setting(vqa_experiment, "tolerance"),
+        experiment=experiment_name,
+    wildcard_constraints:
+        experiment=VQA_EXPERIMENT,
+    log:
+        "logs/vqa/{experiment}/evaluate.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/vqa/evaluate.py"

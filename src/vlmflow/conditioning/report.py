@@ -1,0 +1,58 @@
+"""The VL-conditioning study's rows of `results/summary.csv`: per image, how its embeddings
+compare with the reference encoder's and how far its picture moved; per layer and token type,
+the per-dimension std correlation and the largest outlier ratio."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+IMAGE_METRICS = (
+    "blended_std",
+    "vl_std",
+    "std_correlation",
+    "cosine_to_reference",
+    "pixel_distance_to_reference",
+    "generation_time",
+)
+FAMILY = "conditioning"
+
+
+def image_rows(
+    experiment: str, model: str, metadata: dict[str, Any], source: str
+) -> list[dict[str, Any]]:
+    """One row per image and metric (`<image>/<metric>`), n the conditioning's token count."""
+    return [
+        {
+            "experiment": f"conditioning.{experiment}",
+            "family": FAMILY,
+            "model": model,
+            "dataset": None,
+            "n": entry["blended_shape"][0],
+            "metric": f"{entry['name']}/{metric}",
+            "value": float(entry[metric]),
+            "source": source,
+        }
+        for entry in metadata["results"]
+        for metric in IMAGE_METRICS
+        if entry.get(metric) is not None
+    ]
+
+
+def dimension_rows(model: str, layers: pl.DataFrame, source: str) -> list[dict[str, Any]]:
+    """One row per layer, token type and statistic (`<statistic>/token_type=<t>/layer=<l>`)."""
+    return [
+        {
+            "experiment": "conditioning.dimensions",
+            "family": FAMILY,
+            "model": model,
+            "dataset": None,
+            "n": row["tokens"],
+            "metric": f"{metric}/token_type={row['token_type']}/layer={row['layer']}",
+            "value": float(row[metric]),
+            "source": source,
+        }
+        for row in layers.iter_rows(named=True)
+        for metric in ("std_correlation", "std", "max_ratio", "outlier_dims")
+    ]

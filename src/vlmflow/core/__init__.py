@@ -1,0 +1,1 @@
+"""Infrastructure every family uses: files, errors, records, settings, devices, models, checkpoints, figures."""

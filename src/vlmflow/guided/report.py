@@ -1,0 +1,81 @@
+"""The guided-pruning family's tables and figures: accuracy against retention, per method, and the
+per-question frame the early-exit sweep runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from vlmflow.core.io import atomic_write, read_json  # noqa: E402
+from vlmflow.core.records import Record  # noqa: E402
+from vlmflow.core.tables import markdown  # noqa: E402
+from vlmflow.data.vqa_metric import metric_score  # noqa: E402
+
+
+def retention_frame(runs: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """One row per (method, keep ratio): the accuracy and the visual tokens kept on average.
+
+    `runs` items: method, keep_ratio (None for the guide answering alone), metrics (path),
+    visual_tokens (mean kept per question)."""
+    rows = []
+    for run in runs:
+        metrics = read_json(run["metrics"])
+        rows.append({
+            "method": run["method"],
+            "keep_ratio": run["keep_ratio"],
+            "visual_tokens": run["visual_tokens"],
+            "n": metrics["n"],
+            metrics["metric"]: metrics["accuracy"],
+        })
+    return pl.DataFrame(rows, infer_schema_length=None).sort(["method", "keep_ratio"], descending=[False, True], nulls_last=True)
+
+
+def write_retention(frame: pl.DataFrame, title: str, csv_path: str | Path, md_path: str | Path, plot_path: str | Path) -> None:
+    """CSV, markdown and the accuracy-vs-retention plot (the guide alone as a dashed line)."""
+    with atomic_write(csv_path, "wb") as handle:
+        frame.write_csv(handle)
+    with atomic_write(md_path) as handle:
+        handle.write(markdown(frame, title))
+    metric = frame.columns[-1]
+    pruned = frame.filter(pl.col("keep_ratio").is_not_null())
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    sns.lineplot(data=pruned.to_pandas(), x="keep_ratio", y=metric, hue="method", style="method", markers=True, dashes=False, ax=ax)
+    alone = frame.filter(pl.col("keep_ratio").is_null())
+    if alone.height:
+        ax.axhline(alone[metric][0], color="grey", linestyle="--", label="guide alone")
+        ax.legend()
+    ax.set(xscale="log", xlabel="share of visual tokens kept (log scale)", ylabel=metric.replace("_", " "), title=title)
+    ratios = sorted(pruned["keep_ratio"].unique().to_list())
+    ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
+    ax.minorticks_off()
+    with atomic_write(plot_path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+
+
+def early_exit_frame(rows: Sequence[Mapping[str, Any]], records: Sequence[Record], metric: str) -> pl.DataFrame:
+    """Per question and keep ratio: the guide's exit score, and whether the guide and the decode
+    model (at that keep ratio) answered correctly."""
+    answers = {r.question_id: r.answers for r in records}
+    out = []
+    for row in rows:
+        truth = answers[row["question_id"]]
+        guide_correct = metric_score(row["guide"]["prediction"], truth, metric)
+        for label, answer in row["keep"].items():
+            out.append({
+                "question_id": row["question_id"],
+                "keep_ratio": float(label),
+                "score": row["guide"]["exit_score"],
+                "guide_correct": guide_correct,
+                "decode_correct": metric_score(answer["prediction"], truth, metric),
+            })
+    return pl.DataFrame(out)

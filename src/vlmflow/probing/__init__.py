@@ -1,0 +1,1 @@
+"""Hidden-state probing (seed 004): swap-pair extraction, consistency metrics, analysis, quads, plots."""

@@ -1,0 +1,161 @@
+"""Last-prompt-token hidden states from one batched prefill, by forward hooks on the decoder layers,
+and the swap-pair features built from them (seed 004).
+
+The seed's extractors hook every layer and call generate(), keeping the prefill's last token; the
+features need only the prefill, so here one forward pass over a left-padded batch runs until the
+deepest requested layer and stops (the rest of the model never runs). With left padding the last
+position is every sample's last prompt token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, ProcessorMixin
+
+from vlmflow.core.errors import InputError
+from vlmflow.core.io import atomic_write
+from vlmflow.core.models import decoder_layers
+from vlmflow.core.prompts import encode_batch, generate_encoded
+from vlmflow.core.records import Record
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.probing.metrics import check_answer
+
+
+class _Done(Exception):
+    """Raised by the hook of the deepest requested layer: nothing after it is needed."""
+
+
+def resolve_layers(requested: Sequence[int] | None, num_layers: int) -> list[int]:
+    """Layer indices (negative from the end) as sorted non-negative indices; None means all."""
+    if requested is None:
+        return list(range(num_layers))
+    bad = [i for i in requested if not -num_layers <= i < num_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range for a {num_layers}-layer language model")
+    return sorted({i % num_layers for i in requested})
+
+
+@torch.inference_mode()
+def last_token_states(model: PreTrainedModel, inputs: dict[str, torch.Tensor], layers: Sequence[int]) -> dict[int, np.ndarray]:
+    """{layer: (batch, hidden) float32} of the last position after each requested decoder layer,
+    from one prefill that stops after the deepest of them."""
+    _, modules = decoder_layers(model)
+    wanted = resolve_layers(layers, len(modules))
+    states: dict[int, np.ndarray] = {}
+
+    def hook(index: int):
+        def keep(_module, _args, output):
+            hidden = output[0] if isinstance(output, tuple) else output
+            states[index] = hidden[:, -1, :].float().cpu().numpy()
+            if index == wanted[-1]:
+                raise _Done
+
+        return keep
+
+    handles = [modules[i].register_forward_hook(hook(i)) for i in wanted]
+    try:
+        (model.model if hasattr(model, "model") else model)(**inputs, use_cache=False)
+    except _Done:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return states
+
+
+def swap_pairs(records: Sequence[Record]) -> list[tuple[Record, Record]]:
+    """(original, swapped) record pairs, matched by `source["pair_id"]` and `source["role"]`."""
+    by_pair: dict[str, dict[str, Record]] = {}
+    for record in records:
+        source = record.source
+        if "pair_id" not in source or source.get("role") not in ("orig", "swap"):
+            raise InputError(record.dataset, "not a swap-pair record (needs source.pair_id and source.role)",
+                             record=record.question_id, field="source")
+        by_pair.setdefault(str(source["pair_id"]), {})[source["role"]] = record
+    unpaired = [pid for pid, roles in by_pair.items() if len(roles) != 2]
+    if unpaired:
+        raise InputError(records[0].dataset, f"{len(unpaired)} pairs lack their other question, e.g. {unpaired[:3]}")
+    return [(roles["orig"], roles["swap"]) for roles in by_pair.values()]
+
+
+@torch.inference_mode()
+def extract_swap_features(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    records: Sequence[Record],
+    settings: GenerationSettings,
+    layers: Sequence[int] | None,
+    dtype: str = "float16",
+) -> dict[str, np.ndarray]:
+    """Original, swapped and delta vectors per requested layer for every pair, with ids,
+    categories, groups, answers and correctness: the arrays of one NPZ.
+
+    Features come from one batched prefill per batch of questions; answers from a separate short
+    greedy generation (`settings.max_new_tokens`)."""
+    pairs = swap_pairs(records)
+    ordered = [record for pair in pairs for record in pair]  # orig, swap, orig, swap, ...
+    _, modules = decoder_layers(model)
+    wanted = resolve_layers(layers, len(modules))
+    states: dict[int, list[np.ndarray]] = {layer: [] for layer in wanted}
+    answers: list[str] = []
+    for start in tqdm(range(0, len(ordered), settings.batch_size), desc="swap features", unit="batch"):
+        inputs = encode_batch(model, processor, ordered[start : start + settings.batch_size], settings)
+        for layer, values in last_token_states(model, dict(inputs), wanted).items():
+            states[layer].append(values)
+        answers += generate_encoded(model, processor, inputs, settings.max_new_tokens)
+    orig_answers, swap_answers = answers[0::2], answers[1::2]
+    out: dict[str, np.ndarray] = {
+        "layers": np.array(wanted),
+        "pair_id": np.array([o.source["pair_id"] for o, _ in pairs]),
+        "category": np.array([o.source["category"] for o, _ in pairs]),
+        "group": np.array([o.source["group"] for o, _ in pairs]),
+        "pred_orig": np.array(orig_answers),
+        "pred_swap": np.array(swap_answers),
+        "correct_orig": np.array([check_answer(a, o.answers[0]) for a, (o, _) in zip(orig_answers, pairs)]),
+        "correct_swap": np.array([check_answer(a, s.answers[0]) for a, (_, s) in zip(swap_answers, pairs)]),
+    }
+    for layer in wanted:
+        both = np.concatenate(states[layer])
+        orig, swap = both[0::2], both[1::2]
+        out[f"orig_L{layer}"] = orig.astype(dtype)
+        out[f"swap_L{layer}"] = swap.astype(dtype)
+        out[f"delta_L{layer}"] = (swap - orig).astype(dtype)  # from float32 states, then cast
+    return out
+
+
+def cross_group_arrays(pairs: dict[str, np.ndarray], vertical: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """The quads' arrays (the seed's cross_group_vectors NPZ): per quad its vertical delta and the
+    delta of the distance pair on the same scene (joined by pair_id), categories and correctness.
+    `vertical` is None when no scene has a vertical relation: zero quads, same keys."""
+    layers = pairs["layers"]
+    if vertical is None:
+        rows: list[int] = []
+        vertical = {"pair_id": np.array([], dtype=str), "category": np.array([], dtype=str),
+                    "correct_orig": np.array([], dtype=bool), "correct_swap": np.array([], dtype=bool)}
+        vertical |= {f"delta_L{n}": pairs[f"delta_L{n}"][:0] for n in layers}
+    else:
+        index = {str(pid): i for i, pid in enumerate(pairs["pair_id"])}
+        rows = [index[str(pid)] for pid in vertical["pair_id"]]
+    out = {
+        "layers": layers,
+        "pair_id": vertical["pair_id"],
+        "category_vertical": vertical["category"],
+        "category_distance": pairs["category"][rows],
+        "correct_vertical": vertical["correct_orig"] & vertical["correct_swap"],
+        "correct_distance": pairs["correct_orig"][rows] & pairs["correct_swap"][rows],
+    }
+    for n in layers:
+        out[f"delta_vert_L{n}"] = vertical[f"delta_L{n}"]
+        out[f"delta_dist_L{n}"] = pairs[f"delta_L{n}"][rows]
+    return out
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Compressed NPZ, written atomically."""
+    with atomic_write(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)

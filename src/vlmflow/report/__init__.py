@@ -1,0 +1,1 @@
+"""Reporting across families: results/summary.csv and ablation tables."""

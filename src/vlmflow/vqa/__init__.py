@@ -1,0 +1,1 @@
+"""VQA evaluation: batched, resumable inference with answer modes and constrained decoding."""

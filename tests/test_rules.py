@@ -1,0 +1,55 @@
+"""The rule files keep the house style: named functions instead of lambdas, a log on every rule,
+one set of GPU resources, and each family's rules, scripts and package under one name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RULE_FILES = sorted((REPO / "rules").glob("*.smk"))
+FAMILIES = ("vqa", "finetune", "guided", "probing", "foveated", "conditioning")
+
+
+def rule_blocks() -> list[tuple[str, str]]:
+    """(name, text) of every `rule` / `checkpoint` in the rule files."""
+    text = "\n".join(path.read_text() for path in RULE_FILES)
+    blocks = re.split(r"^(?=(?:rule|checkpoint|use rule) )", text, flags=re.MULTILINE)
+    return [(re.match(r"(?:rule|checkpoint) (\w+):", b).group(1), b) for b in blocks if re.match(r"(?:rule|checkpoint) \w+:", b)]
+
+
+@pytest.mark.parametrize("path", [REPO / "Snakefile", *RULE_FILES], ids=lambda p: p.name)
+def test_no_lambdas_in_rules(path):
+    assert "lambda" not in path.read_text(), f"{path.name}: use a named function (params: x=get_x)"
+
+
+def test_every_rule_has_a_log():
+    missing = [name for name, block in rule_blocks() if name != "all" and "\n    log:" not in block]
+    assert not missing, f"rules without log: {missing}"
+
+
+def test_every_gpu_rule_asks_for_the_same_resources():
+    own = [name for name, block in rule_blocks() if re.search(r"^\s+gpu\s*=", block, flags=re.MULTILINE)]
+    assert not own, f"rules asking for a GPU by themselves instead of **GPU_RESOURCES: {own}"
+    shared = {name for name, block in rule_blocks() if "**GPU_RESOURCES" in block}
+    assert {"infer_vqa", "train_model", "guided_decode", "extract_swap_features", "train_foveated", "generate_conditioning"} <= shared
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_name_per_family(family):
+    assert (REPO / "rules" / f"{family}.smk").is_file()
+    assert (REPO / "workflow" / "scripts" / family).is_dir()
+    assert (REPO / "src" / "vlmflow" / family / "__init__.py").is_file()
+    scripts = re.findall(r'script:\n\s+"\.\./workflow/scripts/(\w+)/', (REPO / "rules" / f"{family}.smk").read_text())
+    assert scripts and set(scripts) == {family}
+
+
+def test_common_holds_no_rules():
+    assert not re.search(r"^(rule|checkpoint) ", (REPO / "rules" / "common.smk").read_text(), flags=re.MULTILINE)
+
+
+def test_package_modules_stay_small():
+    sizes = {p.relative_to(REPO): len(p.read_text().splitlines()) for p in (REPO / "src" / "vlmflow").rglob("*.py")}
+    assert not {p: n for p, n in sizes.items() if n > 400}

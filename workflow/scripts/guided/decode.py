@@ -1,0 +1,33 @@
+"""Glue for rules guided_decode / baseline_decode: one pruning method at every keep ratio, resumably."""
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from vlmflow.core.gpu_slots import gpu_slot
+from vlmflow.core.records import read_records
+from vlmflow.core.scripting import generation_settings, log_to
+from vlmflow.core.settings import PruningSettings
+from vlmflow.core.timing import ForwardClock
+from vlmflow.guided.runner import PrunedRunner, load_pair, pruning_fingerprint, run_pruned
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+generation = generation_settings(snakemake, log)
+pruning = PruningSettings(**snakemake.params.pruning)
+guide = snakemake.input.get("guide")
+records = read_records(snakemake.input.cache)
+digest = hashlib.sha256(Path(snakemake.input.cache).read_bytes()).hexdigest()
+# Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
+with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
+    log.info("GPU devices: %s", ",".join(devices) or "none")
+    pair = load_pair(snakemake.input.decode, guide, pruning, snakemake.params.device, tuple(snakemake.params.trust_remote_code))
+    log.info("%s: decode %s, guide %s, shared vision %s, %d questions", pruning.method, snakemake.input.decode, guide,
+             pair.shared_vision, len(records))
+    key = pruning_fingerprint(snakemake.input.decode, guide, digest, generation, pruning)
+    with ForwardClock(pair.decode, pair.guide) as clock:
+        done = run_pruned(PrunedRunner(pair, generation, pruning), records, snakemake.output.rows, key,
+                          snakemake.output.get("importance"))
+    clock.write(snakemake.log[0])
+    log.info("resumed after %d rows; wrote %s", done, snakemake.output.rows)

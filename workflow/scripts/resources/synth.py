@@ -1,0 +1,23 @@
+"""Glue for rules synth_*: write one split of a synthetic dataset in its upstream format."""
+
+from pathlib import Path
+
+from vlmflow.core.scripting import log_to
+from vlmflow.synth.kvasir import write_kvasir
+from vlmflow.synth.swap_pairs import write_swap_pairs
+from vlmflow.synth.textvqa import write_textvqa
+from vlmflow.synth.vqav2 import write_vqav2
+
+log = log_to(snakemake.log[0])
+split, n = snakemake.wildcards.split, snakemake.params.n
+common = {"seed": snakemake.params.seed, "image_size": snakemake.params.image_size}
+match snakemake.rule:
+    case "synth_vqav2":
+        write_vqav2(Path(snakemake.output.questions).parent, split, n, **common)
+    case "synth_textvqa":
+        write_textvqa(Path(snakemake.output.json).parent, split, n, **common)
+    case "synth_kvasir":
+        write_kvasir(Path(snakemake.output.parquet), split, n, **common)
+    case "synth_swap_pairs":
+        write_swap_pairs(Path(snakemake.output.tsv), split, n, **common, boxes_path=Path(snakemake.output.boxes))
+log.info("%s: wrote split %s with %d items", snakemake.rule, split, n)

@@ -1,8 +1,0 @@
-"""Glue for rule summary: all metrics files -> results/summary.csv."""
-
-from vlmflow.scripting import log_to
-from vlmflow.summary import write_summary
-
-log = log_to(snakemake.log[0])
-frame = write_summary(snakemake.params.entries, snakemake.output.summary)
-log.info("summary: %d rows from %d experiments", frame.height, len(snakemake.params.entries))

@@ -1,0 +1,27 @@
+"""Glue for rule infer_vqa: batched, resumable generation of one model on one cached dataset."""
+
+import torch
+
+from vlmflow.core.gpu_slots import gpu_slot
+from vlmflow.core.models import load_vlm
+from vlmflow.core.records import read_records
+from vlmflow.core.scripting import generation_settings, log_to
+from vlmflow.core.timing import ForwardClock
+from vlmflow.vqa.inference import fingerprint, run_inference
+
+log = log_to(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+settings = generation_settings(snakemake, log)
+records = read_records(snakemake.input.cache)
+# Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
+with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
+    log.info("GPU devices: %s", ",".join(devices) or "none")
+    model, processor = load_vlm(
+        snakemake.input.model, device=snakemake.params.device, trust_remote_code=snakemake.params.trust_remote_code
+    )
+    log.info("model %s on %s (%s), %d questions", snakemake.input.model, model.device, model.dtype, len(records))
+    key = fingerprint(snakemake.input.model, snakemake.input.cache, settings)
+    with ForwardClock(model) as clock:
+        done = run_inference(model, processor, records, snakemake.output.predictions, settings, key)
+    clock.write(snakemake.log[0])
+    log.info("resumed after %d rows; wrote %s", done, snakemake.output.predictions)
