@@ -8,7 +8,7 @@ settings; the raw outputs are compared question by question at every batch size.
 interleaved (per-sample, then each batch size) so drift in machine load hits all paths alike; the
 median samples/s is reported.
 
-    python benchmarks/inference_throughput.py --model results/train/guide_sft/step-2000 \
+    python benchmarks/inference_throughput.py --model results/finetune/guide_sft/step-2000 \
         --cache results/cache/vqav2_val.jsonl --threads 2
 """
 
@@ -37,7 +37,7 @@ from vlmflow.core.records import Record, read_records
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.vqa.inference import fingerprint, run_inference
 
-TRAINED = Path("results/train/guide_sft/step-2000")
+TRAINED = Path("results/finetune/guide_sft/step-2000")
 
 
 def per_sample(

@@ -8,7 +8,7 @@ minus those the restarted job resumed: computed twice. Target: at most one durab
 (`chunk_batches * batch_size` samples) lost per kill. Every resumed output is checked against an
 uninterrupted reference run (same rows, same order), which also gives the time per batch.
 
-    python benchmarks/resume_loss.py --model results/train/guide_sft/step-2000 \
+    python benchmarks/resume_loss.py --model results/finetune/guide_sft/step-2000 \
         --cache results/cache/vqav2_val.jsonl --threads 2
 """
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "results/train/guide_sft/step-2000"
+DEFAULT_MODEL = "results/finetune/guide_sft/step-2000"
 FALLBACK_MODEL = "resources/models/qwen2vl_guide"
 TARGET = "at most one chunk per kill"
 

@@ -20,12 +20,12 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-TRAINED = "results/train/guide_sft/step-2000"
+TRAINED = "results/finetune/guide_sft/step-2000"
 
 # name -> the command line after `python benchmarks/<name>.py`
 BENCHMARKS: dict[str, list[str]] = {
@@ -88,7 +88,7 @@ def machine() -> list[str]:
                          ("torch", "transformers", "peft", "snakemake", "polars"))  # fmt: skip
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return [
-        f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; vlmflow commit `{commit or 'unknown'}`",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; vlmflow commit `{commit or 'unknown'}`",
         f"- CPU: {cpu}, {os.cpu_count()} cores; memory {memory:.0f} GiB; GPU: {gpu}",
         f"- Python {platform.python_version()}; {versions}",
     ]

@@ -88,9 +88,8 @@ def test_killed_job_frees_its_slot(lock_dir: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("VLMFLOW_GPUS", "7")
     holder = _hold("7")
     try:
-        with pytest.raises(TimeoutError):
-            with gpu_slot(1, timeout=0):
-                pass
+        with pytest.raises(TimeoutError), gpu_slot(1, timeout=0):
+            pass
     finally:
         _kill(holder)  # SIGKILL: no cleanup code runs in the holder
     assert holder.returncode == -signal.SIGKILL
@@ -106,9 +105,8 @@ def test_timeout_names_busy_device_holder_and_lock_dir(
     monkeypatch.setenv("VLMFLOW_GPUS", "7")
     holder = _hold("7")
     try:
-        with pytest.raises(TimeoutError) as err:
-            with gpu_slot(1, timeout=0.2, poll=0.05):
-                pass
+        with pytest.raises(TimeoutError) as err, gpu_slot(1, timeout=0.2, poll=0.05):
+            pass
     finally:
         _kill(holder)
     message = str(err.value)
@@ -123,9 +121,8 @@ def test_partial_set_is_not_held_while_waiting(
     monkeypatch.setenv("VLMFLOW_GPUS", "0,1")
     holder = _hold("0")
     try:
-        with pytest.raises(TimeoutError, match=r"busy: 0 \("):
-            with gpu_slot(2, timeout=0.1, poll=0.05):
-                pass
+        with pytest.raises(TimeoutError, match=r"busy: 0 \("), gpu_slot(2, timeout=0.1, poll=0.05):
+            pass
         with gpu_slot(1, timeout=0) as devices:  # device 1 was given back after the failed try
             assert devices == ["1"]
     finally:
@@ -136,10 +133,9 @@ def test_env_restored_after_error_and_when_previously_unset(
     lock_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VLMFLOW_GPUS", "0,1")
-    with pytest.raises(RuntimeError):
-        with gpu_slot(2) as devices:
-            assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" == ",".join(devices)
-            raise RuntimeError("job failed")
+    with pytest.raises(RuntimeError), gpu_slot(2) as devices:
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" == ",".join(devices)
+        raise RuntimeError("job failed")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "outer"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     with gpu_slot(2, timeout=0) as devices:  # the failed job released both
@@ -168,9 +164,8 @@ def test_zero_count_and_impossible_count(lock_dir: Path, monkeypatch: pytest.Mon
     with gpu_slot(0) as devices:
         assert devices == []
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "outer"
-    with pytest.raises(ValueError, match="2 GPUs requested"):
-        with gpu_slot(2):
-            pass
+    with pytest.raises(ValueError, match="2 GPUs requested"), gpu_slot(2):
+        pass
 
 
 def test_available_devices_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +189,6 @@ def test_slurm_locks_per_job(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
         with gpu_slot(1, timeout=0) as other_job:
             assert first == other_job == ["0"]
         monkeypatch.setenv("SLURM_JOB_ID", "101")
-        with pytest.raises(TimeoutError, match="slurm-101"):
-            with gpu_slot(1, timeout=0):
-                pass
+        with pytest.raises(TimeoutError, match="slurm-101"), gpu_slot(1, timeout=0):
+            pass
     assert sorted(p.name for p in lock_dir.iterdir()) == ["slurm-101", "slurm-102"]

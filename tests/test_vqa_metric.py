@@ -166,7 +166,7 @@ def oracle_legacy(prediction, answers):
 
 
 def test_tables_match_official():
-    assert CONTRACTIONS == contractions
+    assert contractions == CONTRACTIONS
     assert list(PUNCT) == punct
     assert len(PUNCT) == 21
 

@@ -149,7 +149,7 @@ class LocalSlurmCluster:
             self.system_conf_backup = None
 
     def _start(self, name: str, argv: list[str]) -> None:
-        log = open(self.root / "log" / f"{name}.out", "w")
+        log = open(self.root / "log" / f"{name}.out", "w")  # noqa: SIM115  (the daemon keeps it open)
         self.processes[name] = subprocess.Popen(
             argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -230,7 +230,7 @@ class LocalSlurmCluster:
         self.restore_system_conf()
         return alive
 
-    def __enter__(self) -> "LocalSlurmCluster":
+    def __enter__(self) -> LocalSlurmCluster:
         try:
             self.start()
         except BaseException:

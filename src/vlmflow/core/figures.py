@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from vlmflow.core.io import atomic_write  # noqa: E402
+from vlmflow.core.io import atomic_write
 
 
 def save_figure(fig: plt.Figure, path: str | Path) -> None:

@@ -21,7 +21,7 @@ def evaluate_predictions(
     predictions_path: str | Path,
     metric: str = "vqa_accuracy",
     variant: str = "official",
-    tolerance: Tolerance = Tolerance(),
+    tolerance: Tolerance = Tolerance(),  # noqa: B008  (frozen, so one shared default is safe)
 ) -> dict[str, Any]:
     """Join predictions to records by question id and compute the accuracy report.
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
 
-from vlmflow.core.io import atomic_write  # noqa: E402
+from vlmflow.core.figures import save_figure
 
 REQUIRED_COLUMNS = ("score", "guide_correct", "decode_correct")
 SWEEP_SCHEMA = pl.Schema(
@@ -94,9 +94,7 @@ def plot_sweep(sweep: pl.DataFrame, output: str | Path, title: str) -> None:
         sns.lineplot(x=x, y=y, ax=ax, estimator=None, marker="o", label=label)
     ax.set(xlim=(-0.02, 1.02), xlabel="fraction of questions sent to the decode model")
     ax.set(ylabel="accuracy", title=title)
-    with atomic_write(output, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, output)
 
 
 def _table(group: pl.DataFrame, points: int) -> list[str]:

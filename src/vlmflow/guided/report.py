@@ -10,14 +10,15 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import polars as pl
+import seaborn as sns
 
-from vlmflow.core.io import atomic_write, read_json  # noqa: E402
-from vlmflow.core.records import Record  # noqa: E402
-from vlmflow.core.tables import markdown  # noqa: E402
-from vlmflow.data.vqa_metric import metric_score  # noqa: E402
+from vlmflow.core.figures import save_figure
+from vlmflow.core.io import atomic_write, read_json
+from vlmflow.core.records import Record
+from vlmflow.core.tables import markdown
+from vlmflow.data.vqa_metric import metric_score
 
 
 def retention_frame(runs: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
@@ -57,9 +58,7 @@ def write_retention(frame: pl.DataFrame, title: str, csv_path: str | Path, md_pa
     ratios = sorted(pruned["keep_ratio"].unique().to_list())
     ax.set_xticks(ratios, [f"{r:g}" for r in ratios])
     ax.minorticks_off()
-    with atomic_write(plot_path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, plot_path)
 
 
 def early_exit_frame(rows: Sequence[Mapping[str, Any]], records: Sequence[Record], metric: str) -> pl.DataFrame:

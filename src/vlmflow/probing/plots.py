@@ -14,15 +14,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-from vlmflow.core.io import atomic_write  # noqa: E402
-from vlmflow.data.swap_pairs import AXES, CATEGORIES  # noqa: E402
-from vlmflow.probing.metrics import centre  # noqa: E402
+from vlmflow.core.figures import save_figure
+from vlmflow.data.swap_pairs import AXES, CATEGORIES
+from vlmflow.probing.metrics import centre
 
 _PAIRED = sns.color_palette("Paired", 6)  # (light, dark) x 3 hues
 CATEGORY_COLOURS: dict[str, tuple[float, float, float]] = {
@@ -37,12 +37,6 @@ def _style() -> None:
 
 def _integer_layers(ax: plt.Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _save(fig: plt.Figure, path: str | Path) -> None:
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
 
 
 def principal_components(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +75,7 @@ def plot_pca(arrays: Mapping[str, np.ndarray], title: str, path: str | Path, dim
     handles, labels = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", title="category")
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _scale_colours(fig: plt.Figure, scales: Sequence[str], title: str) -> dict[str, tuple[float, float, float]]:
@@ -121,7 +115,7 @@ def plot_consistency(summary: pl.DataFrame, scales: Sequence[str], metric: str, 
             _integer_layers(ax)
         axes[r][0].set_ylabel("mean pairwise cosine")
     fig.suptitle(metric.replace("_", " "))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_alignment(summary: pl.DataFrame, scales: Sequence[str], path: str | Path) -> None:
@@ -149,7 +143,7 @@ def plot_alignment(summary: pl.DataFrame, scales: Sequence[str], path: str | Pat
         ax.axhline(0, color="grey", lw=0.6)
         ax.set(title=f"vertical x distance ({tag})", xlabel="layer", ylabel="mean cosine per quad")
     fig.suptitle("cross-group alignment")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_accuracy(summary: pl.DataFrame, scales: Sequence[str], bars_path: str | Path, trajectory_path: str | Path) -> None:
@@ -163,13 +157,13 @@ def plot_accuracy(summary: pl.DataFrame, scales: Sequence[str], bars_path: str |
                        hue_order=list(scales), palette="viridis", height=3, aspect=1.2)  # fmt: skip
     grid.set(ylim=(0, 1), xlabel="", ylabel="accuracy")
     grid.figure.suptitle("swap-pair accuracy per scale", y=1.03)
-    _save(grid.figure, bars_path)
+    save_figure(grid.figure, bars_path)
     grid = sns.relplot(data=frame, kind="line", x="scale", y="value", hue="unit", col="metric", marker="o",
                        col_order=["orig_accuracy", "swap_accuracy", "both_accuracy"], hue_order=[*GROUPS, "all"],
                        height=3, aspect=1.2, sort=False)  # fmt: skip
     grid.set(ylim=(0, 1), ylabel="accuracy")
     grid.figure.suptitle("swap-pair accuracy across scales", y=1.03)
-    _save(grid.figure, trajectory_path)
+    save_figure(grid.figure, trajectory_path)
 
 
 def plot_ablation(summary: pl.DataFrame, scales: Sequence[str], layer: int, path: str | Path) -> None:
@@ -193,4 +187,4 @@ def plot_ablation(summary: pl.DataFrame, scales: Sequence[str], layer: int, path
         if chosen.height:
             ax.legend(fontsize=8)
     fig.suptitle("swap-pair analysis across scales")
-    _save(fig, path)
+    save_figure(fig, path)

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from PIL import ImageDraw
 
 from vlmflow.core.io import atomic_write
-from vlmflow.data.kvasir_questions import (  # noqa: F401  (re-exported: the questions this generator asks)
+from vlmflow.data.kvasir_questions import (
     Q_ABNORMALITY,
     Q_ABNORMALITY_COLOUR,
     Q_ABNORMALITY_WHERE,
