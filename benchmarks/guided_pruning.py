@@ -45,11 +45,28 @@ VISION = {"depth": 4, "embed_dim": 128, "num_heads": 4, "mlp_ratio": 4}
 def build_models(root: Path, image_size: int, decode_hidden: int, decode_layers: int) -> tuple[Path, Path]:
     lines = corpus_lines()
     common = {"family": "qwen2_vl", "vocab_size": 512, "image_size": image_size, "vision": VISION}
-    guide = {**common, "seed": 0, "text": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
-                                            "num_attention_heads": 4, "num_key_value_heads": 2}}
-    decode = {**common, "seed": 1, "text": {"hidden_size": decode_hidden, "intermediate_size": 2 * decode_hidden,
-                                             "num_hidden_layers": decode_layers, "num_attention_heads": decode_hidden // 64,
-                                             "num_key_value_heads": 2}}
+    guide = {
+        **common,
+        "seed": 0,
+        "text": {
+            "hidden_size": 128,
+            "intermediate_size": 256,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        },
+    }
+    decode = {
+        **common,
+        "seed": 1,
+        "text": {
+            "hidden_size": decode_hidden,
+            "intermediate_size": 2 * decode_hidden,
+            "num_hidden_layers": decode_layers,
+            "num_attention_heads": decode_hidden // 64,
+            "num_key_value_heads": 2,
+        },
+    }
     build_checkpoint(guide, lines, root / "guide")
     build_checkpoint(decode, lines, root / "decode")
     return root / "guide", root / "decode"
@@ -119,13 +136,22 @@ def prefill_once(decode: str, records: list[Record], keep: float, threads: int, 
     kept_tokens = language.mask.numel() - visual + sum(int(n * keep) for n in language.visual_counts)
     head_dim = config.hidden_size // config.num_attention_heads
     kv = kept_tokens * config.num_hidden_layers * 2 * config.num_key_value_heads * head_dim * model.dtype.itemsize
-    queue.put({"keep_ratio": keep, "prefill_ms": 1000 * statistics.median(times), "kv_cache_mib": kv / 2**20,
-               "peak_mib": peak / 2**20, "visual_tokens": language.visual_counts[0]})
+    queue.put(
+        {
+            "keep_ratio": keep,
+            "prefill_ms": 1000 * statistics.median(times),
+            "kv_cache_mib": kv / 2**20,
+            "peak_mib": peak / 2**20,
+            "visual_tokens": language.visual_counts[0],
+        }
+    )
 
 
 def throughput(guide: str, decode: str, records: list[Record], batch_size: int, keep: float) -> tuple[float, list]:
     settings = PruningSettings(method="guided", keep_ratios=(keep,))
-    runner = PrunedRunner(load_pair(decode, guide, settings), GenerationSettings(batch_size=batch_size, max_new_tokens=8), settings)
+    runner = PrunedRunner(
+        load_pair(decode, guide, settings), GenerationSettings(batch_size=batch_size, max_new_tokens=8), settings
+    )
     runner.answer(records[:batch_size])  # warm-up
     start = time.perf_counter()
     rows = []
@@ -156,7 +182,10 @@ def main() -> None:
         prefill = []
         for keep in (1.0, 0.4, 0.09):
             queue = context.Queue()
-            worker = context.Process(target=prefill_once, args=(str(decode), records[: args.prefill_batch], keep, args.threads, args.repeats, queue))
+            worker = context.Process(
+                target=prefill_once,
+                args=(str(decode), records[: args.prefill_batch], keep, args.threads, args.repeats, queue),
+            )
             worker.start()
             prefill.append(queue.get())
             worker.join()
@@ -172,20 +201,35 @@ def main() -> None:
         "device": device,
         "machine": platform.machine(),
         "torch": torch.__version__,
-        "decode": {"hidden": args.decode_hidden, "layers": args.decode_layers, "visual_tokens": unpruned["visual_tokens"]},
+        "decode": {
+            "hidden": args.decode_hidden,
+            "layers": args.decode_layers,
+            "visual_tokens": unpruned["visual_tokens"],
+        },
         "prefill_batch": args.prefill_batch,
         "prefill": prefill,
-        "guided_keep_0.09": {"batch_size": args.batch_size, "batched_samples_per_s": batched,
-                             "batch1_samples_per_s": single, "ratio": batched / single, "answers_identical": True},
+        "guided_keep_0.09": {
+            "batch_size": args.batch_size,
+            "batched_samples_per_s": batched,
+            "batch1_samples_per_s": single,
+            "ratio": batched / single,
+            "answers_identical": True,
+        },
     }
     write_json(args.out, result)
     memory = "peak allocated" if device == "cuda" else "peak RSS growth"
-    print(f"decode prefill ({args.prefill_batch} prompts, {unpruned['visual_tokens']} visual tokens each, {device}, median of {args.repeats})")
+    print(
+        f"decode prefill ({args.prefill_batch} prompts, {unpruned['visual_tokens']} visual tokens each, {device}, median of {args.repeats})"
+    )
     print(f"| keep | prefill ms | speed-up | KV cache MiB | {memory} MiB |\n|---:|---:|---:|---:|---:|")
     for row in prefill:
-        print(f"| {row['keep_ratio']:g} | {row['prefill_ms']:.1f} | {row['prefill_speedup']:.2f}x | {row['kv_cache_mib']:.2f} | {row['peak_mib']:.1f} |")
-    print(f"\nguided pipeline, keep 0.09, {args.questions} questions: batch {args.batch_size} {batched:.2f} q/s, "
-          f"batch 1 {single:.2f} q/s, ratio {batched / single:.2f}x (answers identical)")
+        print(
+            f"| {row['keep_ratio']:g} | {row['prefill_ms']:.1f} | {row['prefill_speedup']:.2f}x | {row['kv_cache_mib']:.2f} | {row['peak_mib']:.1f} |"
+        )
+    print(
+        f"\nguided pipeline, keep 0.09, {args.questions} questions: batch {args.batch_size} {batched:.2f} q/s, "
+        f"batch 1 {single:.2f} q/s, ratio {batched / single:.2f}x (answers identical)"
+    )
     print(json.dumps(result, indent=2))
 
 

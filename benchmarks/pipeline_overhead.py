@@ -105,7 +105,9 @@ def startup_seconds(repeats: int = 3) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=REPO, help="a finished run of the default workflow from scratch")
+    parser.add_argument(
+        "--run-dir", type=Path, default=REPO, help="a finished run of the default workflow from scratch"
+    )
     parser.add_argument("--cores", type=int, default=2, help="the --cores the run used")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "pipeline_overhead.json")
     args = parser.parse_args()
@@ -139,8 +141,10 @@ def main() -> None:
         "model_jobs": model_job_count,
         "overhead_share_after_startup": 1 - total_model / (total_job - model_job_count * startup),
         "median_job_s": statistics.median(job_seconds(args.run_dir, j) for j in jobs),
-        "per_rule": {rule: {**e, "overhead_share": 1 - e["model_s"] / e["job_s"] if e["job_s"] else None}
-                     for rule, e in sorted(per_rule.items(), key=lambda kv: -kv[1]["job_s"])},  # fmt: skip
+        "per_rule": {
+            rule: {**e, "overhead_share": 1 - e["model_s"] / e["job_s"] if e["job_s"] else None}
+            for rule, e in sorted(per_rule.items(), key=lambda kv: -kv[1]["job_s"])
+        },  # fmt: skip
     }
     write_json(args.out, result)
     print(f"{len(jobs)} jobs, wall {wall:.0f} s, job time {total_job:.0f} s, model passes {total_model:.0f} s: "

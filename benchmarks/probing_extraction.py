@@ -41,6 +41,7 @@ def seed_style(model, processor, records, max_new_tokens: int) -> np.ndarray:
             hidden = output[0] if isinstance(output, tuple) else output
             if hidden.shape[1] > 1:
                 captured[index] = hidden[:, -1, :].detach().cpu().float()
+
         return keep
 
     handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
@@ -49,7 +50,9 @@ def seed_style(model, processor, records, max_new_tokens: int) -> np.ndarray:
         for record in records:
             captured.clear()
             with torch.inference_mode():
-                model.generate(**encode_batch(model, processor, [record], SETTINGS), max_new_tokens=max_new_tokens, do_sample=False)
+                model.generate(
+                    **encode_batch(model, processor, [record], SETTINGS), max_new_tokens=max_new_tokens, do_sample=False
+                )
             rows.append(torch.stack([captured[i][0] for i in range(len(layers))]).numpy())
     finally:
         for handle in handles:
@@ -61,7 +64,9 @@ def batched(model, processor, records, batch_size: int) -> np.ndarray:
     _, layers = decoder_layers(model)
     parts = []
     for start in range(0, len(records), batch_size):
-        states = last_token_states(model, dict(encode_batch(model, processor, records[start : start + batch_size], SETTINGS)), None)
+        states = last_token_states(
+            model, dict(encode_batch(model, processor, records[start : start + batch_size], SETTINGS)), None
+        )
         parts.append(np.stack([states[i] for i in range(len(layers))], axis=1))
     return np.concatenate(parts)
 
@@ -107,10 +112,12 @@ def main() -> None:
         "ratio": t_seed / t_ours,
     }
     write_json(args.out, result)
-    print(f"hidden states of {len(records)} questions, {ours.shape[1]} layers, median of {args.repeats}: "
-          f"batched prefill {result['batched_prefill_samples_per_s']:.1f} q/s, seed-style generate with hooks "
-          f"{result['seed_generate_with_hooks_samples_per_s']:.1f} q/s, ratio {result['ratio']:.1f}x "
-          f"(max |difference| {result['max_abs_difference']:.2e})")
+    print(
+        f"hidden states of {len(records)} questions, {ours.shape[1]} layers, median of {args.repeats}: "
+        f"batched prefill {result['batched_prefill_samples_per_s']:.1f} q/s, seed-style generate with hooks "
+        f"{result['seed_generate_with_hooks_samples_per_s']:.1f} q/s, ratio {result['ratio']:.1f}x "
+        f"(max |difference| {result['max_abs_difference']:.2e})"
+    )
     print(json.dumps(result, indent=2))
 
 

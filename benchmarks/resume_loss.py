@@ -106,9 +106,7 @@ class Runner:
         return json.loads(stdout.strip().splitlines()[-1])
 
 
-def kill_after(
-    runner: Runner, output: Path, progress_path: Path, batches: int, delay: float
-) -> int | None:
+def kill_after(runner: Runner, output: Path, progress_path: Path, batches: int, delay: float) -> int | None:
     """Start a worker, SIGKILL it `delay` seconds after its `batches`-th answered batch; returns the
     samples it had generated, or None when it had finished its output before the kill."""
     proc = runner.start(output, progress_path, subprocess.DEVNULL)
@@ -128,17 +126,13 @@ def kill_after(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_model = DEFAULT_MODEL if Path(DEFAULT_MODEL).is_dir() else FALLBACK_MODEL
     parser.add_argument("--model", default=default_model)
     parser.add_argument("--cache", default="results/cache/vqav2_val.jsonl")
     parser.add_argument("--questions", type=int, default=128, help="the first N cached records")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--chunk-batches", type=int, default=2, help="batches per flush (config vqa.defaults)"
-    )
+    parser.add_argument("--chunk-batches", type=int, default=2, help="batches per flush (config vqa.defaults)")
     parser.add_argument("--max-new-tokens", type=int, default=8)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -177,10 +171,7 @@ def main() -> None:
             delay = fraction * batch_seconds
             generated = kill_after(runner, output, run_dir / "killed.progress", batches, delay)
             if generated is None:  # it answered its last batch within the delay
-                print(
-                    f"worker finished before the kill after {batches} batches + {fraction:.2f}; "
-                    "drawing again"
-                )
+                print(f"worker finished before the kill after {batches} batches + {fraction:.2f}; drawing again")
                 continue
             resumed = runner.complete(output, run_dir / "resumed.progress")["done"]
             lost = generated - resumed

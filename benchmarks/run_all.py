@@ -33,8 +33,16 @@ BENCHMARKS: dict[str, list[str]] = {
     "resume_loss": [],
     "workflow_overhead": [],
     "pipeline_overhead": [],
-    "train_throughput": ["--model", "resources/models/qwen2vl_guide", "--cache", "results/cache/vqav2_train.jsonl",
-                         "--steps", "30", "--batch-size", "16"],  # fmt: skip
+    "train_throughput": [
+        "--model",
+        "resources/models/qwen2vl_guide",
+        "--cache",
+        "results/cache/vqav2_train.jsonl",
+        "--steps",
+        "30",
+        "--batch-size",
+        "16",
+    ],  # fmt: skip
     "guided_pruning": [],
     "probing_extraction": ["--model", TRAINED, "--cache", "results/cache/swap_val.jsonl"],
 }
@@ -42,7 +50,9 @@ NEEDS = {"train_throughput": "trl"}  # benchmarks that need an optional package 
 
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "snakemake"), *args], cwd=cwd, capture_output=True, text=True)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), *args], cwd=cwd, capture_output=True, text=True
+    )
 
 
 def ensure_default_run(run_dir: Path) -> None:
@@ -78,7 +88,9 @@ def machine() -> list[str]:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import torch
@@ -86,7 +98,9 @@ def machine() -> list[str]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in
                          ("torch", "transformers", "peft", "snakemake", "polars"))  # fmt: skip
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     return [
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; vlmflow commit `{commit or 'unknown'}`",
         f"- CPU: {cpu}, {os.cpu_count()} cores; memory {memory:.0f} GiB; GPU: {gpu}",
@@ -115,7 +129,9 @@ def section_inference(r: dict) -> list[str]:
     ]
     for row in r["batched"]:
         same = "yes" if not row["mismatches"] else f"no ({row['mismatches']} differ)"
-        lines.append(f"| vlmflow `run_inference` | {row['batch_size']} | {row['samples_per_s']:.1f} | {row['ratio']:.2f}x | {same} |")
+        lines.append(
+            f"| vlmflow `run_inference` | {row['batch_size']} | {row['samples_per_s']:.1f} | {row['ratio']:.2f}x | {same} |"
+        )
     target = 8 if "cuda" in r["device"] else 3
     best = max(row["ratio"] for row in r["batched"])
     lines += ["", f"Target: batched at least {target}x the per-sample loop ({'GPU' if target == 8 else 'CPU'}): "

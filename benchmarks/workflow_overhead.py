@@ -126,7 +126,9 @@ def main() -> None:
             "first_job": first_job(args.repeats, scratch),
         }
     write_json(args.out, result)
-    print(f"no-op re-run {result['no_op_rerun']['seconds']:.2f} s; start to first job {result['first_job']['seconds']:.2f} s")
+    print(
+        f"no-op re-run {result['no_op_rerun']['seconds']:.2f} s; start to first job {result['first_job']['seconds']:.2f} s"
+    )
     for dry in result["dry_runs"]:
         print(f"dry run, {dry['experiments']} experiments ({dry['jobs']} jobs): {dry['seconds']:.1f} s")
 

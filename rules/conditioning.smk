@@ -12,14 +12,14 @@ rule build_conditioning_model:
         corpus="resources/corpus.txt",
     output:
         parts=directory("resources/models/{model}"),
-    params:
-        spec=conditioning_build_spec,
-    wildcard_constraints:
-        model=one_of(conditioning_built_models()),
     log:
         "logs/build_model/{model}.log",
+    wildcard_constraints:
+        model=one_of(conditioning_built_models()),
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        spec=conditioning_build_spec,
     script:
         "../workflow/scripts/conditioning/build_model.py"
 
@@ -30,20 +30,20 @@ rule generate_conditioning:
     output:
         metadata="results/conditioning/{experiment}/metadata.json",
         reference="results/conditioning/{experiment}/reference.png",
-    params:
-        spec=conditioning_spec,
-        model=experiment_model,
-    wildcard_constraints:
-        experiment=one_of(conditioning_experiments()),
-    threads: 2
-    resources:
-        **GPU_RESOURCES,
     log:
         "logs/conditioning/{experiment}/generate.log",
     benchmark:
         "results/benchmarks/generate_conditioning/{experiment}.tsv"
+    wildcard_constraints:
+        experiment=one_of(conditioning_experiments()),
     conda:
         "../envs/vlmflow.yaml"
+    threads: 2
+    resources:
+        **GPU_RESOURCES,
+    params:
+        spec=conditioning_spec,
+        model=experiment_model,
     script:
         "../workflow/scripts/conditioning/generate.py"
 
@@ -58,10 +58,10 @@ rule conditioning_grid:
             caption="../workflow/report/conditioning_grid.rst",
             category="VL conditioning",
         ),
-    wildcard_constraints:
-        experiment=one_of(conditioning_experiments()),
     log:
         "logs/conditioning/{experiment}/grid.log",
+    wildcard_constraints:
+        experiment=one_of(conditioning_experiments()),
     conda:
         "../envs/vlmflow.yaml"
     script:
@@ -79,18 +79,18 @@ rule conditioning_dimensions:
             caption="../workflow/report/conditioning_dimensions.rst",
             category="VL conditioning",
         ),
-    params:
-        spec=conditioning_analysis(),
-        model=analysis_model,
-    threads: 2
-    resources:
-        **GPU_RESOURCES,
     log:
         "logs/conditioning/dimensions.log",
     benchmark:
         "results/benchmarks/conditioning_dimensions.tsv"
     conda:
         "../envs/vlmflow.yaml"
+    threads: 2
+    resources:
+        **GPU_RESOURCES,
+    params:
+        spec=conditioning_analysis(),
+        model=analysis_model,
     script:
         "../workflow/scripts/conditioning/dimensions.py"
 
@@ -100,12 +100,12 @@ rule conditioning_report:
         unpack(conditioning_report_inputs),
     output:
         summary="results/conditioning/summary.csv",
-    params:
-        models={name: conditioning_experiment(name)["model"] for name in conditioning_experiments()},
-        analysis_model=(conditioning_analysis() or {}).get("model"),
     log:
         "logs/conditioning/report.log",
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        models={name: conditioning_experiment(name)["model"] for name in conditioning_experiments()},
+        analysis_model=(conditioning_analysis() or {}).get("model"),
     script:
         "../workflow/scripts/conditioning/report.py"

@@ -10,14 +10,14 @@ rule cache_vqav2:
         unpack(dataset_inputs),
     output:
         cache="results/cache/{dataset}.jsonl",
-    params:
-        selection=selection_params,
-    wildcard_constraints:
-        dataset=one_of(datasets_of_format("vqav2")),
     log:
         "logs/cache/{dataset}.log",
+    wildcard_constraints:
+        dataset=one_of(datasets_of_format("vqav2")),
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        selection=selection_params,
     script:
         "../workflow/scripts/data/cache.py"
 

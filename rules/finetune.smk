@@ -11,15 +11,15 @@ rule label_check:
         unpack(finetune_inputs),
     output:
         labels="results/finetune/{experiment}/label_check.jsonl",
+    log:
+        "logs/finetune/{experiment}/label_check.log",
+    wildcard_constraints:
+        experiment=one_of(finetune_experiments()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         generation=train_generation,
         samples=16,
-    wildcard_constraints:
-        experiment=one_of(finetune_experiments()),
-    log:
-        "logs/finetune/{experiment}/label_check.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/finetune/label_check.py"
 
@@ -30,23 +30,23 @@ rule sanity_overfit:
         labels="results/finetune/{experiment}/label_check.jsonl",
     output:
         report="results/finetune/{experiment}/sanity.json",
+    log:
+        "logs/finetune/{experiment}/sanity.log",
+    benchmark:
+        "results/benchmarks/sanity_overfit/{experiment}.tsv"
+    wildcard_constraints:
+        experiment=one_of(finetune_experiments()),
+    retries: GPU_RETRIES
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: 2
+    resources:
+        **GPU_RESOURCES,
     params:
         settings=train_settings,
         generation=train_generation,
         sanity=setting(finetune_spec, "sanity"),
         device=setting(finetune_spec, "device"),
-    wildcard_constraints:
-        experiment=one_of(finetune_experiments()),
-    threads: 2
-    retries: GPU_RETRIES
-    resources:
-        **GPU_RESOURCES,
-    log:
-        "logs/finetune/{experiment}/sanity.log",
-    benchmark:
-        "results/benchmarks/sanity_overfit/{experiment}.tsv"
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/finetune/sanity_overfit.py"
 
@@ -56,26 +56,26 @@ rule train_model:
         unpack(finetune_stage_inputs),
     output:
         checkpoint=directory("results/finetune/{experiment}/step-{step}"),
+    log:
+        "logs/finetune/{experiment}/step-{step}.log",
+    benchmark:
+        "results/benchmarks/train_model/{experiment}_step-{step}.tsv"
+    wildcard_constraints:
+        experiment=one_of(finetune_experiments()),
+        step=r"\d+",
+    priority: 10  # the long pole: training starts before the shorter jobs that are also ready
+    retries: GPU_RETRIES
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: setting(finetune_spec, "threads")
+    resources:
+        **GPU_RESOURCES,
     params:
         settings=train_settings,
         generation=train_generation,
         device=setting(finetune_spec, "device"),
         run_dir=run_dir,
         wandb=setting(finetune_spec, "wandb"),
-    wildcard_constraints:
-        experiment=one_of(finetune_experiments()),
-        step=r"\d+",
-    priority: 10  # the long pole: training starts before the shorter jobs that are also ready
-    threads: setting(finetune_spec, "threads")
-    retries: GPU_RETRIES
-    resources:
-        **GPU_RESOURCES,
-    log:
-        "logs/finetune/{experiment}/step-{step}.log",
-    benchmark:
-        "results/benchmarks/train_model/{experiment}_step-{step}.tsv"
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/finetune/train.py"
 
@@ -89,10 +89,10 @@ rule plot_training:
             caption="../workflow/report/training_curve.rst",
             category="Fine-tuning",
         ),
-    wildcard_constraints:
-        experiment=one_of(finetune_experiments()),
     log:
         "logs/finetune/{experiment}/plot.log",
+    wildcard_constraints:
+        experiment=one_of(finetune_experiments()),
     conda:
         "../envs/vlmflow.yaml"
     script:

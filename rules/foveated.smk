@@ -10,14 +10,14 @@ include: "functions/foveated.smk"
 rule build_foveated_model:
     output:
         parts=directory("resources/models/{model}"),
-    params:
-        spec=foveated_build_spec,
-    wildcard_constraints:
-        model=one_of(foveated_built_models()),
     log:
         "logs/build_model/{model}.log",
+    wildcard_constraints:
+        model=one_of(foveated_built_models()),
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        spec=foveated_build_spec,
     script:
         "../workflow/scripts/foveated/build_model.py"
 
@@ -30,22 +30,22 @@ rule train_foveated:
         log="results/foveated/{run}/log.jsonl",
         evals="results/foveated/{run}/evals.jsonl",
         attention=directory("results/foveated/{run}/attention"),
+    log:
+        "logs/foveated/{run}/train.log",
+    benchmark:
+        "results/benchmarks/train_foveated/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(foveated_runs()),
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: setting(foveated_spec, "threads", wildcard="run")
+    resources:
+        **GPU_RESOURCES,
     params:
         settings=foveated_settings,
         parts=foveated_parts,
         device=setting(foveated_spec, "device", wildcard="run"),
         state="results/foveated/{run}/state",
-    wildcard_constraints:
-        run=one_of(foveated_runs()),
-    threads: setting(foveated_spec, "threads", wildcard="run")
-    resources:
-        **GPU_RESOURCES,
-    log:
-        "logs/foveated/{run}/train.log",
-    benchmark:
-        "results/benchmarks/train_foveated/{run}.tsv"
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/foveated/train.py"
 
@@ -56,20 +56,20 @@ rule evaluate_foveated:
         val=foveated_val,
     output:
         evaluation="results/foveated/{run}/eval.json",
-    params:
-        settings=foveated_settings,
-        device=setting(foveated_spec, "device", wildcard="run"),
-    wildcard_constraints:
-        run=one_of(foveated_runs()),
-    threads: setting(foveated_spec, "threads", wildcard="run")
-    resources:
-        **GPU_RESOURCES,
     log:
         "logs/foveated/{run}/evaluate.log",
     benchmark:
         "results/benchmarks/evaluate_foveated/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(foveated_runs()),
     conda:
         "../envs/vlmflow.yaml"
+    threads: setting(foveated_spec, "threads", wildcard="run")
+    resources:
+        **GPU_RESOURCES,
+    params:
+        settings=foveated_settings,
+        device=setting(foveated_spec, "device", wildcard="run"),
     script:
         "../workflow/scripts/foveated/evaluate.py"
 
@@ -79,15 +79,15 @@ checkpoint decide_foveated_sweep:
         evals=sweep_evals,
     output:
         decision="results/foveated/sweeps/{sweep}/decision.json",
+    log:
+        "logs/foveated/sweeps/{sweep}/decide.log",
+    wildcard_constraints:
+        sweep=one_of(foveated_sweeps()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         runs=sweep_runs,
         metric=sweep_metric,
-    wildcard_constraints:
-        sweep=one_of(foveated_sweeps()),
-    log:
-        "logs/foveated/sweeps/{sweep}/decide.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/foveated/decide_sweep.py"
 
@@ -104,17 +104,17 @@ rule foveated_sweep_report:
         ),
         csv="results/foveated/sweeps/{sweep}/table.csv",
         markdown="results/foveated/sweeps/{sweep}/table.md",
+    log:
+        "logs/foveated/sweeps/{sweep}/report.log",
+    wildcard_constraints:
+        sweep=one_of(foveated_sweeps()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         runs=sweep_runs,
         metric=sweep_metric,
         skipped=sweep_skipped,
         skip_when=sweep_skip_when,
-    wildcard_constraints:
-        sweep=one_of(foveated_sweeps()),
-    log:
-        "logs/foveated/sweeps/{sweep}/report.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/foveated/sweep_report.py"
 
@@ -137,14 +137,14 @@ rule foveated_report:
             subcategory="Figures",
         ),
         summary="results/foveated/summary.csv",
+    log:
+        "logs/foveated/report.log",
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         runs=active_foveated_runs,
         specs=active_run_specs,
         sweeps=foveated_sweeps(),
         skipped=skipped_sweeps,
-    log:
-        "logs/foveated/report.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/foveated/report.py"

@@ -14,24 +14,24 @@ rule guided_decode:
     output:
         rows="results/guided/{experiment}/{method}/rows.jsonl",
         importance="results/guided/{experiment}/{method}/importance.parquet",
+    log:
+        "logs/guided/{experiment}/{method}.log",
+    benchmark:
+        "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+        method="guided",
+    retries: GPU_RETRIES
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: setting(guided_spec, "threads")
+    resources:
+        **GPU_RESOURCES,
     params:
         pruning=pruning_params,
         generation=guided_generation,
         device=setting(guided_spec, "device"),
         trust_remote_code=guided_remote_code,
-    wildcard_constraints:
-        experiment=one_of(guided_experiments()),
-        method="guided",
-    threads: setting(guided_spec, "threads")
-    retries: GPU_RETRIES
-    resources:
-        **GPU_RESOURCES,
-    log:
-        "logs/guided/{experiment}/{method}.log",
-    benchmark:
-        "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/guided/decode.py"
 
@@ -39,11 +39,11 @@ rule guided_decode:
 use rule guided_decode as baseline_decode with:
     output:
         rows="results/guided/{experiment}/{method}/rows.jsonl",
+    benchmark:
+        "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
     wildcard_constraints:
         experiment=one_of(guided_experiments()),
         method=one_of(BASELINE_METHODS),
-    benchmark:
-        "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
 
 
 rule evaluate_pruned:
@@ -53,16 +53,16 @@ rule evaluate_pruned:
     output:
         predictions="results/guided/{experiment}/{method}/{answers}/predictions.jsonl",
         metrics="results/guided/{experiment}/{method}/{answers}/metrics.json",
-    params:
-        metric=setting(guided_spec, "metric"),
-        name=answer_set_name,
+    log:
+        "logs/guided/{experiment}/{method}/{answers}/evaluate.log",
     wildcard_constraints:
         experiment=one_of(guided_experiments()),
         answers=r"keep-[0-9.]+|guide",
-    log:
-        "logs/guided/{experiment}/{method}/{answers}/evaluate.log",
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        metric=setting(guided_spec, "metric"),
+        name=answer_set_name,
     script:
         "../workflow/scripts/guided/evaluate.py"
 
@@ -85,15 +85,15 @@ rule retention_table:
             category="Guided token pruning",
             subcategory="{experiment}",
         ),
+    log:
+        "logs/guided/{experiment}/retention.log",
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         answer_sets=answer_sets,
         title=retention_title,
-    wildcard_constraints:
-        experiment=one_of(guided_experiments()),
-    log:
-        "logs/guided/{experiment}/retention.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/guided/retention_table.py"
 
@@ -111,15 +111,15 @@ rule early_exit:
             category="Guided token pruning",
             subcategory="{experiment}",
         ),
+    log:
+        "logs/guided/{experiment}/early_exit.log",
+    wildcard_constraints:
+        experiment=one_of(guided_experiments()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         metric=setting(guided_spec, "metric"),
         title=early_exit_title,
-    wildcard_constraints:
-        experiment=one_of(guided_experiments()),
-    log:
-        "logs/guided/{experiment}/early_exit.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/guided/early_exit.py"
 
@@ -134,14 +134,14 @@ rule compare_attention:
             caption="../workflow/report/compare_attention.rst",
             category="Guided token pruning",
         ),
+    log:
+        "logs/guided/compare/{comparison}.log",
+    wildcard_constraints:
+        comparison=one_of(guided_comparisons()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         spec=comparison_params,
         keep=comparison_keep,
-    wildcard_constraints:
-        comparison=one_of(guided_comparisons()),
-    log:
-        "logs/guided/compare/{comparison}.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/guided/compare_attention.py"

@@ -14,6 +14,19 @@ rule extract_swap_features:
     output:
         vectors="results/probing/{experiment}/npz/vectors_{scale}.npz",
         cross="results/probing/{experiment}/npz/cross_group_vectors_{scale}.npz",
+    log:
+        "logs/probing/{experiment}/extract_{scale}.log",
+    benchmark:
+        "results/benchmarks/extract_swap_features/{experiment}_{scale}.tsv"
+    wildcard_constraints:
+        experiment=one_of(probing_experiments()),
+        scale=one_of(probing_scale_names()),
+    retries: GPU_RETRIES
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: setting(probing_spec, "threads")
+    resources:
+        **GPU_RESOURCES,
     params:
         generation=probing_generation,
         layers=setting(probing_spec, "layers"),
@@ -21,19 +34,6 @@ rule extract_swap_features:
         vertical_template=setting(probing_spec, "vertical_template"),
         device=setting(probing_spec, "device"),
         trust_remote_code=probing_scale_model,
-    wildcard_constraints:
-        experiment=one_of(probing_experiments()),
-        scale=one_of(probing_scale_names()),
-    threads: setting(probing_spec, "threads")
-    retries: GPU_RETRIES
-    resources:
-        **GPU_RESOURCES,
-    log:
-        "logs/probing/{experiment}/extract_{scale}.log",
-    benchmark:
-        "results/benchmarks/extract_swap_features/{experiment}_{scale}.tsv"
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/probing/extract.py"
 
@@ -45,7 +45,9 @@ rule analyse_swap_scale:
     output:
         pred_stats="results/probing/{experiment}/json/pred_stats_{scale}.json",
         validity="results/probing/{experiment}/json/category_validity_{scale}.json",
-        within=expand("results/probing/{{experiment}}/json/within_cat_consistency_{{scale}}_{tag}.json", tag=PROBING_TAGS),
+        within=expand(
+            "results/probing/{{experiment}}/json/within_cat_consistency_{{scale}}_{tag}.json", tag=PROBING_TAGS
+        ),
         sign_corrected=expand(
             "results/probing/{{experiment}}/json/sign_corrected_consistency_{{scale}}_{tag}.json", tag=PROBING_TAGS
         ),
@@ -60,18 +62,18 @@ rule analyse_swap_scale:
             subcategory="{experiment}",
         ),
         pca_3d="results/probing/{experiment}/plots/pca_3d/pca_{scale}.png",
+    log:
+        "logs/probing/{experiment}/analyse_{scale}.log",
+    wildcard_constraints:
+        experiment=one_of(probing_experiments()),
+        scale=one_of(probing_scale_names()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         permutations=setting(probing_spec, "permutations"),
         seed=setting(probing_spec, "seed"),
         reliable_threshold=setting(probing_spec, "reliable_threshold"),
         out_dir=probing_folder,
-    wildcard_constraints:
-        experiment=one_of(probing_experiments()),
-        scale=one_of(probing_scale_names()),
-    log:
-        "logs/probing/{experiment}/analyse_{scale}.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/probing/analyse_scale.py"
 
@@ -102,15 +104,15 @@ rule merge_swap_scales:
             category="Hidden-state probing",
             subcategory="{experiment}",
         ),
+    log:
+        "logs/probing/{experiment}/merge.log",
+    wildcard_constraints:
+        experiment=one_of(probing_experiments()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         scales=probing_scale_labels,
         summary_layer=setting(probing_spec, "summary_layer"),
         out_dir=probing_folder,
-    wildcard_constraints:
-        experiment=one_of(probing_experiments()),
-    log:
-        "logs/probing/{experiment}/merge.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/probing/merge_scales.py"

@@ -10,12 +10,12 @@ rule summary:
         sources=summary_inputs(),
     output:
         summary=report("results/summary.csv", caption="../workflow/report/summary.rst", category="Summary"),
-    params:
-        entries=summary_entries(),
     log:
         "logs/summary.log",
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        entries=summary_entries(),
     script:
         "../workflow/scripts/report/summary.py"
 
@@ -30,15 +30,15 @@ rule ablation_table:
             category="Answer modes and decoding",
         ),
         markdown="results/ablations/{ablation}.md",
+    log:
+        "logs/ablations/{ablation}.log",
+    wildcard_constraints:
+        ablation=one_of(ablations()),
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         experiments=ablation_experiments,
         settings=ablation_settings,
         title=ablation_title,
-    wildcard_constraints:
-        ablation=one_of(ablations()),
-    log:
-        "logs/ablations/{ablation}.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/report/ablation_table.py"

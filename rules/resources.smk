@@ -11,16 +11,16 @@ rule synth_vqav2:
         questions="resources/raw/vqav2/v2_OpenEnded_mscoco_{split}2014_questions.json",
         annotations="resources/raw/vqav2/v2_mscoco_{split}2014_annotations.json",
         images=directory("resources/raw/vqav2/{split}2014"),
+    log:
+        "logs/synth/vqav2_{split}.log",
+    wildcard_constraints:
+        split="train|val",
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         n=synth_size("vqav2"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
-    wildcard_constraints:
-        split="train|val",
-    log:
-        "logs/synth/vqav2_{split}.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/resources/synth.py"
 
@@ -29,52 +29,52 @@ use rule synth_vqav2 as synth_textvqa with:
     output:
         json="resources/raw/textvqa/{split}/TextVQA_0.5.1_{split}.json",
         images=directory("resources/raw/textvqa/{split}/train_images"),
+    log:
+        "logs/synth/textvqa_{split}.log",
     params:
         n=synth_size("textvqa"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
-    log:
-        "logs/synth/textvqa_{split}.log",
 
 
 use rule synth_vqav2 as synth_kvasir with:
     output:
         parquet="resources/raw/kvasir-vqa/{split}.parquet",
+    log:
+        "logs/synth/kvasir_{split}.log",
     params:
         n=synth_size("kvasir"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
-    log:
-        "logs/synth/kvasir_{split}.log",
 
 
 use rule synth_vqav2 as synth_swap_pairs with:
     output:
         tsv="resources/raw/swap_pairs/swap_pairs_{split}.tsv",
         boxes="resources/raw/swap_pairs/swap_pairs_{split}_boxes.json",
+    log:
+        "logs/synth/swap_pairs_{split}.log",
     params:
         n=synth_size("swap_pairs"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
-    log:
-        "logs/synth/swap_pairs_{split}.log",
 
 
 rule synth_shape_videos:
     output:
         jsonl="resources/raw/shapes/{split}.jsonl",
         frames=directory("resources/raw/shapes/{split}"),
+    log:
+        "logs/synth/shapes_{split}.log",
+    wildcard_constraints:
+        split="train|val",
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         n=synth_size("shapes"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("video_image_size", 112),
         frames=synthetic().get("video_frames", 4),
-    wildcard_constraints:
-        split="train|val",
-    log:
-        "logs/synth/shapes_{split}.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/resources/synth_videos.py"
 
@@ -106,16 +106,16 @@ rule build_model:
         corpus="resources/corpus.txt",
     output:
         checkpoint=directory("resources/models/{model}"),
-    params:
-        spec=model_build_spec,
-    wildcard_constraints:
-        model=one_of(built_models()),
     log:
         "logs/build_model/{model}.log",
     benchmark:
         "results/benchmarks/build_model/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(built_models()),
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        spec=model_build_spec,
     script:
         "../workflow/scripts/resources/build_model.py"
 
@@ -125,14 +125,14 @@ rule hybrid_checkpoint:
         unpack(hybrid_inputs),
     output:
         checkpoint=directory("resources/models/{model}"),
-    params:
-        projector=hybrid_projector,
+    log:
+        "logs/hybrid_checkpoint/{model}.log",
     wildcard_constraints:
         model=one_of(hybrid_models()),
     priority: 10  # a training job usually waits for it
-    log:
-        "logs/hybrid_checkpoint/{model}.log",
     conda:
         "../envs/vlmflow.yaml"
+    params:
+        projector=hybrid_projector,
     script:
         "../workflow/scripts/resources/hybrid_checkpoint.py"

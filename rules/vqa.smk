@@ -12,22 +12,22 @@ rule infer_vqa:
         unpack(infer_inputs),
     output:
         predictions="results/vqa/{experiment}/predictions.jsonl",
-    params:
-        generation=generation_params,
-        device=setting(vqa_experiment, "device"),
-        trust_remote_code=vqa_remote_code,
-    wildcard_constraints:
-        experiment=VQA_EXPERIMENT,
-    threads: setting(vqa_experiment, "threads")
-    retries: GPU_RETRIES
-    resources:
-        **GPU_RESOURCES,
     log:
         "logs/vqa/{experiment}/infer.log",
     benchmark:
         "results/benchmarks/infer_vqa/{experiment}.tsv"
+    wildcard_constraints:
+        experiment=VQA_EXPERIMENT,
+    retries: GPU_RETRIES
     conda:
         "../envs/vlmflow.yaml"
+    threads: setting(vqa_experiment, "threads")
+    resources:
+        **GPU_RESOURCES,
+    params:
+        generation=generation_params,
+        device=setting(vqa_experiment, "device"),
+        trust_remote_code=vqa_remote_code,
     script:
         "../workflow/scripts/vqa/infer.py"
 
@@ -45,16 +45,16 @@ rule evaluate_vqa:
             subcategory="{experiment}",
         ),
         per_type_md="results/vqa/{experiment}/per_type.md",
+    log:
+        "logs/vqa/{experiment}/evaluate.log",
+    wildcard_constraints:
+        experiment=VQA_EXPERIMENT,
+    conda:
+        "../envs/vlmflow.yaml"
     params:
         metric=setting(vqa_experiment, "metric"),
         variant=setting(vqa_experiment, "variant"),
         tolerance=setting(vqa_experiment, "tolerance"),
         experiment=experiment_name,
-    wildcard_constraints:
-        experiment=VQA_EXPERIMENT,
-    log:
-        "logs/vqa/{experiment}/evaluate.log",
-    conda:
-        "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/vqa/evaluate.py"

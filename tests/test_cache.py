@@ -112,9 +112,7 @@ def test_read_vqav2(raw: Path) -> None:
 
 
 def test_read_textvqa(raw: Path) -> None:
-    records = read_textvqa(
-        raw / "textvqa/TextVQA_0.5.1_val.json", raw / "textvqa/train_images", "t"
-    )
+    records = read_textvqa(raw / "textvqa/TextVQA_0.5.1_val.json", raw / "textvqa/train_images", "t")
     assert len(records) == 2 * N
     r = records[0]
     assert r.image == str(raw / "textvqa/train_images" / f"{r.source['image_id']}.jpg")
@@ -126,23 +124,17 @@ def test_read_kvasir_extracts_each_image_once(raw: Path, tmp_path: Path) -> None
     records = read_kvasir(raw / "kvasir.parquet", tmp_path / "img", "kvasir")
     rows = pq.read_table(raw / "kvasir.parquet", columns=["question", "img_id"]).to_pylist()
     assert len(records) == len(rows)
-    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == sorted(
-        {f"{r['img_id']}.jpg" for r in rows}
-    )
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == sorted({f"{r['img_id']}.jpg" for r in rows})
     r = records[0]
     assert r.question_id == kvasir_question_id(rows[0]["img_id"], rows[0]["question"])
-    assert (
-        r.question_id.startswith(rows[0]["img_id"] + "_") and len(r.question_id.split("_")[-1]) == 8
-    )
+    assert r.question_id.startswith(rows[0]["img_id"] + "_") and len(r.question_id.split("_")[-1]) == 8
     assert len(r.answers) == 1 and r.source["row"] == 0
     assert read_kvasir(raw / "kvasir.parquet", None, "k")[0].image == ""
 
 
 def test_read_kvasir_plain_binary_image(raw: Path, tmp_path: Path) -> None:
     table = pq.read_table(raw / "kvasir.parquet")
-    plain = table.set_column(
-        0, "image", pa.array([v["bytes"] for v in table.column("image").to_pylist()])
-    )
+    plain = table.set_column(0, "image", pa.array([v["bytes"] for v in table.column("image").to_pylist()]))
     pq.write_table(plain, tmp_path / "plain.parquet")
     records = read_kvasir(tmp_path / "plain.parquet", tmp_path / "img", "k")
     assert len(records) == table.num_rows and Path(records[0].image).is_file()
@@ -173,9 +165,7 @@ def test_cache_dataset_round_trip(raw: Path, tmp_path: Path) -> None:
         rows = read_jsonl(out)
         assert n == len(rows) == expected.get(name, n) and n > 0
         records = [Record.from_json(r) for r in rows]
-        assert records == FORMAT_READERS[spec["format"]](
-            spec, dataset=name, images_out_dir=tmp_path / "images" / name
-        )
+        assert records == FORMAT_READERS[spec["format"]](spec, dataset=name, images_out_dir=tmp_path / "images" / name)
         assert all(Path(r.image).is_file() for r in records)
 
 
@@ -231,9 +221,7 @@ def test_load_case_ids(tmp_path: Path) -> None:
 def test_malformed_json(copy: Path) -> None:
     q, a, images = vqav2_paths(copy)
     q.write_text(q.read_text()[:-40])
-    with pytest.raises(
-        InputError, match=r"questions\.json, record line \d+, column \d+: malformed JSON"
-    ):
+    with pytest.raises(InputError, match=r"questions\.json, record line \d+, column \d+: malformed JSON"):
         read_vqav2(q, a, images, "v")
 
 
@@ -260,9 +248,7 @@ def test_vqav2_answer_wrong_type(copy: Path) -> None:
     q, a, images = vqav2_paths(copy)
     qid = json.loads(a.read_text())["annotations"][0]["question_id"]
     edit_json(a, lambda o: o["annotations"][0]["answers"][3].update(answer=3))
-    with pytest.raises(
-        InputError, match=rf"annotations\.json, record question_id {qid}, field 'answers'"
-    ):
+    with pytest.raises(InputError, match=rf"annotations\.json, record question_id {qid}, field 'answers'"):
         read_vqav2(q, a, images, "v")
 
 
@@ -281,9 +267,7 @@ def test_textvqa_answers_not_strings(copy: Path) -> None:
     path = copy / "textvqa/TextVQA_0.5.1_val.json"
     qid = json.loads(path.read_text())["data"][1]["question_id"]
     edit_json(path, lambda o: o["data"][1].update(answers="stop"))
-    with pytest.raises(
-        InputError, match=rf"val\.json, record question_id {qid}, field 'answers': expected a list"
-    ):
+    with pytest.raises(InputError, match=rf"val\.json, record question_id {qid}, field 'answers': expected a list"):
         read_textvqa(path, copy / "textvqa/train_images", "t")
     edit_json(path, lambda o: o["data"][1].update(answers=["stop", None]))
     with pytest.raises(
@@ -372,18 +356,14 @@ def test_tsv_wrong_column_count(copy: Path) -> None:
     rows = tsv_rows(copy / "swap.tsv")
     rows[2] = rows[2][:5]
     write_tsv(copy / "swap.tsv", rows)
-    with pytest.raises(
-        InputError, match=r"swap\.tsv, record line 3: expected 9 tab-separated columns, found 5"
-    ):
+    with pytest.raises(InputError, match=r"swap\.tsv, record line 3: expected 9 tab-separated columns, found 5"):
         read_swap_pairs(copy / "swap.tsv", None, "s")
 
 
 def test_tsv_missing_column(copy: Path) -> None:
     rows = [[v for j, v in enumerate(r) if j != 7] for r in tsv_rows(copy / "swap.tsv")]
     write_tsv(copy / "swap.tsv", rows)
-    with pytest.raises(
-        InputError, match=r"swap\.tsv, record line 1, field 'category': header lacks"
-    ):
+    with pytest.raises(InputError, match=r"swap\.tsv, record line 1, field 'category': header lacks"):
         read_swap_pairs(copy / "swap.tsv", None, "s")
 
 
@@ -422,9 +402,7 @@ def test_tsv_duplicate_and_category(copy: Path) -> None:
         read_swap_pairs(copy / "swap.tsv", None, "s")
     rows[1][7] = "below"
     write_tsv(copy / "swap.tsv", rows)
-    with pytest.raises(
-        InputError, match=r"record line 2 .*field 'category': unknown category 'below'"
-    ):
+    with pytest.raises(InputError, match=r"record line 2 .*field 'category': unknown category 'below'"):
         read_swap_pairs(copy / "swap.tsv", None, "s")
 
 
@@ -444,9 +422,7 @@ def test_parquet_missing_column_and_null(copy: Path) -> None:
     answers = table.column("answer").to_pylist()
     answers[3] = None
     pq.write_table(table.set_column(3, "answer", pa.array(answers, pa.string())), path)
-    with pytest.raises(
-        InputError, match=r"kvasir\.parquet, record row 3, field 'answer': expected a string"
-    ):
+    with pytest.raises(InputError, match=r"kvasir\.parquet, record row 3, field 'answer': expected a string"):
         read_kvasir(path, None, "k")
 
 
@@ -454,17 +430,13 @@ def test_parquet_duplicate_and_bad_image(copy: Path) -> None:
     path = copy / "kvasir.parquet"
     table = pq.read_table(path)
     pq.write_table(pa.concat_tables([table, table.slice(2, 1)]), path)
-    with pytest.raises(
-        InputError, match=rf"duplicate question_id \S+ at row 2 and row {table.num_rows}"
-    ):
+    with pytest.raises(InputError, match=rf"duplicate question_id \S+ at row 2 and row {table.num_rows}"):
         read_kvasir(path, None, "k")
     images = table.column("image").to_pylist()
     images[0] = {"bytes": b"garbage", "path": "x.jpg"}
     image_type = table.schema.field("image").type
     pq.write_table(table.set_column(0, "image", pa.array(images, image_type)), path)
-    with pytest.raises(
-        InputError, match=r"record row 0 \(question_id cl\w+\), field 'image': unreadable image"
-    ):
+    with pytest.raises(InputError, match=r"record row 0 \(question_id cl\w+\), field 'image': unreadable image"):
         read_kvasir(path, None, "k")
 
 
@@ -499,9 +471,7 @@ def test_case_list_partly_missing(raw: Path, tmp_path: Path) -> None:
         match=r"cases\.txt, field 'question_id': 2 of 4 ids are not in "
         r"dataset 'textvqa_val' \(e\.g\. 'nope-1', 'nope-2'\)$",
     ):
-        cache_dataset(
-            "textvqa_val", {**spec, "case_list": str(case)}, tmp_path / "o.jsonl", None, specs(raw)
-        )
+        cache_dataset("textvqa_val", {**spec, "case_list": str(case)}, tmp_path / "o.jsonl", None, specs(raw))
     assert not (tmp_path / "o.jsonl").exists()
 
 

@@ -71,16 +71,12 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(built):
-    return load_encoders(
-        built / "model" / "pipeline", built / "model" / "vlm", built / "house.png", "cpu"
-    )
+    return load_encoders(built / "model" / "pipeline", built / "model" / "vlm", built / "house.png", "cpu")
 
 
 def test_token_selection_picks_exactly_the_processors_image_and_text_positions(loaded):
     _, encoders = loaded
-    hidden_states, token_types = vl_forward(
-        encoders.vlm, encoders.processor, PROMPT, encoders.image
-    )
+    hidden_states, token_types = vl_forward(encoders.vlm, encoders.processor, PROMPT, encoders.image)
     prompt = encoders.processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}],
         add_generation_prompt=True,
@@ -126,9 +122,7 @@ def test_layers_are_read_from_one_pass_and_out_of_range_layers_are_named(loaded)
     hidden_states, _ = encoders.forward(PROMPT, True)
     assert len(hidden_states) == 4  # embeddings + 3 layers
     assert torch.equal(encoders.vl(VLSource(hidden_layer=-4), PROMPT), hidden_states[0])
-    with pytest.raises(
-        ValueError, match=r"hidden layer -5 out of range: this model has 4 hidden states \(-4..3\)"
-    ):
+    with pytest.raises(ValueError, match=r"hidden layer -5 out of range: this model has 4 hidden states \(-4..3\)"):
         encoders.vl(VLSource(hidden_layer=-5), PROMPT)
 
 
@@ -141,13 +135,9 @@ def test_recipes_match_std_blend_and_mix(loaded):
         and stats["vl_shape"] is None
         and stats["cosine_to_reference"] == pytest.approx(1)
     )
-    _, stats = condition(
-        encoders, PROMPT, ConditioningSpec(source=VLSource(token_selection="text_only"))
-    )
+    _, stats = condition(encoders, PROMPT, ConditioningSpec(source=VLSource(token_selection="text_only")))
     assert stats["vl_std"] == pytest.approx(stats["reference_std"], rel=1e-4)
-    _, stats = condition(
-        encoders, PROMPT, ConditioningSpec(target_std=70.0, normalization="per_dim")
-    )
+    _, stats = condition(encoders, PROMPT, ConditioningSpec(target_std=70.0, normalization="per_dim"))
     assert stats["vl_std"] == pytest.approx(70.0, rel=1e-2)
     embeds, stats = condition(encoders, PROMPT, ConditioningSpec(alpha=0.3))
     assert embeds.shape[0] == min(stats["vl_shape"][0], reference.shape[0])
@@ -159,9 +149,7 @@ def test_recipes_match_std_blend_and_mix(loaded):
             "mix_weight": 0.3,
         }
     )
-    assert image_text.mix_with == VLSource(
-        token_selection="text_only", vl_text="{prompt}", use_image=True
-    )
+    assert image_text.mix_with == VLSource(token_selection="text_only", vl_text="{prompt}", use_image=True)
     embeds, stats = condition(encoders, PROMPT, image_text)
     assert stats["vl_shape"] == [4, 32]  # the 4 image tokens, mixed with the first 4 text positions
 
@@ -170,7 +158,9 @@ def test_a_recipe_the_model_cannot_serve_is_named(loaded, tmp_path):
     pipeline, encoders = loaded
     outputs = {"too_deep": ConditioningSpec(source=VLSource(hidden_layer=-9))}
     with pytest.raises(ValueError, match=r"output 'too_deep': hidden layer -9 out of range"):
-        run_experiment(pipeline, encoders, PROMPT, outputs, ImageSettings(height=32, width=32, steps=1), tmp_path, {}, LOG)
+        run_experiment(
+            pipeline, encoders, PROMPT, outputs, ImageSettings(height=32, width=32, steps=1), tmp_path, {}, LOG
+        )
 
 
 def test_recipe_settings_are_checked():
@@ -228,9 +218,7 @@ def test_experiment_writes_images_and_metadata_and_resumes(built, loaded, tmp_pa
 
 def test_dimension_tables_cover_every_layer_and_token_type(loaded, tmp_path):
     _, encoders = loaded
-    layers, outliers = dimension_tables(
-        encoders, [PROMPT, "a blue door"], outlier_ratio=1.5, top_k=3
-    )
+    layers, outliers = dimension_tables(encoders, [PROMPT, "a blue door"], outlier_ratio=1.5, top_k=3)
     assert layers.height == 4 * 3 and layers["layer"].unique().sort().to_list() == [-4, -3, -2, -1]
     image_rows_ = layers.filter(pl.col("token_type") == "image_only")
     assert image_rows_["tokens"].unique().to_list() == [8]  # 4 image tokens per prompt

@@ -66,9 +66,7 @@ def test_trie_allows_only_candidate_continuations():
 def test_candidate_sequences_end_with_end_of_turn(family, vlms):
     _, processor = vlms[family]
     tokenizer = processor.tokenizer
-    for sequence, candidate in zip(
-        candidate_sequences(processor, "What?", POOL, SETTINGS), POOL, strict=True
-    ):
+    for sequence, candidate in zip(candidate_sequences(processor, "What?", POOL, SETTINGS), POOL, strict=True):
         assert sequence[-1] == tokenizer.eos_token_id
         assert tokenizer.decode(sequence, skip_special_tokens=True).strip() == candidate
 

@@ -50,9 +50,7 @@ def test_explicit_thresholds() -> None:
 
 
 def test_keep_ratio_groups_are_swept_separately() -> None:
-    other = pl.DataFrame(
-        {"score": [0.5, 0.5], "guide_correct": [0.0, 0.0], "decode_correct": [1.0, 1.0]}
-    )
+    other = pl.DataFrame({"score": [0.5, 0.5], "guide_correct": [0.0, 0.0], "decode_correct": [1.0, 1.0]})
     frame = pl.concat(
         [
             other.with_columns(keep_ratio=pl.lit(0.5)),

@@ -72,8 +72,17 @@ def test_summary_is_tidy(cache, tmp_path):
 
 def test_statistics_entries_give_one_row_per_number(tmp_path):
     stats = tmp_path / "compare.json"
-    write_json(stats, {"baseline": "a", "variant": "b", "keep_ratio": 0.4, "n": 50, "avg_l1": 0.13, "top1_same_count": 50})
-    entry = {"experiment": "cot", "family": "guided", "model": "g", "dataset": "d", "kind": "statistics", "source": str(stats)}
+    write_json(
+        stats, {"baseline": "a", "variant": "b", "keep_ratio": 0.4, "n": 50, "avg_l1": 0.13, "top1_same_count": 50}
+    )
+    entry = {
+        "experiment": "cot",
+        "family": "guided",
+        "model": "g",
+        "dataset": "d",
+        "kind": "statistics",
+        "source": str(stats),
+    }
     frame = write_summary([entry], tmp_path / "summary.csv")
     assert dict(zip(frame["metric"], frame["value"])) == {"avg_l1": 0.13, "top1_same_count": 50.0}
     assert set(frame["n"]) == {50}
@@ -85,12 +94,24 @@ def test_probing_entries_give_one_experiment_per_scale(tmp_path):
     source = tmp_path / "probing.csv"
     pl.DataFrame(
         {
-            "scale": ["vanilla", "step-4", "step-4"], "model": ["guide", "sft/step-4", "sft/step-4"],
-            "tag": ["all", "all", "both_correct"], "metric": ["both_accuracy", "sign_corrected_consistency", "cross_alignment"],
-            "unit": ["all", "vertical", "quads"], "layer": [None, 3, 0], "value": [0.25, 0.5, 0.75], "n": [8, 4, 2],
+            "scale": ["vanilla", "step-4", "step-4"],
+            "model": ["guide", "sft/step-4", "sft/step-4"],
+            "tag": ["all", "all", "both_correct"],
+            "metric": ["both_accuracy", "sign_corrected_consistency", "cross_alignment"],
+            "unit": ["all", "vertical", "quads"],
+            "layer": [None, 3, 0],
+            "value": [0.25, 0.5, 0.75],
+            "n": [8, 4, 2],
         }  # fmt: skip
     ).write_csv(source)
-    entry = {"experiment": "swap", "family": "probing", "model": "guide+sft", "dataset": "swap_val", "kind": "probing", "source": str(source)}
+    entry = {
+        "experiment": "swap",
+        "family": "probing",
+        "model": "guide+sft",
+        "dataset": "swap_val",
+        "kind": "probing",
+        "source": str(source),
+    }
     frame = write_summary([entry], tmp_path / "summary.csv")
     assert frame["experiment"].to_list() == ["swap.vanilla", "swap.step-4", "swap.step-4"]
     assert frame["model"].to_list() == ["guide", "sft/step-4", "sft/step-4"]

@@ -65,9 +65,7 @@ def tokenizer() -> PreTrainedTokenizerFast:
 
 
 def processor() -> BitImageProcessor:
-    return BitImageProcessor(
-        size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE}
-    )
+    return BitImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE})
 
 
 def first(samples: list[FrameSample], kind: str) -> FrameSample:
@@ -377,9 +375,7 @@ def test_tokenize_answer_only(tokenizer: PreTrainedTokenizerFast, samples) -> No
     start = mask.index(1)
     assert all(mask[start:]) and not any(mask[:start])
     assert tokenizer.decode([i for i, m in zip(ids, mask) if m]) == sample.assistant + "<|im_end|>"
-    assert tokenizer.decode(ids[:start]) == (
-        f"<|im_start|>user\n{sample.user}<|im_end|>\n<|im_start|>assistant\n"
-    )
+    assert tokenizer.decode(ids[:start]) == (f"<|im_start|>user\n{sample.user}<|im_end|>\n<|im_start|>assistant\n")
     all_ids, all_mask = tokenize(tokenizer, sample, "all_tokens")
     assert all_ids == ids and all_mask == [1] * len(ids)
     with pytest.raises(ValueError, match="answer_only.*all_tokens"):
@@ -387,9 +383,7 @@ def test_tokenize_answer_only(tokenizer: PreTrainedTokenizerFast, samples) -> No
 
 
 def test_tokenize_without_chat_template(tokenizer: PreTrainedTokenizerFast, samples) -> None:
-    plain = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|im_end|>"
-    )
+    plain = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|im_end|>")
     sample = first(samples, "text")
     ids, mask = tokenize(plain, sample, "answer_only")
     assert plain.decode(ids[: mask.index(1)]) == f"User: {sample.user}\nAssistant: "

@@ -119,7 +119,9 @@ def test_with_one_frame_per_sample_autoregressive_equals_coarse_fine(parts):
     single = {**batch, "pixel_values": batch["pixel_values"][:, :1], "frame_mask": batch["frame_mask"][:, :1]}
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(**single, mode="autoregressive").loss, model(**single, mode="coarse_fine").loss)
+        torch.testing.assert_close(
+            model(**single, mode="autoregressive").loss, model(**single, mode="coarse_fine").loss
+        )
         several = model(**batch, mode="autoregressive").loss, model(**batch, mode="coarse_fine").loss
     assert not torch.allclose(*several)  # the video's later frames are queried differently
 
@@ -176,7 +178,9 @@ def test_frozen_groups_get_no_updates(parts, frozen):
     before = parameters_by_group(run.model)
     run.train_step()
     after = parameters_by_group(run.model)
-    assert [g["name"] for g in run.optimizer.param_groups] == [g for g in ("connector", "vision", "language") if g not in frozen]
+    assert [g["name"] for g in run.optimizer.param_groups] == [
+        g for g in ("connector", "vision", "language") if g not in frozen
+    ]
     for group, params in before.items():
         changed = any(not torch.equal(params[n], after[group][n]) for n in params)
         assert changed == (group not in frozen), group
@@ -185,7 +189,9 @@ def test_frozen_groups_get_no_updates(parts, frozen):
 def test_each_group_learns_at_its_own_rate(parts):
     """Adam's first step moves every parameter with a gradient by exactly its group's lr (no
     weight decay, no warmup): the largest change in each group is that group's lr."""
-    settings = replace(SETTINGS, weight_decay=0.0, warmup_steps=0, lr_connector=1e-2, lr_vision=1e-4, lr_language=1e-3, budget=4)
+    settings = replace(
+        SETTINGS, weight_decay=0.0, warmup_steps=0, lr_connector=1e-2, lr_vision=1e-4, lr_language=1e-3, budget=4
+    )
     run = trainer(parts, settings)
     before = parameters_by_group(run.model)
     row = run.train_step()
@@ -200,7 +206,17 @@ def test_each_group_learns_at_its_own_rate(parts):
 def test_the_step_log_has_what_the_seed_asks_for(parts):
     run = trainer(parts, replace(SETTINGS, budget=4))
     row = run.train_step()
-    for key in ("loss", "loss_fine", "loss_coarse", "loss_ratio", "grad_norm", "attention_entropy", "lr/connector", "lr/vision", "lr/language"):
+    for key in (
+        "loss",
+        "loss_fine",
+        "loss_coarse",
+        "loss_ratio",
+        "grad_norm",
+        "attention_entropy",
+        "lr/connector",
+        "lr/vision",
+        "lr/language",
+    ):
         assert row[key] is not None, key
     assert row["loss_ratio"] == pytest.approx(row["loss_fine"] / row["loss_coarse"])
     baseline = trainer(parts, replace(SETTINGS, budget=4), architecture="multi_token").train_step()

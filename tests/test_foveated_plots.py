@@ -223,7 +223,5 @@ def test_no_data_raises(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no eval.json"):
         fp.plot_three_modes(_evals(runs), tmp_path / "f.png", metrics=("missing",))
     with pytest.raises(ValueError, match="no run has"):
-        ft.sweep_table(
-            {"E": empty / "eval.json"}, {"E": empty}, tmp_path / "g.csv", tmp_path / "g.md"
-        )
+        ft.sweep_table({"E": empty / "eval.json"}, {"E": empty}, tmp_path / "g.csv", tmp_path / "g.md")
     assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("g.*"))

@@ -43,7 +43,8 @@ def test_too_little_free_memory_names_the_holders(monkeypatch) -> None:
 def test_oom_retry_halves_the_batch_through_snakemake(tmp_path: Path) -> None:
     """A job that raises CUDA's out-of-memory error is retried with the rules' `attempt` resource
     function, its batch halved each time, until it fits (here: batches above 4 'do not fit')."""
-    (tmp_path / "Snakefile").write_text(textwrap.dedent('''
+    (tmp_path / "Snakefile").write_text(
+        textwrap.dedent("""
         import torch
         from vlmflow.core.settings import batch_divisor, retry_batch_size
 
@@ -59,7 +60,8 @@ def test_oom_retry_halves_the_batch_through_snakemake(tmp_path: Path) -> None:
                     raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
                 with open(output[0], "w") as out:
                     out.write(str(batch))
-    '''))
+    """)
+    )
     snakemake = str(Path(sys.executable).parent / "snakemake")
     run = subprocess.run([snakemake, "--cores", "1"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]

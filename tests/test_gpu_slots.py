@@ -99,9 +99,7 @@ def test_killed_job_frees_its_slot(lock_dir: Path, monkeypatch: pytest.MonkeyPat
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "outer"
 
 
-def test_timeout_names_busy_device_holder_and_lock_dir(
-    lock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_timeout_names_busy_device_holder_and_lock_dir(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLMFLOW_GPUS", "7")
     holder = _hold("7")
     try:
@@ -115,9 +113,7 @@ def test_timeout_names_busy_device_holder_and_lock_dir(
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "outer"
 
 
-def test_partial_set_is_not_held_while_waiting(
-    lock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_partial_set_is_not_held_while_waiting(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLMFLOW_GPUS", "0,1")
     holder = _hold("0")
     try:
@@ -129,9 +125,7 @@ def test_partial_set_is_not_held_while_waiting(
         _kill(holder)
 
 
-def test_env_restored_after_error_and_when_previously_unset(
-    lock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_env_restored_after_error_and_when_previously_unset(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLMFLOW_GPUS", "0,1")
     with pytest.raises(RuntimeError), gpu_slot(2) as devices:
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1" == ",".join(devices)
@@ -143,9 +137,7 @@ def test_env_restored_after_error_and_when_previously_unset(
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
-def test_cpu_machine_yields_nothing_and_leaves_env(
-    lock_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_cpu_machine_yields_nothing_and_leaves_env(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLMFLOW_GPUS", "")
     with gpu_slot(1) as devices:
         assert devices == []

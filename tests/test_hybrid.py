@@ -13,7 +13,12 @@ from vlmflow.zoo.hybrid import HybridError, build_hybrid, same_vision_tower
 
 def variant(family: str, seed: int, text: dict | None = None, vision: dict | None = None) -> dict:
     spec = TINY_SPECS[family]
-    return {**spec, "seed": seed, "text": {**spec["text"], **(text or {})}, "vision": {**spec["vision"], **(vision or {})}}
+    return {
+        **spec,
+        "seed": seed,
+        "text": {**spec["text"], **(text or {})},
+        "vision": {**spec["vision"], **(vision or {})},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +40,13 @@ def weights(path):
     return dict(AutoModelForImageTextToText.from_pretrained(path).state_dict())
 
 
-@pytest.mark.parametrize(("vision", "language", "tower", "projector"), [
-    ("small", "large", "model.visual.", "model.visual.merger."),
-    ("llava_a", "llava_b", "model.vision_tower.", "model.multi_modal_projector."),
-])
+@pytest.mark.parametrize(
+    ("vision", "language", "tower", "projector"),
+    [
+        ("small", "large", "model.visual.", "model.visual.merger."),
+        ("llava_a", "llava_b", "model.vision_tower.", "model.multi_modal_projector."),
+    ],
+)
 def test_graft_takes_the_tower_from_one_and_the_rest_from_the_other(zoo, tmp_path, vision, language, tower, projector):
     build_hybrid(zoo / vision, zoo / language, tmp_path / "hybrid")
     hybrid, a, b = weights(tmp_path / "hybrid"), weights(zoo / vision), weights(zoo / language)
@@ -48,7 +56,10 @@ def test_graft_takes_the_tower_from_one_and_the_rest_from_the_other(zoo, tmp_pat
         assert torch.equal(tensor, (a if from_a else b)[name]), name
     processor = AutoProcessor.from_pretrained(tmp_path / "hybrid")
     assert processor.tokenizer.get_vocab() == AutoProcessor.from_pretrained(zoo / language).tokenizer.get_vocab()
-    assert AutoConfig.from_pretrained(tmp_path / "hybrid").text_config.hidden_size == AutoConfig.from_pretrained(zoo / language).text_config.hidden_size
+    assert (
+        AutoConfig.from_pretrained(tmp_path / "hybrid").text_config.hidden_size
+        == AutoConfig.from_pretrained(zoo / language).text_config.hidden_size
+    )
 
 
 def test_graft_with_projector_needs_matching_widths(zoo, tmp_path):

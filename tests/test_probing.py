@@ -22,8 +22,14 @@ SETTINGS = GenerationSettings(batch_size=3, max_new_tokens=3)
 
 
 def encode(processor, records, extra_words=True):
-    texts = [processor.apply_chat_template(build_messages(r.question + " please" * (i % 3 if extra_words else 0), SETTINGS),
-                                           add_generation_prompt=True, tokenize=False) for i, r in enumerate(records)]
+    texts = [
+        processor.apply_chat_template(
+            build_messages(r.question + " please" * (i % 3 if extra_words else 0), SETTINGS),
+            add_generation_prompt=True,
+            tokenize=False,
+        )
+        for i, r in enumerate(records)
+    ]
     return processor(text=texts, images=[load_image(r) for r in records], padding=True, return_tensors="pt")
 
 
@@ -74,10 +80,21 @@ def swap_records(folder, n_pairs):
     for i, r in enumerate(base):
         category, opposite = ("left", "right") if i % 2 else ("above", "under")
         group = "horizontal" if i % 2 else "vertical"
-        for role, answer, question in (("orig", category, "Is the square left or right of the circle?"),
-                                       ("swap", opposite, "Is the circle left or right of the square?")):
-            out.append(Record(f"{i}_{role}", r.image, question, [answer], "swap", candidates=[category, opposite],
-                              source={"pair_id": str(i), "role": role, "category": category, "group": group}))
+        for role, answer, question in (
+            ("orig", category, "Is the square left or right of the circle?"),
+            ("swap", opposite, "Is the circle left or right of the square?"),
+        ):
+            out.append(
+                Record(
+                    f"{i}_{role}",
+                    r.image,
+                    question,
+                    [answer],
+                    "swap",
+                    candidates=[category, opposite],
+                    source={"pair_id": str(i), "role": role, "category": category, "group": group},
+                )
+            )
     return out
 
 

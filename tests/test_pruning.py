@@ -22,13 +22,31 @@ from vlmflow.guided.pruning import LanguageInputs, generate, language_model, pre
 from vlmflow.guided.runner import PrunedRunner, load_pair, run_pruned
 from vlmflow.zoo.build import build_checkpoint
 
-TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1}
+TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
 # 112 px: 16 visual tokens per image in both families, so keep ratios select real subsets.
 SPECS = {
-    "qwen2_vl": {"family": "qwen2_vl", "seed": 3, "vocab_size": 320, "image_size": 112,
-                 "vision": {"depth": 1, "embed_dim": 16, "num_heads": 2, "mlp_ratio": 2}, "text": TEXT},
-    "llava": {"family": "llava", "seed": 3, "vocab_size": 320, "image_size": 112,
-              "vision": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}, "text": TEXT},
+    "qwen2_vl": {
+        "family": "qwen2_vl",
+        "seed": 3,
+        "vocab_size": 320,
+        "image_size": 112,
+        "vision": {"depth": 1, "embed_dim": 16, "num_heads": 2, "mlp_ratio": 2},
+        "text": TEXT,
+    },
+    "llava": {
+        "family": "llava",
+        "seed": 3,
+        "vocab_size": 320,
+        "image_size": 112,
+        "vision": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
+        "text": TEXT,
+    },
 }
 SETTINGS = GenerationSettings(batch_size=4, max_new_tokens=5)
 
@@ -47,8 +65,12 @@ def records(tmp_path_factory):
 
 
 def encode(model, processor, records, questions=None):
-    texts = [processor.apply_chat_template(build_messages(q or r.question, SETTINGS), add_generation_prompt=True, tokenize=False)
-             for r, q in zip(records, questions or [None] * len(records))]
+    texts = [
+        processor.apply_chat_template(
+            build_messages(q or r.question, SETTINGS), add_generation_prompt=True, tokenize=False
+        )
+        for r, q in zip(records, questions or [None] * len(records))
+    ]
     return processor(text=texts, images=[load_image(r) for r in records], padding=True, return_tensors="pt")
 
 
@@ -66,7 +88,9 @@ def test_keep_all_is_the_unpruned_model(checkpoints, records, family):
     model, processor = load_vlm(checkpoints[family], device="cpu")
     inputs = encode(model, processor, records, ragged(records))
     with torch.inference_mode():
-        reference = model.generate(**inputs, max_new_tokens=5, do_sample=False, min_new_tokens=5)[:, inputs["input_ids"].shape[1]:]
+        reference = model.generate(**inputs, max_new_tokens=5, do_sample=False, min_new_tokens=5)[
+            :, inputs["input_ids"].shape[1] :
+        ]
     language = prepare_inputs(model, dict(inputs))
     scores = random_scores([r.question_id for r in records], language.visual_counts, seed=0)
     ours = generate(model, language, max_new_tokens=5, keep_ratio=1.0, prune_at=1, scores=scores, **special(processor))
@@ -117,7 +141,8 @@ def test_pruned_prefill_equals_the_model_on_the_kept_tokens(checkpoints, records
     keep[visual_at[out.kept[0]]] = True
     with torch.inference_mode():
         hidden = language_model(model)(
-            inputs_embeds=language.embeds[:, keep], position_ids=language.positions[:, :, keep],
+            inputs_embeds=language.embeds[:, keep],
+            position_ids=language.positions[:, :, keep],
             attention_mask=torch.ones(1, int(keep.sum()), dtype=torch.long),
         ).last_hidden_state
         expected = model.lm_head(hidden[:, -1]).log_softmax(-1)
@@ -135,7 +160,9 @@ def extend(language: LanguageInputs, model, tokens: torch.Tensor) -> LanguageInp
         last = language.positions.amax(0, keepdim=True)[..., -1:].expand(3, -1, -1)
     positions = torch.cat([language.positions, last + steps], -1)
     ones = torch.ones(tokens.shape, dtype=torch.bool)
-    return LanguageInputs(embeds, positions, torch.cat([language.mask, ones], 1), torch.cat([language.visual, ~ones], 1))
+    return LanguageInputs(
+        embeds, positions, torch.cat([language.mask, ones], 1), torch.cat([language.visual, ~ones], 1)
+    )
 
 
 @pytest.mark.parametrize("family", list(SPECS))
@@ -148,8 +175,15 @@ def test_generation_after_pruning_uses_the_cache_correctly(checkpoints, records,
     ids = {"eos_token_ids": [-1], "pad_token_id": processor.tokenizer.pad_token_id}  # never stop early
     cached = generate(model, language, max_new_tokens=4, keep_ratio=0.4, prune_at=1, scores=scores, **ids)
     for t in range(1, 4):
-        fresh = generate(model, extend(language, model, cached.tokens[:, :t]), max_new_tokens=1, keep_ratio=0.4, prune_at=1,
-                         scores=scores, **ids)
+        fresh = generate(
+            model,
+            extend(language, model, cached.tokens[:, :t]),
+            max_new_tokens=1,
+            keep_ratio=0.4,
+            prune_at=1,
+            scores=scores,
+            **ids,
+        )
         assert torch.equal(fresh.tokens[:, 0], cached.tokens[:, t])
         torch.testing.assert_close(fresh.logprobs[:, 0], cached.logprobs[:, t], atol=1e-4, rtol=0)
 
@@ -204,16 +238,24 @@ def test_batched_guided_run_equals_batch_size_one(checkpoints, records, mode):
         assert one["guide"]["prediction"] == many["guide"]["prediction"]
         assert one["guide"]["confidence"] == pytest.approx(many["guide"]["confidence"], abs=1e-5)
         assert one["guide"]["consistency"] == pytest.approx(many["guide"]["consistency"], abs=1e-5)
-        torch.testing.assert_close(torch.tensor(one["importance"]), torch.tensor(many["importance"]), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            torch.tensor(one["importance"]), torch.tensor(many["importance"]), atol=1e-4, rtol=1e-4
+        )
         assert one.get("rationale") == many.get("rationale")
 
 
 def test_shared_vision_gives_the_same_answers_as_two_towers(checkpoints, records):
     settings = PruningSettings(method="guided", keep_ratios=(0.5,))
     generation = GenerationSettings(batch_size=4, max_new_tokens=4)
-    shared = PrunedRunner(load_pair(checkpoints["qwen2_vl"], checkpoints["qwen2_vl"], settings, device="cpu"), generation, settings)
+    shared = PrunedRunner(
+        load_pair(checkpoints["qwen2_vl"], checkpoints["qwen2_vl"], settings, device="cpu"), generation, settings
+    )
     settings_two = PruningSettings(method="guided", keep_ratios=(0.5,), shared_vision="never")
-    two = PrunedRunner(load_pair(checkpoints["qwen2_vl"], checkpoints["qwen2_vl"], settings_two, device="cpu"), generation, settings_two)
+    two = PrunedRunner(
+        load_pair(checkpoints["qwen2_vl"], checkpoints["qwen2_vl"], settings_two, device="cpu"),
+        generation,
+        settings_two,
+    )
     assert shared.pair.shared_vision and not two.pair.shared_vision
     for a, b in zip(shared.answer(records[:4]), two.answer(records[:4])):
         assert a["keep"] == b["keep"]
@@ -230,7 +272,9 @@ def test_guide_and_decode_grids_must_correspond(checkpoints, records, tmp_path):
     small = dict(SPECS["qwen2_vl"], image_size=56)  # 4 visual tokens against the decode model's 16
     build_checkpoint(small, CORPUS, tmp_path / "small")
     settings = PruningSettings(method="guided", keep_ratios=(0.5,))
-    runner = PrunedRunner(load_pair(checkpoints["qwen2_vl"], tmp_path / "small", settings, device="cpu"), SETTINGS, settings)
+    runner = PrunedRunner(
+        load_pair(checkpoints["qwen2_vl"], tmp_path / "small", settings, device="cpu"), SETTINGS, settings
+    )
     assert not runner.pair.shared_vision
     with pytest.raises(ValueError, match="visual grids do not correspond"):
         runner.answer(records[:2])
@@ -246,7 +290,9 @@ def test_confidence_is_a_geometric_mean_and_consistency_a_product():
 def test_a_crashed_guided_run_resumes_after_its_last_chunk(checkpoints, records, tmp_path):
     settings = PruningSettings(method="guided", keep_ratios=(1.0, 0.5))
     generation = GenerationSettings(batch_size=2, max_new_tokens=3, chunk_batches=1)
-    runner = PrunedRunner(load_pair(checkpoints["qwen2_vl"], checkpoints["qwen2_vl"], settings, device="cpu"), generation, settings)
+    runner = PrunedRunner(
+        load_pair(checkpoints["qwen2_vl"], checkpoints["qwen2_vl"], settings, device="cpu"), generation, settings
+    )
     key = {"run": "resume-test"}
     clean = tmp_path / "clean" / "rows.jsonl"
     run_pruned(runner, records, clean, key, tmp_path / "clean" / "importance.parquet")
@@ -267,6 +313,9 @@ def test_a_crashed_guided_run_resumes_after_its_last_chunk(checkpoints, records,
     runner.answer = answer
     assert run_pruned(runner, records, out, key, tmp_path / "resumed" / "importance.parquet") == 4
     assert out.read_text() == clean.read_text()
-    resumed, whole = read_importance(tmp_path / "resumed" / "importance.parquet"), read_importance(tmp_path / "clean" / "importance.parquet")
+    resumed, whole = (
+        read_importance(tmp_path / "resumed" / "importance.parquet"),
+        read_importance(tmp_path / "clean" / "importance.parquet"),
+    )
     assert list(resumed) == [r.question_id for r in records]
     assert all(np.allclose(resumed[q], whole[q]) for q in whole)

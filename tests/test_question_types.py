@@ -146,9 +146,7 @@ def test_candidates_per_type() -> None:
 
 
 def test_enrich_keeps_existing_candidates_and_fills_the_others() -> None:
-    swap = _record(
-        "s", "Is the cup far or close compared to the plate?", "far", candidates=["far", "close"]
-    )
+    swap = _record("s", "Is the cup far or close compared to the plate?", "far", candidates=["far", "close"])
     swap = Record(**{**swap.to_json(), "source": {"pair_id": "s"}})
     kept_empty = _record("e", "What color is the cube?", "red", candidates=[])
     records = [swap, kept_empty, *KVASIR_RECORDS]

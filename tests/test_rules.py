@@ -17,7 +17,11 @@ def rule_blocks() -> list[tuple[str, str]]:
     """(name, text) of every `rule` / `checkpoint` in the rule files."""
     text = "\n".join(path.read_text() for path in RULE_FILES)
     blocks = re.split(r"^(?=(?:rule|checkpoint|use rule) )", text, flags=re.MULTILINE)
-    return [(re.match(r"(?:rule|checkpoint) (\w+):", b).group(1), b) for b in blocks if re.match(r"(?:rule|checkpoint) \w+:", b)]
+    return [
+        (re.match(r"(?:rule|checkpoint) (\w+):", b).group(1), b)
+        for b in blocks
+        if re.match(r"(?:rule|checkpoint) \w+:", b)
+    ]
 
 
 @pytest.mark.parametrize("path", [REPO / "Snakefile", *RULE_FILES], ids=lambda p: p.name)
@@ -34,7 +38,14 @@ def test_every_gpu_rule_asks_for_the_same_resources():
     own = [name for name, block in rule_blocks() if re.search(r"^\s+gpu\s*=", block, flags=re.MULTILINE)]
     assert not own, f"rules asking for a GPU by themselves instead of **GPU_RESOURCES: {own}"
     shared = {name for name, block in rule_blocks() if "**GPU_RESOURCES" in block}
-    assert {"infer_vqa", "train_model", "guided_decode", "extract_swap_features", "train_foveated", "generate_conditioning"} <= shared
+    assert {
+        "infer_vqa",
+        "train_model",
+        "guided_decode",
+        "extract_swap_features",
+        "train_foveated",
+        "generate_conditioning",
+    } <= shared
 
 
 @pytest.mark.parametrize("family", FAMILIES)

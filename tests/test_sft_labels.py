@@ -11,7 +11,9 @@ from vlmflow.core.settings import GenerationSettings
 from vlmflow.finetune.examples import IGNORE_INDEX, collate, label_report
 
 END_OF_TURN = {"qwen2_vl": "<|im_end|>", "llava": "</s>"}
-SETTINGS = GenerationSettings(system_prompt="You are a careful VQA assistant.", prompt="Question type: color\nQuestion: {question}")
+SETTINGS = GenerationSettings(
+    system_prompt="You are a careful VQA assistant.", prompt="Question type: color\nQuestion: {question}"
+)
 
 
 @pytest.mark.parametrize("family", sorted(TINY_SPECS))
@@ -35,7 +37,9 @@ def test_training_sequence_starts_with_the_inference_prompt(family, tiny_checkpo
     processor = AutoProcessor.from_pretrained(tiny_checkpoints[family])
     record = make_records(tmp_path, 1)[0]
     batch = collate(processor, [record], SETTINGS)
-    prompt = processor.apply_chat_template(build_messages(record.question, SETTINGS), add_generation_prompt=True, tokenize=False)
+    prompt = processor.apply_chat_template(
+        build_messages(record.question, SETTINGS), add_generation_prompt=True, tokenize=False
+    )
     from PIL import Image
 
     inference = processor(text=[prompt], images=[Image.open(record.image).convert("RGB")], return_tensors="pt")

@@ -29,9 +29,14 @@ def planted_arrays(n_per_category: int = 12, dim: int = 16, seed: int = 0) -> di
     n = len(categories)
     correct = np.arange(n) % 3 != 0  # a third of the pairs wrong on the original question
     return {
-        "layers": np.array([0, 3]), "category": np.array(categories), "group": np.array(groups),
-        "pair_id": np.array([str(i) for i in range(n)]), "correct_orig": correct, "correct_swap": np.ones(n, dtype=bool),
-        "delta_L0": np.array(noise, dtype=np.float16), "delta_L3": np.array(planted, dtype=np.float16),
+        "layers": np.array([0, 3]),
+        "category": np.array(categories),
+        "group": np.array(groups),
+        "pair_id": np.array([str(i) for i in range(n)]),
+        "correct_orig": correct,
+        "correct_swap": np.ones(n, dtype=bool),
+        "delta_L0": np.array(noise, dtype=np.float16),
+        "delta_L3": np.array(planted, dtype=np.float16),
     }
 
 
@@ -115,7 +120,10 @@ def test_scales_merge_into_one_table_and_the_plots(tmp_path):
     assert set(summary["metric"]) >= {"sign_corrected_consistency", "within_cat_consistency", "category_accuracy",
                                       "cross_alignment_p", "mean_delta_alignment"}  # fmt: skip
     order = list(scales)
-    figures = {name: tmp_path / f"{name}.png" for name in ("pca", "pca3d", "signed", "within", "align", "bars", "trajectory", "ablation")}
+    figures = {
+        name: tmp_path / f"{name}.png"
+        for name in ("pca", "pca3d", "signed", "within", "align", "bars", "trajectory", "ablation")
+    }
     plot_pca(planted_arrays(), "pca", figures["pca"], 2)
     plot_pca(planted_arrays(), "pca", figures["pca3d"], 3)
     plot_consistency(summary, order, "sign_corrected_consistency", figures["signed"])

@@ -143,12 +143,8 @@ def test_flipping_uses_the_second_word() -> None:
     u[0] = 1.0
     deltas = np.stack([u, u, -u, -u])
     labels = ["left", "left", "right", "right"]
-    assert sign_corrected_consistency(deltas, labels, centre_first=False)["horizontal"][
-        "mean"
-    ] == pytest.approx(1.0)
-    assert within_category_consistency(deltas, labels, centre_first=False)["right"][
-        "mean"
-    ] == pytest.approx(1.0)
+    assert sign_corrected_consistency(deltas, labels, centre_first=False)["horizontal"]["mean"] == pytest.approx(1.0)
+    assert within_category_consistency(deltas, labels, centre_first=False)["right"]["mean"] == pytest.approx(1.0)
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -213,9 +209,7 @@ def test_cross_group_alignment_null_keeps_global_direction() -> None:
     v = _unit(rng, 1)[0]
     vertical = v + 0.1 * rng.normal(size=(n, DIM))
     distance = v + 0.1 * rng.normal(size=(n, DIM))
-    result = cross_group_alignment(
-        vertical, distance, n_permutations=200, seed=2, centre_first=False
-    )
+    result = cross_group_alignment(vertical, distance, n_permutations=200, seed=2, centre_first=False)
     assert result["per_sample_mean"] > 0.5
     assert result["null_mean"] == pytest.approx(result["per_sample_mean"], abs=0.05)
     assert result["p_value"] > 0.05

@@ -80,10 +80,14 @@ def test_overlapping_boxes_and_unboxed_scenes_make_no_quad(synthetic):
     [
         ("[1, 2]", "expected an object keyed by question_id"),
         ("{not json", "not a JSON file"),
-        ('{"7": {"subject": {"name": "red square", "box": [0, 0, 5]}, "reference": {"name": "x", "box": [0, 0, 1, 1]}}}',
-         "box must be four numbers"),
-        ('{"7": {"subject": {"name": "red square", "box": [5, 0, 5, 9]}, "reference": {"name": "x", "box": [0, 0, 1, 1]}}}',
-         "empty box"),
+        (
+            '{"7": {"subject": {"name": "red square", "box": [0, 0, 5]}, "reference": {"name": "x", "box": [0, 0, 1, 1]}}}',
+            "box must be four numbers",
+        ),
+        (
+            '{"7": {"subject": {"name": "red square", "box": [5, 0, 5, 9]}, "reference": {"name": "x", "box": [0, 0, 1, 1]}}}',
+            "empty box",
+        ),
         ('{"7": {"subject": {"name": "red square", "box": [0, 0, 5, 5]}}}', "non-empty string"),
     ],
 )

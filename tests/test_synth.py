@@ -37,9 +37,7 @@ def generate(root: Path, seed: int, split: str = "val", size: int = SIZE, n: int
 
 
 def files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +89,13 @@ def test_train_and_val_differ(tmp_path: Path) -> None:
     ids = {
         split: {
             q["image_id"]
-            for q in json.loads(
-                (tmp_path / f"v2_OpenEnded_mscoco_{split}2014_questions.json").read_text()
-            )["questions"]
+            for q in json.loads((tmp_path / f"v2_OpenEnded_mscoco_{split}2014_questions.json").read_text())["questions"]
         }
         for split in ("train", "val")
     }
     assert ids["train"] != ids["val"]
-    texts = {
-        s: json.loads((tmp_path / f"TextVQA_0.5.1_{s}.json").read_text()) for s in ("train", "val")
-    }
-    assert {d["image_id"] for d in texts["train"]["data"]} != {
-        d["image_id"] for d in texts["val"]["data"]
-    }
+    texts = {s: json.loads((tmp_path / f"TextVQA_0.5.1_{s}.json").read_text()) for s in ("train", "val")}
+    assert {d["image_id"] for d in texts["train"]["data"]} != {d["image_id"] for d in texts["val"]["data"]}
     assert {d["set_name"] for d in texts["val"]["data"]} == {"val"}
     for split in ("train", "val"):
         write_kvasir(tmp_path / f"{split}.parquet", split, 4, 0, image_size=SIZE)
@@ -166,9 +158,7 @@ def test_vqav2_shape(data: Path) -> None:
 
 def test_vqav2_yes_no_balanced(tmp_path: Path) -> None:
     write_vqav2(tmp_path, "train", 40, 5, image_size=32)
-    anns = json.loads((tmp_path / "v2_mscoco_train2014_annotations.json").read_text())[
-        "annotations"
-    ]
+    anns = json.loads((tmp_path / "v2_mscoco_train2014_annotations.json").read_text())["annotations"]
     counts = Counter(a["multiple_choice_answer"] for a in anns if a["answer_type"] == "yes/no")
     assert counts["yes"] == counts["no"] == 40, "one yes/no minimal pair per image"
     assert len({a["answer_type"] for a in anns}) == 3
@@ -213,9 +203,7 @@ def test_textvqa_shape(data: Path) -> None:
 def test_kvasir_shape(data: Path) -> None:
     table = pq.read_table(data / "kvasir.parquet")
     assert table.schema.names == ["image", "source", "question", "answer", "img_id"]
-    assert table.schema.field("image").type == pa.struct(
-        [("bytes", pa.binary()), ("path", pa.string())]
-    )
+    assert table.schema.field("image").type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     rows = table.to_pylist()
     assert len(rows) == N * kvasir.QUESTIONS_PER_IMAGE
     assert len({r["img_id"] for r in rows}) == N
@@ -231,9 +219,7 @@ def test_kvasir_shape(data: Path) -> None:
 
 def test_kvasir_answer_conventions(tmp_path: Path) -> None:
     write_kvasir(tmp_path / "k.parquet", "val", 30, 2, image_size=32)
-    rows = pq.read_table(
-        tmp_path / "k.parquet", columns=["question", "answer", "img_id"]
-    ).to_pylist()
+    rows = pq.read_table(tmp_path / "k.parquet", columns=["question", "answer", "img_id"]).to_pylist()
     by_image: dict[str, dict[str, str]] = {}
     for row in rows:
         by_image.setdefault(row["img_id"], {})[row["question"]] = row["answer"]
@@ -260,9 +246,7 @@ def test_swap_pairs_shape(data: Path) -> None:
         assert row["original_answer"] == row["category"]
         assert row["swapped_answer"] == swap_pairs.OPPOSITE[row["category"]]
         assert row["group"] == swap_pairs.GROUP_OF[row["category"]]
-        subject, reference = re.match(
-            r"Is the (\w+ \w+) .* the (\w+ \w+)\?", row["original_question"]
-        ).groups()
+        subject, reference = re.match(r"Is the (\w+ \w+) .* the (\w+ \w+)\?", row["original_question"]).groups()
         assert row["swapped_question"] == row["original_question"].replace(subject, "@").replace(
             reference, subject
         ).replace("@", reference)
@@ -304,9 +288,7 @@ def test_vqav2_colour_and_count_visible(big: Path) -> None:
 def test_swap_pair_positions_match_answers(big: Path) -> None:
     for row in tsv_rows(big / "swap.tsv"):
         image = Image.open(io.BytesIO(base64.b64decode(row["image_base64"])))
-        subject, reference = re.match(
-            r"Is the (\w+) \w+ .* the (\w+) \w+\?", row["original_question"]
-        ).groups()
+        subject, reference = re.match(r"Is the (\w+) \w+ .* the (\w+) \w+\?", row["original_question"]).groups()
         ys_s, xs_s = np.nonzero(colour_mask(image, subject))
         ys_r, xs_r = np.nonzero(colour_mask(image, reference))
         category = row["category"]
@@ -332,19 +314,13 @@ def test_corpus_covers_generated_text(data: Path) -> None:
     anns = json.loads((data / "vqav2/v2_mscoco_val2014_annotations.json").read_text())
     assert {x["answer"] for a in anns["annotations"] for x in a["answers"]} <= text
     top = json.loads((data / "textvqa/TextVQA_0.5.1_val.json").read_text())
-    assert {e["question"] for e in top["data"]} | {
-        x for e in top["data"] for x in e["answers"]
-    } <= text
-    rows = (
-        pq.read_table(data / "kvasir.parquet", columns=["question"]).column("question").to_pylist()
-    )
+    assert {e["question"] for e in top["data"]} | {x for e in top["data"] for x in e["answers"]} <= text
+    rows = pq.read_table(data / "kvasir.parquet", columns=["question"]).column("question").to_pylist()
     assert set(rows) <= text
     swap = tsv_rows(data / "swap.tsv")
     assert {r["original_question"] for r in swap} | {r["swapped_question"] for r in swap} <= text
     words = {w for line in lines for w in re.split(r"[\s;?./]+", line) if w}
-    kv_answers = (
-        pq.read_table(data / "kvasir.parquet", columns=["answer"]).column("answer").to_pylist()
-    )
+    kv_answers = pq.read_table(data / "kvasir.parquet", columns=["answer"]).column("answer").to_pylist()
     assert {w for a in kv_answers for w in re.split(r"[\s;]+", a) if w} <= words
 
 

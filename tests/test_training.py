@@ -70,8 +70,18 @@ def data(tmp_path):
 
 
 def stage(model_path, records, out, run_dir, until, previous=None, settings=LORA):
-    return train_stage(model_path, records, "digest", settings, GENERATION, until=until, out_dir=out,
-                       run_dir=run_dir, previous=previous, device="cpu")
+    return train_stage(
+        model_path,
+        records,
+        "digest",
+        settings,
+        GENERATION,
+        until=until,
+        out_dir=out,
+        run_dir=run_dir,
+        previous=previous,
+        device="cpu",
+    )
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -121,8 +131,11 @@ def test_killed_training_resumes_to_the_same_weights_and_curve(tiny_checkpoints,
     cache = tmp_path / "cache.jsonl"
     write_jsonl(cache, (r.to_json() for r in data))
     out, run_dir = tmp_path / "out", tmp_path / "run"
-    killed = subprocess.run([sys.executable, "-c", KILLER, str(model), str(cache), str(out), str(run_dir), "5"],
-                            capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(model), str(cache), str(out), str(run_dir), "5"],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not out.exists()
     assert (run_dir / "checkpoint" / "state.json").is_file()
@@ -144,7 +157,9 @@ def test_scales_chain_to_the_uninterrupted_run(tiny_checkpoints, data, tmp_path)
     import shutil
 
     shutil.rmtree(tmp_path / "run-b")  # the next scale must work from the step-2 output alone
-    stage(model, data, tmp_path / "step-6", tmp_path / "run-b", until=6, previous=tmp_path / "step-2", settings=settings)
+    stage(
+        model, data, tmp_path / "step-6", tmp_path / "run-b", until=6, previous=tmp_path / "step-2", settings=settings
+    )
     assert_same_weights(tmp_path / "step-6", tmp_path / "straight")
     assert len((tmp_path / "step-6" / "train_log.jsonl").read_text().splitlines()) == 6
 
@@ -164,14 +179,32 @@ def test_export_loads_through_auto_classes_with_the_adapter_beside(tiny_checkpoi
 
 def test_sanity_gate_fails_with_a_clear_message(tiny_checkpoints, data, tmp_path):
     with pytest.raises(SanityCheckFailed, match=r"never below the threshold 0\.0001; training was not started"):
-        sanity_overfit(tiny_checkpoints["qwen2_vl"], data, LORA, GENERATION, samples=4, steps=3,
-                       threshold=1e-4, log_path=tmp_path / "sanity.jsonl", device="cpu")
+        sanity_overfit(
+            tiny_checkpoints["qwen2_vl"],
+            data,
+            LORA,
+            GENERATION,
+            samples=4,
+            steps=3,
+            threshold=1e-4,
+            log_path=tmp_path / "sanity.jsonl",
+            device="cpu",
+        )
 
 
 def test_sanity_gate_passes_when_the_loss_drops(tiny_checkpoints, data, tmp_path):
     full = TrainSettings(mode="full", batch_size=4, lr=1e-2, warmup_steps=0)
-    report = sanity_overfit(tiny_checkpoints["qwen2_vl"], data, full, GENERATION, samples=4, steps=30,
-                            threshold=4.0, log_path=tmp_path / "sanity.jsonl", device="cpu")
+    report = sanity_overfit(
+        tiny_checkpoints["qwen2_vl"],
+        data,
+        full,
+        GENERATION,
+        samples=4,
+        steps=30,
+        threshold=4.0,
+        log_path=tmp_path / "sanity.jsonl",
+        device="cpu",
+    )
     assert report["passed"] and report["best_loss"] < 4.0 < report["first_loss"]
 
 
@@ -179,8 +212,18 @@ def test_wandb_mirrors_the_step_log_to_an_offline_run(tiny_checkpoints, data, tm
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     run_dir = tmp_path / "run"
-    train_stage(tiny_checkpoints["qwen2_vl"], data, "digest", LORA, GENERATION, until=2, out_dir=tmp_path / "out",
-                run_dir=run_dir, device="cpu", wandb_name="guide_sft")
+    train_stage(
+        tiny_checkpoints["qwen2_vl"],
+        data,
+        "digest",
+        LORA,
+        GENERATION,
+        until=2,
+        out_dir=tmp_path / "out",
+        run_dir=run_dir,
+        device="cpu",
+        wandb_name="guide_sft",
+    )
     runs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1, "one offline run, nothing sent anywhere"
     payload = runs[0].read_bytes()

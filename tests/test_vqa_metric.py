@@ -68,8 +68,8 @@ articles     = ['a',
                 'an',
                 'the'
                ]  # fmt: skip
-periodStrip  = re.compile(r"(?!<=\d)(\.)(?!\d)")
-commaStrip   = re.compile(r"(\d)(\,)(\d)")
+periodStrip = re.compile(r"(?!<=\d)(\.)(?!\d)")
+commaStrip = re.compile(r"(\d)(\,)(\d)")
 punct        = [';', r"/", '[', ']', '"', '{', '}',
                 '(', ')', '=', '+', '\\', '_', '-',
                 '>', '<', '@', '`', ',', '?', '!']  # fmt: skip
@@ -78,13 +78,11 @@ punct        = [';', r"/", '[', ']', '"', '{', '}',
 def processPunctuation(inText):
     outText = inText
     for p in punct:
-        if (p + ' ' in inText or ' ' + p in inText) or (re.search(commaStrip, inText) != None):  # noqa: E711
-            outText = outText.replace(p, '')
+        if (p + " " in inText or " " + p in inText) or (re.search(commaStrip, inText) != None):  # noqa: E711
+            outText = outText.replace(p, "")
         else:
-            outText = outText.replace(p, ' ')
-    outText = periodStrip.sub("",
-                              outText,
-                              re.UNICODE)
+            outText = outText.replace(p, " ")
+    outText = periodStrip.sub("", outText, re.UNICODE)
     return outText
 
 
@@ -100,34 +98,34 @@ def processDigitArticle(inText):
     for wordId, word in enumerate(outText):
         if word in contractions:
             outText[wordId] = contractions[word]
-    outText = ' '.join(outText)
+    outText = " ".join(outText)
     return outText
 
 
 def oracle_official(prediction, answers):
     """The `evaluate` loop body of current master, for one question."""
-    gts = {0: {'answers': [{'answer': a, 'answer_id': i + 1} for i, a in enumerate(answers)]}}
-    res = {0: {'answer': prediction}}
+    gts = {0: {"answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(answers)]}}
+    res = {0: {"answer": prediction}}
     quesId = 0
-    for ansDic in gts[quesId]['answers']:
-        ansDic['answer'] = ansDic['answer'].replace('\n', ' ')
-        ansDic['answer'] = ansDic['answer'].replace('\t', ' ')
-        ansDic['answer'] = ansDic['answer'].strip()
-    resAns = res[quesId]['answer']
-    resAns = resAns.replace('\n', ' ')
-    resAns = resAns.replace('\t', ' ')
+    for ansDic in gts[quesId]["answers"]:
+        ansDic["answer"] = ansDic["answer"].replace("\n", " ")
+        ansDic["answer"] = ansDic["answer"].replace("\t", " ")
+        ansDic["answer"] = ansDic["answer"].strip()
+    resAns = res[quesId]["answer"]
+    resAns = resAns.replace("\n", " ")
+    resAns = resAns.replace("\t", " ")
     resAns = resAns.strip()
     gtAcc = []
-    gtAnswers = [ans['answer'] for ans in gts[quesId]['answers']]
+    gtAnswers = [ans["answer"] for ans in gts[quesId]["answers"]]
 
     if len(set(gtAnswers)) > 1:
-        for ansDic in gts[quesId]['answers']:
-            ansDic['answer'] = processPunctuation(ansDic['answer'])
-            ansDic['answer'] = processDigitArticle(ansDic['answer'])
+        for ansDic in gts[quesId]["answers"]:
+            ansDic["answer"] = processPunctuation(ansDic["answer"])
+            ansDic["answer"] = processDigitArticle(ansDic["answer"])
         resAns = processPunctuation(resAns)
         resAns = processDigitArticle(resAns)
 
-    for gtAnsDatum in gts[quesId]['answers']:
+    for gtAnsDatum in gts[quesId]["answers"]:
         otherGTAns = [item for item in gts[quesId]['answers'] if item!=gtAnsDatum]  # fmt: skip
         matchingAns = [item for item in otherGTAns if item['answer']==resAns]  # fmt: skip
         acc = min(1, float(len(matchingAns))/3)  # fmt: skip
@@ -138,24 +136,24 @@ def oracle_official(prediction, answers):
 
 def oracle_legacy(prediction, answers):
     """The `evaluate` loop body of the older (2017) master, for one question."""
-    gts = {0: {'answers': [{'answer': a, 'answer_id': i + 1} for i, a in enumerate(answers)]}}
-    res = {0: {'answer': prediction}}
+    gts = {0: {"answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(answers)]}}
+    res = {0: {"answer": prediction}}
     quesId = 0
-    resAns      = res[quesId]['answer']
-    resAns      = resAns.replace('\n', ' ')
-    resAns      = resAns.replace('\t', ' ')
-    resAns      = resAns.strip()
-    resAns      = processPunctuation(resAns)
-    resAns      = processDigitArticle(resAns)
-    gtAcc  = []
-    gtAnswers = [ans['answer'] for ans in gts[quesId]['answers']]
+    resAns = res[quesId]["answer"]
+    resAns = resAns.replace("\n", " ")
+    resAns = resAns.replace("\t", " ")
+    resAns = resAns.strip()
+    resAns = processPunctuation(resAns)
+    resAns = processDigitArticle(resAns)
+    gtAcc = []
+    gtAnswers = [ans["answer"] for ans in gts[quesId]["answers"]]
     if len(set(gtAnswers)) > 1:
-        for ansDic in gts[quesId]['answers']:
-            ansDic['answer'] = processPunctuation(ansDic['answer'])
-    for gtAnsDatum in gts[quesId]['answers']:
-        otherGTAns = [item for item in gts[quesId]['answers'] if item!=gtAnsDatum]
-        matchingAns = [item for item in otherGTAns if item['answer']==resAns]
-        acc = min(1, float(len(matchingAns))/3)
+        for ansDic in gts[quesId]["answers"]:
+            ansDic["answer"] = processPunctuation(ansDic["answer"])
+    for gtAnsDatum in gts[quesId]["answers"]:
+        otherGTAns = [item for item in gts[quesId]["answers"] if item != gtAnsDatum]
+        matchingAns = [item for item in otherGTAns if item["answer"] == resAns]
+        acc = min(1, float(len(matchingAns)) / 3)
         gtAcc.append(acc)
     return float(sum(gtAcc))/len(gtAcc)  # fmt: skip
 

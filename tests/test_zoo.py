@@ -36,7 +36,9 @@ def test_prompt_uses_the_family_chat_template(family, tiny_checkpoints):
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What color?"}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     if family == "qwen2_vl":
-        assert text.endswith("<|vision_start|><|image_pad|><|vision_end|>What color?<|im_end|>\n<|im_start|>assistant\n")
+        assert text.endswith(
+            "<|vision_start|><|image_pad|><|vision_end|>What color?<|im_end|>\n<|im_start|>assistant\n"
+        )
     else:
         assert text == "USER: <image>\nWhat color? ASSISTANT:"
 

@@ -36,7 +36,9 @@ def conditioning_experiment(name):
     spec["outputs"] = {out: {**recipe, **settings} for out, settings in own["outputs"].items()}
     for key in ("model", "prompt"):
         if key not in spec:
-            raise ValueError(f"config: conditioning.experiments.{name}: no {key} (set it there or in conditioning.defaults)")
+            raise ValueError(
+                f"config: conditioning.experiments.{name}: no {key} (set it there or in conditioning.defaults)"
+            )
     return spec
 
 
@@ -52,7 +54,11 @@ def conditioning_model(name, where):
         raise ValueError(f"config: {where}: model {name!r} is not in conditioning.models ({', '.join(models)})")
     spec = models[name]
     folders = {key: f"resources/models/{name}/{key}" for key in ("pipeline", "vlm")} if "build" in spec else spec
-    return {"pipeline": folders["pipeline"], "vlm": folders["vlm"], "trust_remote_code": spec.get("trust_remote_code", False)}
+    return {
+        "pipeline": folders["pipeline"],
+        "vlm": folders["vlm"],
+        "trust_remote_code": spec.get("trust_remote_code", False),
+    }
 
 
 def experiment_model(wildcards):
@@ -99,4 +105,13 @@ def conditioning_outputs():
 def conditioning_summary_entries():
     if not (conditioning_experiments() or conditioning_analysis()):
         return []
-    return [{"experiment": "conditioning", "family": "conditioning", "model": None, "dataset": None, "kind": "table", "source": "results/conditioning/summary.csv"}]
+    return [
+        {
+            "experiment": "conditioning",
+            "family": "conditioning",
+            "model": None,
+            "dataset": None,
+            "kind": "table",
+            "source": "results/conditioning/summary.csv",
+        }
+    ]

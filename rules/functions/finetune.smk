@@ -94,7 +94,11 @@ def trained_vqa_experiments():
 
 def finetune_outputs():
     """Each experiment's training curve and label check (its checkpoints come with the summary)."""
-    return [f"results/finetune/{name}/{file}" for name in finetune_experiments() for file in ("loss.png", "label_check.jsonl")]
+    return [
+        f"results/finetune/{name}/{file}"
+        for name in finetune_experiments()
+        for file in ("loss.png", "label_check.jsonl")
+    ]
 
 
 def finetune_summary_entries():

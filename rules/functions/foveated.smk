@@ -168,7 +168,16 @@ def foveated_summary_entries():
     """One table: which runs exist is decided while the workflow runs."""
     if not foveated_runs():
         return []
-    return [{"experiment": "foveated", "family": "foveated", "model": None, "dataset": None, "kind": "table", "source": "results/foveated/summary.csv"}]
+    return [
+        {
+            "experiment": "foveated",
+            "family": "foveated",
+            "model": None,
+            "dataset": None,
+            "kind": "table",
+            "source": "results/foveated/summary.csv",
+        }
+    ]
 
 
 def check_foveated():
@@ -178,7 +187,9 @@ def check_foveated():
         spec = foveated_spec(run)
         for key, table in (("model", "models"), ("data", "data")):
             if spec[key] not in fov.get(table, {}):
-                raise ValueError(f"config: foveated.runs.{run}.{key}: unknown '{spec[key]}'; configured: {', '.join(fov.get(table, {}))}")
+                raise ValueError(
+                    f"config: foveated.runs.{run}.{key}: unknown '{spec[key]}'; configured: {', '.join(fov.get(table, {}))}"
+                )
     for name, sweep in foveated_sweeps().items():
         for run in sweep["runs"]:
             if run not in fov.get("runs", {}):
@@ -187,7 +198,9 @@ def check_foveated():
         if condition and (condition["sweep"] not in foveated_sweeps() or condition["sweep"] == name):
             raise ValueError(f"config: foveated.sweeps.{name}.skip_when: '{condition['sweep']}' is not another sweep")
         if condition and condition["winner"] not in foveated_sweeps()[condition["sweep"]]["runs"]:
-            raise ValueError(f"config: foveated.sweeps.{name}.skip_when: '{condition['winner']}' is not a run of sweep {condition['sweep']}")
+            raise ValueError(
+                f"config: foveated.sweeps.{name}.skip_when: '{condition['winner']}' is not a run of sweep {condition['sweep']}"
+            )
     heatmap = fov.get("heatmap_run")
     if heatmap and heatmap not in fov.get("runs", {}):
         raise ValueError(f"config: foveated.heatmap_run: unknown run '{heatmap}'")

@@ -19,7 +19,14 @@ GUIDED_DEFAULTS = {
 }
 PRUNING_KEYS = tuple(asdict(PruningSettings()))
 BASELINE_METHODS = ("fastv", "random")
-GUIDED_GENERATION_KEYS = ("batch_size", "max_new_tokens", "reasoning_tokens", "chunk_batches", "prompt", "system_prompt")
+GUIDED_GENERATION_KEYS = (
+    "batch_size",
+    "max_new_tokens",
+    "reasoning_tokens",
+    "chunk_batches",
+    "prompt",
+    "system_prompt",
+)
 
 
 def guided_experiments():
@@ -170,14 +177,18 @@ def check_guided():
         spec = guided_spec(name)
         for role in ("guide", "decode"):
             if role not in spec:
-                raise ValueError(f"config: guided.experiments.{name}: no {role} model (set it there or in guided.defaults)")
+                raise ValueError(
+                    f"config: guided.experiments.{name}: no {role} model (set it there or in guided.defaults)"
+                )
             check_reference(f"guided.experiments.{name}.{role}", "model", spec[role])
         check_reference(f"guided.experiments.{name}.dataset", "dataset", spec["dataset"])
     for name, spec in guided_comparisons().items():
         for role in ("baseline", "variant"):
             experiment = spec[role]
             if experiment not in guided_experiments() or "guided" not in guided_spec(experiment)["methods"]:
-                raise ValueError(f"config: guided.comparisons.{name}.{role}: '{experiment}' is not a guided experiment with method 'guided'")
+                raise ValueError(
+                    f"config: guided.comparisons.{name}.{role}: '{experiment}' is not a guided experiment with method 'guided'"
+                )
 
 
 check_guided()

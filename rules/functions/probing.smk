@@ -56,7 +56,9 @@ def probing_extract_inputs(wildcards):
     spec = probing_spec(wildcards.experiment)
     scales = probing_scales(wildcards.experiment)
     if wildcards.scale not in scales:
-        raise ValueError(f"results/probing/{wildcards.experiment}: '{wildcards.scale}' is not one of its scales {list(scales)}")
+        raise ValueError(
+            f"results/probing/{wildcards.experiment}: '{wildcards.scale}' is not one of its scales {list(scales)}"
+        )
     inputs = {"model": scales[wildcards.scale][1], **cache_outputs(spec["dataset"])}
     boxes = config["datasets"][spec["dataset"]].get("boxes")
     if boxes:
@@ -121,11 +123,15 @@ def check_probing():
     for name, spec in probing_experiments().items():
         check_reference(f"probing.experiments.{name}.dataset", "dataset", spec["dataset"])
         if config["datasets"][spec["dataset"]]["format"] != "swap_pairs":
-            raise ValueError(f"config: probing.experiments.{name}.dataset: '{spec['dataset']}' is not a swap_pairs dataset")
+            raise ValueError(
+                f"config: probing.experiments.{name}.dataset: '{spec['dataset']}' is not a swap_pairs dataset"
+            )
         if ("finetune" in spec) == ("scales" in spec):
             raise ValueError(f"config: probing.experiments.{name}: set exactly one of `finetune` or `scales`")
         if "finetune" in spec and spec["finetune"] not in finetune_experiments():
-            raise ValueError(f"config: probing.experiments.{name}.finetune: unknown fine-tuning experiment '{spec['finetune']}'")
+            raise ValueError(
+                f"config: probing.experiments.{name}.finetune: unknown fine-tuning experiment '{spec['finetune']}'"
+            )
         for scale, model in spec.get("scales", {}).items():
             check_reference(f"probing.experiments.{name}.scales.{scale}", "model", model)
 

@@ -1,5 +1,6 @@
 # Input functions of the report rules (rules/report.smk).
 
+
 @cache
 def summary_entries():
     """One entry per metrics source that goes into results/summary.csv, family by family."""

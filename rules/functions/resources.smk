@@ -1,5 +1,6 @@
 # Settings and input functions of the resources rules (synthetic data, tiny zoo, hybrids).
 
+
 def synthetic():
     return config.get("synthetic", {})
 

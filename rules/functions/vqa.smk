@@ -1,5 +1,6 @@
 # Settings and input functions of the VQA evaluation rules (rules/vqa.smk).
 
+
 # The config is fixed once parsed; the experiment tables are built once, not once per job (a sweep
 # of 10,000 experiments would otherwise rebuild them tens of thousands of times while planning).
 @cache
@@ -17,7 +18,9 @@ VQA_EXPERIMENT = r"[^/]+"
 def vqa_experiment(name):
     """An experiment's full settings: built-in defaults < vqa.defaults < the experiment."""
     if name not in vqa_experiments():
-        raise ValueError(f"results/vqa/{name}: no VQA experiment of that name (vqa.experiments, or a fine-tuning experiment's eval)")
+        raise ValueError(
+            f"results/vqa/{name}: no VQA experiment of that name (vqa.experiments, or a fine-tuning experiment's eval)"
+        )
     spec = merged_settings("vqa", GENERATION_DEFAULTS, vqa_experiments()[name])
     spec.setdefault("metric", dataset_metric(spec["dataset"]))
     return spec

@@ -41,7 +41,10 @@ def install(timeout: int = 900) -> None:
     left = max(60, timeout - int(time.monotonic() - started))
     subprocess.run(
         ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-        check=True, env=env, timeout=left, capture_output=True,
+        check=True,
+        env=env,
+        timeout=left,
+        capture_output=True,
     )
     print(f"[slurm] installed {' '.join(PACKAGES)} in {time.monotonic() - started:.0f} s")
 
@@ -120,8 +123,7 @@ class LocalSlurmCluster:
                     f"SlurmdLogFile={r / 'log' / 'slurmd.log'}",
                     f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                     f"RealMemory={self.memory_mb} State=UNKNOWN",
-                    f"PartitionName={self.partition} Nodes={self.host} Default=YES "
-                    "MaxTime=INFINITE State=UP",
+                    f"PartitionName={self.partition} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
                     "",
                 ]
             )
@@ -165,9 +167,13 @@ class LocalSlurmCluster:
         self._start(
             "munged",
             [
-                "munged", "--foreground", "--force",
-                f"--socket={self.munge_socket}", f"--key-file={munge / 'munge.key'}",
-                f"--pid-file={munge / 'munged.pid'}", f"--log-file={self.root / 'log' / 'munged.log'}",
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={self.munge_socket}",
+                f"--key-file={munge / 'munge.key'}",
+                f"--pid-file={munge / 'munged.pid'}",
+                f"--log-file={self.root / 'log' / 'munged.log'}",
                 f"--seed-file={munge / 'munged.seed'}",
             ],
         )
@@ -204,12 +210,14 @@ class LocalSlurmCluster:
     def stop(self) -> list[str]:
         """Cancel leftover jobs, stop the daemons by pid; returns the names of any still alive."""
         if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
-            subprocess.run(["scancel", "--full", "--partition", self.partition], env=self.env,
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                ["scancel", "--full", "--partition", self.partition], env=self.env, capture_output=True, timeout=30
+            )
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                queue = subprocess.run(["squeue", "-h", "-t", "PD,R,CG,CF"], env=self.env,
-                                       capture_output=True, text=True, timeout=20).stdout
+                queue = subprocess.run(
+                    ["squeue", "-h", "-t", "PD,R,CG,CF"], env=self.env, capture_output=True, text=True, timeout=20
+                ).stdout
                 if not queue.strip():
                     break
                 time.sleep(1)

@@ -24,13 +24,14 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "envs", "profiles"]
 
 
-
 def gpu_rules() -> list[str]:
     """Every rule whose resources ask for a GPU, and the rules derived from one by `use rule`."""
     text = "\n".join(path.read_text() for path in sorted((REPO / "rules").glob("*.smk")))
     blocks = re.split(r"^(?=rule \w+:)", text, flags=re.MULTILINE)
     rules = [re.match(r"rule (\w+):", b).group(1) for b in blocks if b.startswith("rule ") and "**GPU_RESOURCES" in b]
-    rules += [derived for base, derived in re.findall(r"^use rule (\w+) as (\w+)", text, flags=re.MULTILINE) if base in rules]
+    rules += [
+        derived for base, derived in re.findall(r"^use rule (\w+) as (\w+)", text, flags=re.MULTILINE) if base in rules
+    ]
     return rules
 
 
@@ -49,12 +50,18 @@ def cluster_overrides() -> list[str]:
     """What the GPU-less test cluster needs on top of profiles/slurm."""
     return [
         # no GPUs and ~1 node of memory: the GPU rules must not ask for --gpus or 16-32 GB
-        "--set-resources", *(f"{rule}:gpu=0" for rule in GPU_RULES), *(f"{rule}:mem_mb=2000" for rule in GPU_RULES),
-        "--default-resources", "slurm_partition=debug", "mem_mb=1000", "runtime=30", "cpus_per_task=1",
+        "--set-resources",
+        *(f"{rule}:gpu=0" for rule in GPU_RULES),
+        *(f"{rule}:mem_mb=2000" for rule in GPU_RULES),
+        "--default-resources",
+        "slurm_partition=debug",
+        "mem_mb=1000",
+        "runtime=30",
+        "cpus_per_task=1",
         "--slurm-no-account",  # no accounting database to validate an account against
-        "--slurm-init-seconds-before-status-checks", "5",
+        "--slurm-init-seconds-before-status-checks",
+        "5",
     ]
-
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -80,13 +87,14 @@ def test_profile_runs_the_reduced_workflow_on_slurm(capsys):
     root = Path(tempfile.mkdtemp(prefix="vlmflow-slurm-"))
     try:
         with LocalSlurmCluster(root / "cluster") as cluster:
-            print(f"[slurm] cluster up on {cluster.host}: {cluster.cpus} CPUs, {cluster.memory_mb} MB, "
-                  f"SLURM_CONF={cluster.conf}")
+            print(
+                f"[slurm] cluster up on {cluster.host}: {cluster.cpus} CPUs, {cluster.memory_mb} MB, "
+                f"SLURM_CONF={cluster.conf}"
+            )
             workdir = copy_workflow(root / "flow")
             command = [SNAKEMAKE, "--profile", "profiles/slurm", TARGET, *cluster_overrides()]
             print("[slurm] running:", " ".join(command))
-            run = subprocess.run(command, cwd=workdir, env=cluster.env, capture_output=True, text=True,
-                                 timeout=1800)
+            run = subprocess.run(command, cwd=workdir, env=cluster.env, capture_output=True, text=True, timeout=1800)
             output = run.stdout + run.stderr
             assert run.returncode == 0, output[-8000:] + "\n" + cluster.log_tail("slurmctld")
 
@@ -108,8 +116,13 @@ def test_profile_runs_the_reduced_workflow_on_slurm(capsys):
             assert done, output[-3000:]
             assert len(slurm_ids) + local == int(done[-1][1]), (len(slurm_ids), local, done[-1])
             # the controller saw them all and they all completed
-            states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], env=cluster.env,
-                                    capture_output=True, text=True, timeout=30).stdout
+            states = subprocess.run(
+                ["squeue", "-h", "-t", "all", "-o", "%i %T"],
+                env=cluster.env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
             seen = dict(line.split() for line in states.splitlines() if line.strip())
             assert all(seen.get(i) == "COMPLETED" for i in slurm_ids), seen
     finally:

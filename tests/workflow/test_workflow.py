@@ -23,9 +23,7 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=1800
-    )
+    return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=1800)
 
 
 def copy_workflow(dest: Path, config: dict) -> Path:
@@ -81,7 +79,13 @@ def test_summary_has_an_accuracy_row_per_experiment(finished_run):
 def test_per_type_tables_and_ablation(finished_run):
     kvasir = json.loads((finished_run / "results/vqa/guide_kvasir_constrained/metrics.json").read_text())
     assert kvasir["typed"]["n"] == 8 and set(kvasir["typed"]["per_type"]) <= {
-        "yes_no", "color", "count_numeric", "size_numeric", "location", "single_choice", "multi_choice"
+        "yes_no",
+        "color",
+        "count_numeric",
+        "size_numeric",
+        "location",
+        "single_choice",
+        "multi_choice",
     }
     cache = [json.loads(line) for line in (finished_run / "results/cache/kvasir_val.jsonl").read_text().splitlines()]
     closed = [r for r in cache if r["candidates"]]
@@ -162,8 +166,14 @@ def test_probing_family(finished_run):
     assert summary.filter(pl.col("scale") == "step-2")["model"].unique().to_list() == ["tiny_sft/step-2"]
     alignment = json.loads((root / "json" / "cross_alignment_step-4_all.json").read_text())
     assert set(alignment) == {"L0", "L1"} and 0 < alignment["L1"]["p_value"] <= 1
-    for figure in ("plots/ablation.png", "plots/sign_corrected_consistency.png", "plots/cross_alignment.png",
-                   "plots/accuracy/accuracy_bars.png", "plots/pca/pca_vanilla.png", "plots/pca_3d/pca_step-4.png"):
+    for figure in (
+        "plots/ablation.png",
+        "plots/sign_corrected_consistency.png",
+        "plots/cross_alignment.png",
+        "plots/accuracy/accuracy_bars.png",
+        "plots/pca/pca_vanilla.png",
+        "plots/pca_3d/pca_step-4.png",
+    ):
         assert (root / figure).stat().st_size > 0, figure
     rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "probing")
     assert set(rows["experiment"]) == {f"tiny_probe.{scale}" for scale in scales}
@@ -175,14 +185,26 @@ def test_foveated_family(finished_run):
     winner = json.loads((root / "sweeps" / "freeze" / "decision.json").read_text())["winner"]
     skipped, kept = ("lr", "LR3") if winner == "F1" else ("lr_alt", "LR2")
     dropped = {"lr": "LR2", "lr_alt": "LR3"}[skipped]
-    assert (root / "sweeps" / skipped / "table.md").read_text().startswith(f"Skipped: sweep {skipped} skipped: {winner} won")
+    assert (
+        (root / "sweeps" / skipped / "table.md")
+        .read_text()
+        .startswith(f"Skipped: sweep {skipped} skipped: {winner} won")
+    )
     assert not (root / dropped).exists() and (root / kept / "eval.json").is_file()
     f3 = json.loads((root / "F3" / "eval.json").read_text())
-    assert list(f3["modes"]) == ["coarse_only", "coarse_fine", "autoregressive", "blank_frames"] and f3["visual_tokens_per_frame"] == 1
+    assert (
+        list(f3["modes"]) == ["coarse_only", "coarse_fine", "autoregressive", "blank_frames"]
+        and f3["visual_tokens_per_frame"] == 1
+    )
     b1 = json.loads((root / "B1" / "eval.json").read_text())
     assert list(b1["modes"]) == ["multi_token", "blank_frames"] and b1["visual_tokens_per_frame"] == 4
     assert [json.loads(line)["step"] for line in (root / "F3" / "evals.jsonl").read_text().splitlines()] == [0, 1, 2]
-    assert sorted(p.name for p in (root / "F3" / "attention").glob("*.npz")) == ["frames.npz", "step-0.npz", "step-1.npz", "step-2.npz"]
+    assert sorted(p.name for p in (root / "F3" / "attention").glob("*.npz")) == [
+        "frames.npz",
+        "step-0.npz",
+        "step-1.npz",
+        "step-2.npz",
+    ]
     for figure in ("loss_ratio", "attention_entropy", "token_frontier", "three_modes", "attention_heatmaps"):
         assert (root / "plots" / f"{figure}.png").stat().st_size > 0, figure
     assert (root / "sweeps" / "freeze" / "curves.png").stat().st_size > 0
@@ -229,11 +251,16 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
             ("baseline_decode", "experiment=tiny_guided, method=fastv"),
             ("baseline_decode", "experiment=tiny_guided, method=random"),
             ("guided_decode", "experiment=tiny_guided_cot, method=guided"),
-            *[("evaluate_pruned", f"experiment=tiny_guided, method={method}, answers={answers}")
-              for method in ("guided", "fastv", "random") for answers in ("keep-1", "keep-0.5")],
+            *[
+                ("evaluate_pruned", f"experiment=tiny_guided, method={method}, answers={answers}")
+                for method in ("guided", "fastv", "random")
+                for answers in ("keep-1", "keep-0.5")
+            ],
             ("evaluate_pruned", "experiment=tiny_guided, method=guided, answers=guide"),
-            *[("evaluate_pruned", f"experiment=tiny_guided_cot, method=guided, answers={answers}")
-              for answers in ("keep-1", "keep-0.5", "guide")],
+            *[
+                ("evaluate_pruned", f"experiment=tiny_guided_cot, method=guided, answers={answers}")
+                for answers in ("keep-1", "keep-0.5", "guide")
+            ],
             ("compare_attention", "comparison=tiny_cot_attention"),
         ]
     )
@@ -255,7 +282,9 @@ def test_config_errors_name_the_key(tmp_path):
     config["probing"]["experiments"]["tiny_probe"]["finetune"] = "tiny_sfft"
     run = snakemake(copy_workflow(tmp_path / "probe", config), "-n")
     assert run.returncode != 0
-    assert "probing.experiments.tiny_probe.finetune: unknown fine-tuning experiment 'tiny_sfft'" in run.stdout + run.stderr
+    assert (
+        "probing.experiments.tiny_probe.finetune: unknown fine-tuning experiment 'tiny_sfft'" in run.stdout + run.stderr
+    )
 
 
 def test_lint_is_clean():
@@ -288,16 +317,40 @@ def test_report_renders_every_family(finished_run):
     if chromium is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium): report not rendered")
     dom = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
-         "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=300,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     ).stdout
-    body = dom[dom.index("<body"):]
-    for category in ("Fine-tuning", "VQA evaluation", "Answer modes and decoding", "Guided token pruning",
-                     "Hidden-state probing", "Foveated VLM", "Summary"):
+    body = dom[dom.index("<body") :]
+    for category in (
+        "Fine-tuning",
+        "VQA evaluation",
+        "Answer modes and decoding",
+        "Guided token pruning",
+        "Hidden-state probing",
+        "Foveated VLM",
+        "Summary",
+    ):
         assert f">{category}<" in body, category  # rendered as a navigation entry
-    for figure in ("loss.png", "per_type.csv", "kvasir_decoding.csv", "accuracy_vs_retention.png", "ablation.png",
-                   "token_frontier.png", "curves.png", "summary.csv"):
+    for figure in (
+        "loss.png",
+        "per_type.csv",
+        "kvasir_decoding.csv",
+        "accuracy_vs_retention.png",
+        "ablation.png",
+        "token_frontier.png",
+        "curves.png",
+        "summary.csv",
+    ):
         assert figure in dom, figure
 
 
@@ -307,8 +360,16 @@ def test_conditioning_family(finished_run):
         metadata = json.loads((root / experiment / "metadata.json").read_text())
         assert [r["name"] for r in metadata["results"]] == list(outputs["outputs"])
         for entry in metadata["results"]:
-            for key in ("vl_shape", "vl_std", "token_selection", "normalization_mode", "blended_std",
-                        "generation_time", "alpha", "hidden_layer"):
+            for key in (
+                "vl_shape",
+                "vl_std",
+                "token_selection",
+                "normalization_mode",
+                "blended_std",
+                "generation_time",
+                "alpha",
+                "hidden_layer",
+            ):
                 assert key in entry, (experiment, entry["name"], key)
             assert json.loads((root / experiment / f"{entry['name']}.json").read_text())["name"] == entry["name"]
             assert (root / experiment / entry["image"]).stat().st_size > 0
@@ -316,8 +377,12 @@ def test_conditioning_family(finished_run):
     first = {r["name"]: r for r in json.loads((root / "vl_only_vs_qwen3" / "metadata.json").read_text())["results"]}
     assert first["pure_qwen3_4b"]["pixel_distance_to_reference"] == 0.0 and first["pure_qwen3_4b"]["vl_shape"] is None
     # global normalisation matches the reference encoder's std on the prompt
-    assert first["pure_vl_text_tokens"]["vl_std"] == pytest.approx(first["pure_vl_text_tokens"]["reference_std"], rel=1e-3)
-    double = {r["name"]: r for r in json.loads((root / "vl_double_conditioning" / "metadata.json").read_text())["results"]}
+    assert first["pure_vl_text_tokens"]["vl_std"] == pytest.approx(
+        first["pure_vl_text_tokens"]["reference_std"], rel=1e-3
+    )
+    double = {
+        r["name"]: r for r in json.loads((root / "vl_double_conditioning" / "metadata.json").read_text())["results"]
+    }
     assert double["single_image_tokens"]["vl_shape"] == [4, 32]  # 64 px: 4x4 patches merged 2x2
     assert double["dual_30_image_70_text"]["spec"]["mix_with"]["hidden_layer"] == -1
     layers = pl.read_csv(root / "dimensions" / "layers.csv")
@@ -325,5 +390,7 @@ def test_conditioning_family(finished_run):
     assert pl.read_csv(root / "dimensions" / "outliers.csv").height == 4 * 3 * 3
     assert (root / "dimensions" / "dimensions.png").stat().st_size > 0
     rows = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "conditioning")
-    assert "pure_vl_text_tokens/cosine_to_reference" in set(rows.filter(pl.col("experiment") == "conditioning.vl_only_vs_qwen3")["metric"])
+    assert "pure_vl_text_tokens/cosine_to_reference" in set(
+        rows.filter(pl.col("experiment") == "conditioning.vl_only_vs_qwen3")["metric"]
+    )
     assert "std_correlation/token_type=text_only/layer=-2" in set(rows["metric"])

@@ -27,9 +27,7 @@ def hidden_layer(hidden_states: tuple[torch.Tensor, ...], layer: int) -> torch.T
     the valid range instead of an IndexError."""
     n = len(hidden_states)
     if not -n <= layer < n:
-        raise ValueError(
-            f"hidden layer {layer} out of range: this model has {n} hidden states ({-n}..{n - 1})"
-        )
+        raise ValueError(f"hidden layer {layer} out of range: this model has {n} hidden states ({-n}..{n - 1})")
     return hidden_states[layer]
 
 
@@ -48,9 +46,7 @@ def reference_hidden_states(
         add_generation_prompt=True,
         enable_thinking=True,
     )
-    inputs = tokenizer(
-        text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-    )
+    inputs = tokenizer(text, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     inputs = inputs.to(text_encoder.device)
     mask = inputs.attention_mask.bool()
     out = text_encoder(input_ids=inputs.input_ids, attention_mask=mask, output_hidden_states=True)
@@ -73,11 +69,7 @@ def select_tokens(hidden: torch.Tensor, token_types: torch.Tensor, selection: st
         raise ValueError(f"token selection must be one of {TOKEN_SELECTIONS}, got {selection!r}")
     if selection == "full":
         return hidden
-    keep = (
-        token_types == IMAGE_TOKEN_TYPE
-        if selection == "image_only"
-        else token_types != IMAGE_TOKEN_TYPE
-    )
+    keep = token_types == IMAGE_TOKEN_TYPE if selection == "image_only" else token_types != IMAGE_TOKEN_TYPE
     if not keep.any():
         raise ValueError(f"token selection {selection!r} keeps no tokens of this prompt")
     return hidden[keep]

@@ -31,9 +31,7 @@ from vlmflow.core.io import atomic_write, read_json, write_json
 from vlmflow.core.models import load_vlm, pick_device
 from vlmflow.core.settings import ImageSettings
 
-REFERENCE_IMAGE = (
-    "reference.png"  # the reference encoder's image of the prompt, every experiment's baseline
-)
+REFERENCE_IMAGE = "reference.png"  # the reference encoder's image of the prompt, every experiment's baseline
 
 
 def load_pipeline(path: str | Path, device: str = "auto") -> ZImagePipeline:
@@ -45,13 +43,9 @@ def load_pipeline(path: str | Path, device: str = "auto") -> ZImagePipeline:
             "to a local folder such as a downloaded Tongyi-MAI/Z-Image-Turbo"
         )
     torch_device, dtype = pick_device(device)
-    pipeline = DiffusionPipeline.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, local_files_only=True
-    )
+    pipeline = DiffusionPipeline.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
     if not isinstance(pipeline, ZImagePipeline):
-        raise TypeError(
-            f"{path}: a {type(pipeline).__name__}; the VL-conditioning study drives a ZImagePipeline"
-        )
+        raise TypeError(f"{path}: a {type(pipeline).__name__}; the VL-conditioning study drives a ZImagePipeline")
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(torch_device)
 
@@ -93,9 +87,7 @@ def generate(
     start = time.perf_counter()
     image = pipeline(
         prompt_embeds=[embeds.to(pipeline.device, dtype)],
-        negative_prompt_embeds=[negative.to(pipeline.device, dtype)]
-        if negative is not None
-        else None,
+        negative_prompt_embeds=[negative.to(pipeline.device, dtype)] if negative is not None else None,
         height=settings.height,
         width=settings.width,
         num_inference_steps=settings.steps,
@@ -134,9 +126,7 @@ def image_metadata(
     }
 
 
-def resume_key(
-    pipeline_path: str | Path, vlm_path: str | Path, image_path: str | Path | None
-) -> dict[str, Any]:
+def resume_key(pipeline_path: str | Path, vlm_path: str | Path, image_path: str | Path | None) -> dict[str, Any]:
     """What a kept image must share with this run besides prompt, recipe and sampling: the two
     model folders (path and when their index was written, so a rebuilt model counts as another)
     and the reference image's bytes."""
@@ -152,9 +142,7 @@ def resume_key(
     }
 
 
-def _negative(
-    encoders: Encoders, spec: ConditioningSpec, settings: ImageSettings
-) -> torch.Tensor | None:
+def _negative(encoders: Encoders, spec: ConditioningSpec, settings: ImageSettings) -> torch.Tensor | None:
     """The reference encoder's embeddings of the negative prompt, under CFG only."""
     if settings.guidance_scale <= 0:
         return None
@@ -178,9 +166,7 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     reference_spec = ConditioningSpec(alpha=0.0)
     reference_embeds = condition(encoders, prompt, reference_spec)[0]
-    reference_image, _ = generate(
-        pipeline, reference_embeds, _negative(encoders, reference_spec, settings), settings
-    )
+    reference_image, _ = generate(pipeline, reference_embeds, _negative(encoders, reference_spec, settings), settings)
     _save_png(reference_image, out_dir / REFERENCE_IMAGE)
     results = []
     for name, spec in tqdm(outputs.items(), desc="images", unit="image"):

@@ -27,7 +27,9 @@ def _caption(entry: dict[str, Any]) -> str:
     if entry["alpha"] == 0:
         made = "reference encoder"
     else:
-        made = f"α={entry['alpha']:g} L{entry['hidden_layer']} {entry['token_selection']}\n{entry['normalization_mode']}"
+        made = (
+            f"α={entry['alpha']:g} L{entry['hidden_layer']} {entry['token_selection']}\n{entry['normalization_mode']}"
+        )
     return f"{made}\nstd {entry['blended_std']:.3g}  cos {entry['cosine_to_reference']:.2f}\nΔpx {entry['pixel_distance_to_reference']:.3f}"
 
 
@@ -36,9 +38,7 @@ def _pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGB"), np.float32) / 255
 
 
-def comparison_grid(
-    metadata: dict[str, Any], image_dir: str | Path, output: str | Path, title: str
-) -> None:
+def comparison_grid(metadata: dict[str, Any], image_dir: str | Path, output: str | Path, title: str) -> None:
     """Every image of an experiment (rows of five), named and captioned with its recipe, its
     std, its cosine to the reference embeddings and its pixel distance to the reference encoder's
     image; under each, where it differs from that image (|Δ| averaged over RGB, one colour scale
@@ -84,9 +84,7 @@ def comparison_grid(
     save_figure(fig, output)
 
 
-def plot_dimensions(
-    layers: pl.DataFrame, outliers: pl.DataFrame, output: str | Path, title: str
-) -> None:
+def plot_dimensions(layers: pl.DataFrame, outliers: pl.DataFrame, output: str | Path, title: str) -> None:
     """Per layer and token type: the per-dimension std correlation with the reference encoder,
     the global std against the reference's, and the largest outlier ratio (its dimension named)."""
     sns.set_theme(style="whitegrid", context="paper")

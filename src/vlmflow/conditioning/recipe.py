@@ -55,9 +55,7 @@ class VLSource:
 
     def __post_init__(self) -> None:
         if self.token_selection not in TOKEN_SELECTIONS:
-            raise ValueError(
-                f"token_selection must be one of {TOKEN_SELECTIONS}, got {self.token_selection!r}"
-            )
+            raise ValueError(f"token_selection must be one of {TOKEN_SELECTIONS}, got {self.token_selection!r}")
 
     def text(self, prompt: str) -> str:
         return self.vl_text.replace("{prompt}", prompt)
@@ -79,9 +77,7 @@ class ConditioningSpec:
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALISATIONS:
-            raise ValueError(
-                f"normalization must be one of {NORMALISATIONS}, got {self.normalization!r}"
-            )
+            raise ValueError(f"normalization must be one of {NORMALISATIONS}, got {self.normalization!r}")
         if self.outliers not in OUTLIER_HANDLING:
             raise ValueError(f"outliers must be one of {OUTLIER_HANDLING}, got {self.outliers!r}")
         for name in ("alpha", "mix_weight"):
@@ -140,9 +136,7 @@ def _prepared(hidden: torch.Tensor, spec: ConditioningSpec, target: float) -> to
     return normalise(hidden, spec.normalization, target)
 
 
-def condition(
-    encoders: Encoders, prompt: str, spec: ConditioningSpec
-) -> tuple[torch.Tensor, dict[str, Any]]:
+def condition(encoders: Encoders, prompt: str, spec: ConditioningSpec) -> tuple[torch.Tensor, dict[str, Any]]:
     """The embeddings of `prompt` under `spec` and their statistics (the seed's metadata fields
     plus the outlier count, the per-dimension std correlation with the reference and the cosine
     to it, token by token over the aligned positions)."""
@@ -170,9 +164,7 @@ def condition(
             "max_outlier_ratio": float(ratios.max()),
         }
     length = min(len(embeds), len(reference))
-    cosine = torch.nn.functional.cosine_similarity(
-        embeds[:length], reference[:length], dim=-1
-    ).mean()
+    cosine = torch.nn.functional.cosine_similarity(embeds[:length], reference[:length], dim=-1).mean()
     stats |= {
         "blended_shape": list(embeds.shape),
         "blended_std": global_std(embeds),

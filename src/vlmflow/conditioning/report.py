@@ -19,9 +19,7 @@ IMAGE_METRICS = (
 FAMILY = "conditioning"
 
 
-def image_rows(
-    experiment: str, model: str, metadata: dict[str, Any], source: str
-) -> list[dict[str, Any]]:
+def image_rows(experiment: str, model: str, metadata: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """One row per image and metric (`<image>/<metric>`), n the conditioning's token count."""
     return [
         {

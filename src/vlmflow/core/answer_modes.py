@@ -23,13 +23,10 @@ COT_PROMPT = (
     'last line that starts with "Answer:".'
 )
 EXPLICIT_COT_PROMPT = (
-    "{question}\nReply in exactly this format:\nReasoning: <one or two sentences>\n"
-    "Answer: <a single word or phrase>"
+    "{question}\nReply in exactly this format:\nReasoning: <one or two sentences>\nAnswer: <a single word or phrase>"
 )
 RATIONALE_PROMPT = "{question}\nDescribe briefly what in the image answers the question."
-WITH_RATIONALE_PROMPT = (
-    "{question}\nNotes: {rationale}\nAnswer the question using a single word or phrase."
-)
+WITH_RATIONALE_PROMPT = "{question}\nNotes: {rationale}\nAnswer the question using a single word or phrase."
 SHORT_ANSWER_WORDS = 5  # a "normal" answer longer than this did not follow the instruction
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", flags=re.IGNORECASE | re.DOTALL)

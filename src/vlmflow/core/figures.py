@@ -17,5 +17,3 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-
-

@@ -46,9 +46,7 @@ def available_devices() -> list[str]:
 
 def default_lock_dir() -> Path:
     """Where lock files live unless `lock_dir` is given: `VLMFLOW_GPU_LOCK_DIR`, else per user."""
-    base = os.environ.get("VLMFLOW_GPU_LOCK_DIR") or Path(
-        tempfile.gettempdir(), f"vlmflow-gpu-locks-{os.getuid()}"
-    )
+    base = os.environ.get("VLMFLOW_GPU_LOCK_DIR") or Path(tempfile.gettempdir(), f"vlmflow-gpu-locks-{os.getuid()}")
     return Path(base)
 
 
@@ -128,8 +126,7 @@ def gpu_slot(
         if time.monotonic() >= deadline:
             holders = ", ".join(f"{d} ({_holder(_lock_path(locks, d))})" for d in busy)
             raise TimeoutError(
-                f"gpu_slot: no {count} free GPU(s) of {devices} after {timeout:g}s; "
-                f"busy: {holders}; lock dir {locks}"
+                f"gpu_slot: no {count} free GPU(s) of {devices} after {timeout:g}s; busy: {holders}; lock dir {locks}"
             )
         time.sleep(poll)
 

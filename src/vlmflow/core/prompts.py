@@ -64,7 +64,9 @@ def encode_batch(
 
 
 @torch.inference_mode()
-def generate_encoded(model: PreTrainedModel, processor: ProcessorMixin, inputs: BatchFeature, max_new_tokens: int) -> list[str]:
+def generate_encoded(
+    model: PreTrainedModel, processor: ProcessorMixin, inputs: BatchFeature, max_new_tokens: int
+) -> list[str]:
     """Greedy generation for an encoded batch; returns the decoded new text per row."""
     output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)

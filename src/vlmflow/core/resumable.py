@@ -21,7 +21,9 @@ from vlmflow.core.io import write_json, write_jsonl
 
 
 class ResumableJsonl:
-    def __init__(self, output: str | Path, fingerprint: dict[str, Any], unit: int = 1, total: int | None = None) -> None:
+    def __init__(
+        self, output: str | Path, fingerprint: dict[str, Any], unit: int = 1, total: int | None = None
+    ) -> None:
         self.output = Path(output)
         self.unit = unit
         self.total = total

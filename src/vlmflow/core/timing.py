@@ -26,7 +26,9 @@ def timed_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     inner = getattr(model, "model", None)
     modules = [model, *([inner] if isinstance(inner, torch.nn.Module) else []), *decoder_layers(model)[1]]
     inner = inner if isinstance(inner, torch.nn.Module) else model
-    modules += [getattr(inner, name) for name in VISION_TOWERS if isinstance(getattr(inner, name, None), torch.nn.Module)]
+    modules += [
+        getattr(inner, name) for name in VISION_TOWERS if isinstance(getattr(inner, name, None), torch.nn.Module)
+    ]
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return modules + ([head] if head is not None else [])
 
@@ -63,7 +65,9 @@ class ForwardClock:
     def __enter__(self) -> ForwardClock:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         for handle in self._handles:
             handle.remove()
 

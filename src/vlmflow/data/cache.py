@@ -29,9 +29,7 @@ Reader = Callable[..., list[Record]]
 
 
 def _vqav2(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
-    return read_vqav2(
-        Path(spec["questions"]), Path(spec["annotations"]), Path(spec["images"]), dataset, **images
-    )
+    return read_vqav2(Path(spec["questions"]), Path(spec["annotations"]), Path(spec["images"]), dataset, **images)
 
 
 def _textvqa(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
@@ -66,13 +64,8 @@ def read_dataset(
 ) -> list[Record]:
     fmt = spec.get("format")
     if fmt not in FORMAT_READERS:
-        raise ValueError(
-            f"dataset '{name}': unknown format {fmt!r} "
-            f"(expected one of {', '.join(FORMAT_READERS)})"
-        )
-    return FORMAT_READERS[fmt](
-        spec, dataset=name, images_out_dir=images_out_dir, check_images=check_images, only=only
-    )
+        raise ValueError(f"dataset '{name}': unknown format {fmt!r} (expected one of {', '.join(FORMAT_READERS)})")
+    return FORMAT_READERS[fmt](spec, dataset=name, images_out_dir=images_out_dir, check_images=check_images, only=only)
 
 
 def cache_dataset(
@@ -126,16 +119,11 @@ def _check_case_ids(
     if match is not None:
         other, hits = match
         which = "they" if hits == len(missing) else f"{hits} of them"
-        problem += (
-            f"; {which} match dataset '{other}' — is this a {other_specs[other]['format']} "
-            "case list?"
-        )
+        problem += f"; {which} match dataset '{other}' — is this a {other_specs[other]['format']} case list?"
     raise InputError(path, problem, field="question_id")
 
 
-def _best_match(
-    missing: set[str], name: str, other_specs: dict[str, Spec]
-) -> tuple[str, int] | None:
+def _best_match(missing: set[str], name: str, other_specs: dict[str, Spec]) -> tuple[str, int] | None:
     """The other dataset holding most of the missing ids; unreadable ones are skipped, since
     this only improves an error message."""
     best = None

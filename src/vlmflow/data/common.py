@@ -29,9 +29,7 @@ def load_json(path: Path) -> Any:
     except UnicodeDecodeError as err:
         raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
     except json.JSONDecodeError as err:
-        raise InputError(
-            path, f"malformed JSON ({err.msg})", record=f"line {err.lineno}, column {err.colno}"
-        ) from err
+        raise InputError(path, f"malformed JSON ({err.msg})", record=f"line {err.lineno}, column {err.colno}") from err
 
 
 def require(obj: Any, key: str, kind: type, path: Path, record: str) -> Any:
@@ -75,9 +73,7 @@ def check_unique(ids: list[str], path: Path, where: list[str], field: str = "que
 def verify_image_file(image: Path, question_id: str) -> None:
     """The image a record points to must exist and decode; the error names both."""
     if not image.is_file():
-        raise InputError(
-            image, "image file not found", record=f"question_id {question_id}", field="image"
-        )
+        raise InputError(image, "image file not found", record=f"question_id {question_id}", field="image")
     try:
         with Image.open(image) as im:
             im.verify()

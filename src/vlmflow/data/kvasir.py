@@ -40,9 +40,7 @@ def _open(path: Path) -> pq.ParquetFile:
     kind = parquet.schema_arrow.field("image").type
     is_struct = pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0
     if not (is_struct or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
-        raise InputError(
-            path, f"expected struct{{bytes, path}} or binary, got {kind}", field="image"
-        )
+        raise InputError(path, f"expected struct{{bytes, path}} or binary, got {kind}", field="image")
     return parquet
 
 

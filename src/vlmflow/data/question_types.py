@@ -142,9 +142,7 @@ def answer_vocabulary(
     return {key: sorted(forms.values()) for key, forms in seen.items() if forms}
 
 
-def candidates_for(
-    qtype: str, question: str, vocabulary: dict[str, list[str]]
-) -> list[str] | None:
+def candidates_for(qtype: str, question: str, vocabulary: dict[str, list[str]]) -> list[str] | None:
     """The answer options for a question, or None for numeric and open-ended ones.
 
     yes_no: "yes", "no", then any other answer seen for that same fixed question. single_choice:
@@ -161,9 +159,7 @@ def candidates_for(
     return None
 
 
-def enrich(
-    records: Sequence[Record], vocabulary_records: Sequence[Record] | None = None
-) -> list[Record]:
+def enrich(records: Sequence[Record], vocabulary_records: Sequence[Record] | None = None) -> list[Record]:
     """Copies of `records` with candidates filled where missing and source["inferred_type"] set.
 
     Existing candidates (swap pairs carry theirs) are kept as they are. Options are drawn from

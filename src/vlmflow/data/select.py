@@ -43,9 +43,7 @@ def load_case_ids(path: Path) -> list[str]:
 
 def _json_ids(path: Path, obj: object) -> list[str]:
     if not isinstance(obj, list):
-        raise InputError(
-            path, f"expected a list of ids, got {type(obj).__name__}", record="top level"
-        )
+        raise InputError(path, f"expected a list of ids, got {type(obj).__name__}", record="top level")
     ids = []
     for i, item in enumerate(obj):
         value = item.get("question_id") if isinstance(item, dict) else item

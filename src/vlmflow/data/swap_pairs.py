@@ -98,9 +98,7 @@ def read_swap_pairs(
         try:
             index = int(row["index"])
         except ValueError as err:
-            raise InputError(
-                tsv_path, f"expected an integer, got {row['index']!r}", record=rec, field="index"
-            ) from err
+            raise InputError(tsv_path, f"expected an integer, got {row['index']!r}", record=rec, field="index") from err
         category, group = row["category"].strip(), row["group"].strip()
         if category not in GROUP_OF:
             raise InputError(
@@ -112,8 +110,7 @@ def read_swap_pairs(
         if group != GROUP_OF[category]:
             raise InputError(
                 tsv_path,
-                f"group {group!r} does not match category {category!r} "
-                f"(expected {GROUP_OF[category]!r})",
+                f"group {group!r} does not match category {category!r} (expected {GROUP_OF[category]!r})",
                 record=rec,
                 field="group",
             )
@@ -123,9 +120,7 @@ def read_swap_pairs(
         try:
             data = base64.b64decode(row["image_base64"], validate=True)
         except (binascii.Error, ValueError) as err:
-            raise InputError(
-                tsv_path, f"undecodable base64 ({err})", record=rec, field="image_base64"
-            ) from err
+            raise InputError(tsv_path, f"undecodable base64 ({err})", record=rec, field="image_base64") from err
         selected = only is None or f"{qid}_orig" in only or f"{qid}_swap" in only
         if check_images and selected:
             verify_image_bytes(data, tsv_path, rec, "image_base64")

@@ -77,9 +77,7 @@ def _atom_match(prediction: str, answer: str, abs_tol: float, rel_tol: float) ->
     return low < high or (low == high and (p_low == p_high or a_low == a_high))
 
 
-def numeric_match(
-    prediction: str, answer: str, *, abs_tol: float = 0.0, rel_tol: float = 0.0
-) -> float:
+def numeric_match(prediction: str, answer: str, *, abs_tol: float = 0.0, rel_tol: float = 0.0) -> float:
     """1.0 if the two values, each widened by the tolerance, overlap, else 0.0.
 
     A point inside a range matches it ("15mm" vs "11-20mm"). Sides without a number are
@@ -115,15 +113,12 @@ def set_f1(prediction: str, answer: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def score(
-    qtype: str, prediction: str, answers: Sequence[str], tolerance: Tolerance = Tolerance()
-) -> dict[str, float]:
+def score(qtype: str, prediction: str, answers: Sequence[str], tolerance: Tolerance = Tolerance()) -> dict[str, float]:
     """One item's scores: `exact`, the type's primary score `correct`, and `f1` (multi_choice)."""
     scores = {"exact": exact_match(prediction, answers)}
     if qtype in NUMERIC_TYPES:
         scores["correct"] = max(
-            numeric_match(prediction, a, abs_tol=tolerance.abs_tol, rel_tol=tolerance.rel_tol)
-            for a in answers
+            numeric_match(prediction, a, abs_tol=tolerance.abs_tol, rel_tol=tolerance.rel_tol) for a in answers
         )
     elif qtype == "multi_choice":
         scores["correct"] = max(set_match(prediction, a) for a in answers)
@@ -143,9 +138,7 @@ def _type_order(qtype: str) -> tuple[int, str]:
     return (known, qtype)
 
 
-def typed_report(
-    items: Iterable[Mapping[str, Any]], tolerance: Tolerance = Tolerance()
-) -> dict[str, Any]:
+def typed_report(items: Iterable[Mapping[str, Any]], tolerance: Tolerance = Tolerance()) -> dict[str, Any]:
     """Micro, macro and per-type accuracy over items with prediction, answers and qtype.
 
     micro is the mean `correct` over items; macro the mean over types of each type's accuracy,

@@ -54,9 +54,7 @@ def read_vqav2(
             require(a, key, str, annotations_path, rec)
         require(a, "image_id", int, annotations_path, rec)
         answers = require(a, "answers", list, annotations_path, rec)
-        if not answers or not all(
-            isinstance(x, dict) and isinstance(x.get("answer"), str) for x in answers
-        ):
+        if not answers or not all(isinstance(x, dict) and isinstance(x.get("answer"), str) for x in answers):
             raise InputError(
                 annotations_path,
                 "expected a non-empty list of objects with a string 'answer'",
@@ -90,8 +88,7 @@ def read_vqav2(
         if a["image_id"] != q["image_id"]:
             raise InputError(
                 annotations_path,
-                f"image_id {a['image_id']} differs from the question's "
-                f"{q['image_id']} in {questions_path}",
+                f"image_id {a['image_id']} differs from the question's {q['image_id']} in {questions_path}",
                 record=f"question_id {qid}",
                 field="image_id",
             )

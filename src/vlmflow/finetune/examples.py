@@ -64,7 +64,9 @@ def collate(
     return dict(batch)
 
 
-def label_report(processor: ProcessorMixin, batch: dict[str, torch.Tensor], question_ids: Sequence[str]) -> list[dict[str, Any]]:
+def label_report(
+    processor: ProcessorMixin, batch: dict[str, torch.Tensor], question_ids: Sequence[str]
+) -> list[dict[str, Any]]:
     """Per sample: the supervised positions, their decoded text and the share of masked tokens."""
     rows = []
     for row, qid in enumerate(question_ids):

@@ -176,9 +176,10 @@ class Trainer:
         """Train from the current step to `until`, appending to the log and checkpointing."""
         truncate_log(log_path, self.step)
         rows = []
-        with open(log_path, "a", encoding="utf-8") as log, tqdm(
-            total=until, initial=self.step, desc="train", unit="step"
-        ) as bar:
+        with (
+            open(log_path, "a", encoding="utf-8") as log,
+            tqdm(total=until, initial=self.step, desc="train", unit="step") as bar,
+        ):
             while self.step < until:
                 row = self.train_step()
                 rows.append(row)
@@ -204,10 +205,14 @@ class Trainer:
                 model = model.merge_and_unload()
             model.save_pretrained(tmp)
             self.processor.save_pretrained(tmp)
-            write_json(tmp / "vlmflow_train.json", {"base_model": str(base_path), "step": self.step, **asdict(self.settings)})
+            write_json(
+                tmp / "vlmflow_train.json", {"base_model": str(base_path), "step": self.step, **asdict(self.settings)}
+            )
 
 
-def train_fingerprint(base_path: str | Path, data_digest: str, settings: TrainSettings, generation: GenerationSettings) -> dict[str, Any]:
+def train_fingerprint(
+    base_path: str | Path, data_digest: str, settings: TrainSettings, generation: GenerationSettings
+) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one for its state to be reusable.
 
     The effective batch counts, not its split into micro-batches: a job retried after running out
@@ -227,7 +232,9 @@ class SanityCheckFailed(RuntimeError):
     """The model could not overfit a handful of samples: training would waste the GPU hours."""
 
 
-def load_for_training(base_path: str | Path, settings: TrainSettings, device: str) -> tuple[PreTrainedModel, ProcessorMixin]:
+def load_for_training(
+    base_path: str | Path, settings: TrainSettings, device: str
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """LoRA trains on a bf16 base on GPU; a full fine-tune keeps fp32 master weights (bf16 autocast)."""
     model, processor = load_vlm(base_path, device=device)
     if settings.mode == "full":
@@ -250,15 +257,24 @@ def sanity_overfit(
     """Train a fresh copy on the first `samples` records; fail unless the loss drops below
     `threshold` within `steps` steps (wrong labels or a broken prompt show up here, in minutes)."""
     subset = list(records[:samples])
-    gate = TrainSettings(**{**asdict(settings), "steps": steps, "warmup_steps": min(settings.warmup_steps, steps // 10)})
+    gate = TrainSettings(
+        **{**asdict(settings), "steps": steps, "warmup_steps": min(settings.warmup_steps, steps // 10)}
+    )
     model, processor = load_for_training(base_path, gate, device)
     trainer = Trainer(model, processor, subset, gate, generation, fingerprint={})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     rows = trainer.run(steps, log_path)
     passed, best = loss_reached(rows, threshold)
-    report = {"passed": passed, "samples": len(subset), "steps": steps, "threshold": threshold,
-              "first_loss": rows[0]["loss"], "best_loss": best, "final_loss": rows[-1]["loss"]}
+    report = {
+        "passed": passed,
+        "samples": len(subset),
+        "steps": steps,
+        "threshold": threshold,
+        "first_loss": rows[0]["loss"],
+        "best_loss": best,
+        "final_loss": rows[-1]["loss"],
+    }
     if not passed:
         raise SanityCheckFailed(
             f"sanity overfit failed: on {len(subset)} training samples the loss went from "

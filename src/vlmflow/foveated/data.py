@@ -91,9 +91,7 @@ def read_samples(path: str | Path) -> list[FrameSample]:
     for number, row in enumerate(read_jsonl(path), start=1):
         sample = _sample(path, row, f"line {number}")
         if sample.id in seen:
-            raise InputError(
-                path, f"duplicate id (first in record {seen[sample.id]})", sample.id, "id"
-            )
+            raise InputError(path, f"duplicate id (first in record {seen[sample.id]})", sample.id, "id")
         seen[sample.id] = number
         samples.append(sample)
     return samples
@@ -122,9 +120,7 @@ def _kind_seed(seed: int, kind: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{kind}".encode()).digest()[:4], "big")
 
 
-def sample_budget(
-    samples: Sequence[FrameSample], mix: Mapping[str, float], budget: int, seed: int
-) -> list[int]:
+def sample_budget(samples: Sequence[FrameSample], mix: Mapping[str, float], budget: int, seed: int) -> list[int]:
     """`budget` indices into `samples`, split between kinds by `mix`, identical in every run.
 
     Each kind cycles through seeded epoch permutations of its own pool, so a small pool (text)
@@ -247,8 +243,7 @@ def tokenize(
     if max_length is not None:
         if len(answer_ids) > max_length:
             raise ValueError(
-                f"sample {sample.id}: the answer alone is {len(answer_ids)} tokens, "
-                f"more than max_length {max_length}"
+                f"sample {sample.id}: the answer alone is {len(answer_ids)} tokens, more than max_length {max_length}"
             )
         keep = max_length - len(answer_ids)
         prompt_ids = prompt_ids[max(0, len(prompt_ids) - keep) :]
@@ -256,9 +251,7 @@ def tokenize(
     return prompt_ids + answer_ids, [prompt_mask] * len(prompt_ids) + [1] * len(answer_ids)
 
 
-def collate(
-    items: Sequence[tuple[torch.Tensor, list[int], list[int]]], pad_token_id: int
-) -> dict[str, torch.Tensor]:
+def collate(items: Sequence[tuple[torch.Tensor, list[int], list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Pad frames (zeros, frame_mask False) and tokens (right, pad_token_id, masks 0) to a batch."""
     if not items:
         raise ValueError("cannot collate an empty batch")

@@ -67,9 +67,7 @@ def evaluate(
     kinds = [batches.samples[i].kind for i in indices]
     sample_loss, sample_tokens, sample_correct = [], [], []
     totals = {"coarse": [0.0, 0.0], "fine": [0.0, 0.0], "entropy": [0.0, 0.0]}
-    for start in tqdm(
-        range(0, len(indices), batch_size), desc=f"eval {mode}", unit="batch", leave=False
-    ):
+    for start in tqdm(range(0, len(indices), batch_size), desc=f"eval {mode}", unit="batch", leave=False):
         batch = batches(indices[start : start + batch_size], loss="answer_only")
         if blank:
             batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
@@ -86,9 +84,7 @@ def evaluate(
         weights = out.attention.get("fine", out.attention.get("coarse"))
         real = batch["frame_mask"]
         if weights is not None and real.any():
-            totals["entropy"][0] += float(attention_entropy(weights[real].float())) * int(
-                real.sum()
-            )
+            totals["entropy"][0] += float(attention_entropy(weights[real].float())) * int(real.sum())
             totals["entropy"][1] += int(real.sum())
     model.train(was_training)
     losses, counts, hits = (
@@ -114,9 +110,7 @@ def evaluate(
     return result
 
 
-def attention_samples(
-    samples: Sequence[FrameSample], indices: Sequence[int], count: int
-) -> list[int]:
+def attention_samples(samples: Sequence[FrameSample], indices: Sequence[int], count: int) -> list[int]:
     """The fixed samples whose attention maps are kept: videos first, then images (text has none)."""
     ranked = sorted(
         (i for i in indices if samples[i].kind != "text"),
@@ -126,9 +120,7 @@ def attention_samples(
 
 
 @torch.no_grad()
-def save_attention(
-    model: FrameLM, batches: FrameBatches, indices: Sequence[int], mode: str, path: Path
-) -> None:
+def save_attention(model: FrameLM, batches: FrameBatches, indices: Sequence[int], mode: str, path: Path) -> None:
     """The last encoder layer's query attention of each fixed sample's frames, per pass, as npz."""
     was_training = model.training
     model.eval()
@@ -142,9 +134,7 @@ def save_attention(
         np.savez_compressed(handle, **arrays)
 
 
-def save_frames(
-    batches: FrameBatches, indices: Sequence[int], image_processor: Any, path: Path
-) -> None:
+def save_frames(batches: FrameBatches, indices: Sequence[int], image_processor: Any, path: Path) -> None:
     """The fixed samples' frames as uint8 pixels (the processor's normalisation undone), for the
     heatmaps drawn over them."""
     batch = batches(indices, loss="answer_only")

@@ -76,14 +76,10 @@ def scatter_frames(values: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tens
 
 def select_frames(cache: FrameCache, index: torch.Tensor) -> FrameCache:
     """The cache of some of the encoded frames."""
-    return FrameCache(
-        [k[index] for k in cache.keys], [v[index] for v in cache.values], cache.patches[index]
-    )
+    return FrameCache([k[index] for k in cache.keys], [v[index] for v in cache.values], cache.patches[index])
 
 
-def text_loss(
-    logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor
-) -> tuple[torch.Tensor, ...]:
+def text_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Next-token cross-entropy over the text (position i predicts token i+1 where loss_mask[i+1]).
 
     The first text token is never a target: it follows the visual tokens (or their padding) and is
@@ -130,9 +126,7 @@ class FrameLM(nn.Module, ABC):
         text = self.language.get_input_embeddings()(input_ids)
         embeds = torch.cat([visual.to(text.dtype), text], dim=1)
         mask = torch.cat([visual_mask.long(), attention_mask], dim=1)
-        logits = self.language(inputs_embeds=embeds, attention_mask=mask).logits[
-            :, visual.shape[1] :
-        ]
+        logits = self.language(inputs_embeds=embeds, attention_mask=mask).logits[:, visual.shape[1] :]
         return text_loss(logits, input_ids, loss_mask)
 
     def forward(
@@ -163,7 +157,12 @@ class FrameLM(nn.Module, ABC):
 
     @abstractmethod
     def read_frames(
-        self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
+        self,
+        cache: FrameCache,
+        frame_mask: torch.Tensor,
+        text: tuple[torch.Tensor, ...],
+        mode: str,
+        lambda_coarse: float,
     ) -> FrameLMOutput:
         """The text loss given the encoded frames: each architecture turns them into visual
         tokens its own way (FoveatedVLM by query passes, MultiTokenVLM by pooling)."""
@@ -220,7 +219,12 @@ class FoveatedVLM(FrameLM):
         return self.project(features), weights
 
     def read_frames(
-        self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
+        self,
+        cache: FrameCache,
+        frame_mask: torch.Tensor,
+        text: tuple[torch.Tensor, ...],
+        mode: str,
+        lambda_coarse: float,
     ) -> FrameLMOutput:
         """`coarse_only`, `coarse_fine` (training's two parallel passes) or `autoregressive`
         (sequential, KV-cached; evaluation only). In `coarse_fine` the coarse loss is
@@ -236,19 +240,13 @@ class FoveatedVLM(FrameLM):
             loss, losses, correct = self.run_language(coarse_tokens, frame_mask, *text)
             return FrameLMOutput(loss, None, loss, losses, correct, attention)
 
-        hidden = self.language.model(
-            inputs_embeds=coarse_tokens, attention_mask=frame_mask.long()
-        ).last_hidden_state
+        hidden = self.language.model(inputs_embeds=coarse_tokens, attention_mask=frame_mask.long()).last_hidden_state
         queries = self.query_head(hidden)
         first = self.q_init.expand(queries.shape[0], 1, -1)
-        shifted = torch.cat(
-            [first, queries[:, :-1]], dim=1
-        )  # frame t+1 asks what the LM wants after frame t
+        shifted = torch.cat([first, queries[:, :-1]], dim=1)  # frame t+1 asks what the LM wants after frame t
         fine, fine_weights = self.look(cache, shifted[frame_mask])
         attention["fine"] = scatter_frames(fine_weights, frame_mask)
-        loss_fine, losses, correct = self.run_language(
-            scatter_frames(fine, frame_mask), frame_mask, *text
-        )
+        loss_fine, losses, correct = self.run_language(scatter_frames(fine, frame_mask), frame_mask, *text)
         with torch.set_grad_enabled(torch.is_grad_enabled() and lambda_coarse > 0):
             loss_coarse = self.run_language(coarse_tokens, frame_mask, *text)[0]
         loss = loss_fine + lambda_coarse * loss_coarse if lambda_coarse > 0 else loss_fine
@@ -281,9 +279,7 @@ class FoveatedVLM(FrameLM):
                 token[real] = looked
                 step_weights = w.new_zeros(batch, *w.shape[1:])
                 step_weights[real] = w
-                weights = (
-                    weights if weights is not None else w.new_zeros(batch, frames, *w.shape[1:])
-                )
+                weights = weights if weights is not None else w.new_zeros(batch, frames, *w.shape[1:])
                 weights[:, t] = step_weights
             out = self.language.model(
                 inputs_embeds=token.unsqueeze(1),
@@ -294,13 +290,9 @@ class FoveatedVLM(FrameLM):
             query = self.query_head(out.last_hidden_state[:, -1])
         text = self.language.get_input_embeddings()(input_ids)
         mask = torch.cat([frame_mask.long(), attention_mask], dim=1)
-        logits = self.language(
-            inputs_embeds=text, attention_mask=mask, past_key_values=past if frames else None
-        ).logits
+        logits = self.language(inputs_embeds=text, attention_mask=mask, past_key_values=past if frames else None).logits
         loss, losses, correct = text_loss(logits, input_ids, loss_mask)
-        return FrameLMOutput(
-            loss, loss, None, losses, correct, {"fine": weights} if weights is not None else {}
-        )
+        return FrameLMOutput(loss, loss, None, losses, correct, {"fine": weights} if weights is not None else {})
 
 
 class MultiTokenVLM(FrameLM):
@@ -324,7 +316,12 @@ class MultiTokenVLM(FrameLM):
         return {**super().settings, "grid": self.grid}
 
     def read_frames(
-        self, cache: FrameCache, frame_mask: torch.Tensor, text: tuple[torch.Tensor, ...], mode: str, lambda_coarse: float
+        self,
+        cache: FrameCache,
+        frame_mask: torch.Tensor,
+        text: tuple[torch.Tensor, ...],
+        mode: str,
+        lambda_coarse: float,
     ) -> FrameLMOutput:
         tokens = scatter_frames(self.project(pooled_patches(cache, self.grid)), frame_mask)
         batch, frames = frame_mask.shape
@@ -346,13 +343,9 @@ def visual_tokens_per_frame(model: FrameLM) -> int:
 def _assemble(vision: Dinov2Model, language: PreTrainedModel, settings: dict[str, Any]) -> FrameLM:
     architecture = settings.get("architecture", "foveated")
     if architecture == "foveated":
-        return FoveatedVLM(
-            vision, language, settings.get("visual_scale", 0.14), settings.get("deep_query", True)
-        )
+        return FoveatedVLM(vision, language, settings.get("visual_scale", 0.14), settings.get("deep_query", True))
     if architecture == "multi_token":
-        return MultiTokenVLM(
-            vision, language, settings.get("visual_scale", 0.14), settings.get("grid", 4)
-        )
+        return MultiTokenVLM(vision, language, settings.get("visual_scale", 0.14), settings.get("grid", 4))
     raise ValueError(f"unknown architecture '{architecture}'; choose one of {ARCHITECTURES}")
 
 
@@ -364,9 +357,7 @@ def from_parts(
     initialised from `seed`. Returns (model, tokenizer, image processor)."""
     vision = AutoModel.from_pretrained(vision_path)
     if not isinstance(vision, Dinov2Model):
-        raise ValueError(
-            f"{vision_path}: the foveated query needs a DINOv2 encoder, found {type(vision).__name__}"
-        )
+        raise ValueError(f"{vision_path}: the foveated query needs a DINOv2 encoder, found {type(vision).__name__}")
     language = AutoModelForCausalLM.from_pretrained(language_path)
     torch.manual_seed(seed)
     model = _assemble(vision, language, settings)
@@ -380,9 +371,7 @@ def load_frame_lm(directory: str | Path) -> tuple[FrameLM, Any, Any]:
     config = json.loads((directory / "config.json").read_text())
     text_config = dict(config.pop("text_config"))
     vision = Dinov2Model(Dinov2Config(**config.pop("vision_config")))
-    language = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(text_config.pop("model_type"), **text_config)
-    )
+    language = AutoModelForCausalLM.from_config(AutoConfig.for_model(text_config.pop("model_type"), **text_config))
     model = _assemble(vision, language, config)
     missing, unexpected = load_model(model, str(directory / "model.safetensors"), strict=False)
     if missing or unexpected:

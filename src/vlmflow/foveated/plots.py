@@ -43,7 +43,6 @@ def _style() -> None:
     sns.set_theme(style="whitegrid", context="paper")
 
 
-
 def _run_colours(names: Sequence[str]) -> dict[str, Any]:
     """One colour per run, the same in every panel of a figure."""
     palette = "tab10" if len(names) <= 10 else "husl"
@@ -88,9 +87,7 @@ def _figure_legend(fig: plt.Figure, axes: Sequence[plt.Axes]) -> None:
     fig.legend(list(handles.values()), list(handles), loc="outside right center", title="run")
 
 
-def plot_sweep_curves(
-    runs: Mapping[str, Path], output: str | Path, title: str, metric: str = "val_loss"
-) -> None:
+def plot_sweep_curves(runs: Mapping[str, Path], output: str | Path, title: str, metric: str = "val_loss") -> None:
     """Validation `metric` (left) and smoothed training loss (right), one colour per run: the
     freeze comparison and the foveated-vs-alternatives figure."""
     evals = _series_per_run(runs, "evals.jsonl", metric)
@@ -197,9 +194,7 @@ def pareto(points: Sequence[Point], lower_is_better: bool) -> list[Point]:
     return frontier
 
 
-def plot_token_frontier(
-    evals: Mapping[str, Path], output: str | Path, metric: str = "accuracy"
-) -> None:
+def plot_token_frontier(evals: Mapping[str, Path], output: str | Path, metric: str = "accuracy") -> None:
     """The token-efficiency frontier: each run's best-mode `metric` against its visual tokens per
     frame, with the Pareto frontier as a step line."""
     points = frontier_points(evals, metric)
@@ -374,9 +369,7 @@ def plot_three_modes(
     save_figure(fig, output)
 
 
-def skipped_sweep(
-    reason: str, curves: str | Path, output_csv: str | Path, output_md: str | Path
-) -> None:
+def skipped_sweep(reason: str, curves: str | Path, output_csv: str | Path, output_md: str | Path) -> None:
     """The outputs of a sweep that was not run: a figure and tables that say why."""
     _style()
     fig, ax = plt.subplots(figsize=(6, 1.6))

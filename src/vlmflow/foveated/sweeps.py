@@ -49,9 +49,7 @@ def is_skipped(sweep: Mapping[str, Any], decisions: Mapping[str, Mapping[str, An
     return bool(condition) and decisions[condition["sweep"]]["winner"] == condition["winner"]
 
 
-def active_runs(
-    runs: Sequence[str], sweeps: Mapping[str, Mapping[str, Any]], skipped: set[str]
-) -> list[str]:
+def active_runs(runs: Sequence[str], sweeps: Mapping[str, Mapping[str, Any]], skipped: set[str]) -> list[str]:
     """The runs to train: every run but those that belong to skipped sweeps only."""
     kept = {run for name, sweep in sweeps.items() if name not in skipped for run in sweep["runs"]}
     in_sweeps = {run for sweep in sweeps.values() for run in sweep["runs"]}
@@ -75,10 +73,7 @@ def summary_rows(
     for mode, scores in evaluation["modes"].items():
         for key, value in scores.items():
             if value is not None and key != "n":
-                rows.append(
-                    base
-                    | {"n": scores.get("n"), "metric": f"{key}/mode={mode}", "value": float(value)}
-                )
+                rows.append(base | {"n": scores.get("n"), "metric": f"{key}/mode={mode}", "value": float(value)})
     rows.append(
         base
         | {
@@ -113,9 +108,7 @@ def summary_rows(
     return rows
 
 
-def decision_rows(
-    sweep: str, decision: Mapping[str, Any] | None, runs: Sequence[str]
-) -> list[dict[str, Any]]:
+def decision_rows(sweep: str, decision: Mapping[str, Any] | None, runs: Sequence[str]) -> list[dict[str, Any]]:
     """One row per run of a sweep: 1 for the winner, 0 for the others; a skipped sweep says so."""
     base = {
         "experiment": f"sweep.{sweep}",

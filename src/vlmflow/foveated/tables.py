@@ -73,9 +73,7 @@ def sweep_frame(evals: Mapping[str, Path], runs_logs: Mapping[str, Path]) -> pl.
         raise ValueError(f"no run has evals.jsonl, log.jsonl or eval.json data: {names}")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     integers = {"visual_tokens_per_frame", "min_val_loss_step"}
-    schema = {
-        c: pl.String if c == "run" else pl.Int64 if c in integers else pl.Float64 for c in columns
-    }
+    schema = {c: pl.String if c == "run" else pl.Int64 if c in integers else pl.Float64 for c in columns}
     return pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema=schema)
 
 

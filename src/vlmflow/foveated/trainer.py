@@ -105,13 +105,9 @@ class FoveatedTrainer:
         self.train_batches = FrameBatches(train, tokenizer, store, settings.max_length, device)
         self.val_batches = FrameBatches(val, tokenizer, store, settings.max_length, device)
         self.val_indices = fixed_subset(len(val), settings.val_samples, settings.seed)
-        self.attention_indices = attention_samples(
-            val, self.val_indices, settings.attention_samples
-        )
+        self.attention_indices = attention_samples(val, self.val_indices, settings.attention_samples)
         self.optimizer = torch.optim.AdamW(optimizer_groups(self.model, settings))
-        self.scheduler = get_cosine_schedule_with_warmup(
-            self.optimizer, settings.warmup_steps, settings.steps
-        )
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, settings.warmup_steps, settings.steps)
         self.mode = training_mode(model, settings.mode)
         self.step = 0
 
@@ -120,9 +116,7 @@ class FoveatedTrainer:
         s = self.settings
         indices = self.order[self.step * s.batch_size : (self.step + 1) * s.batch_size]
         batch = self.train_batches(indices, s.loss)
-        with torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
-        ):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             out = self.model(**batch, mode=self.mode, lambda_coarse=s.lambda_coarse)
         out.loss.backward()
         trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -135,9 +129,7 @@ class FoveatedTrainer:
         weights = out.attention.get("fine", out.attention.get("coarse"))
         real = batch["frame_mask"]
         entropy = (
-            float(attention_entropy(weights[real].detach().float()))
-            if weights is not None and real.any()
-            else None
+            float(attention_entropy(weights[real].detach().float())) if weights is not None and real.any() else None
         )
         fine = out.loss_fine.item() if out.loss_fine is not None else None
         coarse = out.loss_coarse.item() if out.loss_coarse is not None else None
@@ -156,9 +148,7 @@ class FoveatedTrainer:
 
     def evaluate(self, attention_dir: Path) -> dict[str, Any]:
         """Score the fixed val set in the training mode; keep the fixed samples' attention maps."""
-        scores = evaluate(
-            self.model, self.val_batches, self.val_indices, self.mode, EVAL_BATCH
-        )
+        scores = evaluate(self.model, self.val_batches, self.val_indices, self.mode, EVAL_BATCH)
         if self.attention_indices and self.model.architecture == "foveated":
             save_attention(
                 self.model,
@@ -225,9 +215,7 @@ class FoveatedTrainer:
                     )
             bar.close()
 
-    def export(
-        self, state_dir: Path, model_dir: Path, log: Path, evals: Path, attention: Path
-    ) -> None:
+    def export(self, state_dir: Path, model_dir: Path, log: Path, evals: Path, attention: Path) -> None:
         """The trained model (with train.json: its settings) and copies of the logs and attention
         maps, each written atomically, where the workflow expects them."""
         self.model.save_pretrained(model_dir, self.tokenizer, self.image_processor)

@@ -20,9 +20,7 @@ import polars as pl
 from vlmflow.core.errors import InputError
 from vlmflow.core.io import atomic_write
 
-IMPORTANCE_SCHEMA = pl.Schema(
-    {"question_id": pl.String, "importance": pl.List(pl.Float64), "n_visual": pl.Int64}
-)
+IMPORTANCE_SCHEMA = pl.Schema({"question_id": pl.String, "importance": pl.List(pl.Float64), "n_visual": pl.Int64})
 COUNT_KEYS = ("top1_same_count", "changed_small_answer_count", "changed_large_answer_count")
 
 
@@ -113,9 +111,7 @@ def compare_runs(
     top1_same = changed_small = changed_large = 0
     for qid in qids:
         if len(a[qid]) != len(b[qid]):
-            raise ValueError(
-                f"question {qid}: {len(a[qid])} visual tokens in run a, {len(b[qid])} in run b"
-            )
+            raise ValueError(f"question {qid}: {len(a[qid])} visual tokens in run a, {len(b[qid])} in run b")
         p, q = normalise(a[qid]), normalise(b[qid])
         l1.append(float(np.abs(p - q).sum()))
         jsd.append(jensen_shannon(p, q))

@@ -23,7 +23,13 @@ ROWS = ("prompt_and_generated", "prompt", "generated", "last_prompt")
 class ImportanceAccumulator:
     """An `observe` callback for `pruning.generate` that sums attention onto the prompt's tokens."""
 
-    def __init__(self, inputs: LanguageInputs, num_layers: int, layers: Sequence[int] | None = None, rows: str = "prompt_and_generated") -> None:
+    def __init__(
+        self,
+        inputs: LanguageInputs,
+        num_layers: int,
+        layers: Sequence[int] | None = None,
+        rows: str = "prompt_and_generated",
+    ) -> None:
         if rows not in ROWS:
             raise ValueError(f"unknown guide_rows {rows!r}; choose one of {', '.join(ROWS)}")
         chosen = range(num_layers) if layers is None else layers

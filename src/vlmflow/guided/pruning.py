@@ -52,8 +52,10 @@ class _Captured(Exception):
 def language_model(model: PreTrainedModel) -> torch.nn.Module:
     inner = model.model if hasattr(model, "model") else model
     if not hasattr(inner, "language_model"):
-        raise TypeError(f"{type(model).__name__}: no `language_model` found; token pruning needs a VLM whose "
-                        "language model is a separate decoder-only module")
+        raise TypeError(
+            f"{type(model).__name__}: no `language_model` found; token pruning needs a VLM whose "
+            "language model is a separate decoder-only module"
+        )
     return inner.language_model
 
 
@@ -81,7 +83,9 @@ def shares_projector_interface(model: PreTrainedModel) -> bool:
 
 
 @torch.inference_mode()
-def prepare_inputs(model: PreTrainedModel, inputs: dict[str, torch.Tensor], tower_states: torch.Tensor | None = None) -> LanguageInputs:
+def prepare_inputs(
+    model: PreTrainedModel, inputs: dict[str, torch.Tensor], tower_states: torch.Tensor | None = None
+) -> LanguageInputs:
     """Run the VLM's own embedding, vision and position code up to its language model, and stop.
 
     With `tower_states` (patch features another model's identical tower computed), only this
@@ -130,7 +134,9 @@ def take(positions: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return positions.gather(2, index.unsqueeze(0).expand(positions.shape[0], -1, -1))
 
 
-def keep_index(inputs: LanguageInputs, scores: Sequence[torch.Tensor], keep_ratio: float) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def keep_index(
+    inputs: LanguageInputs, scores: Sequence[torch.Tensor], keep_ratio: float
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Sequence indices to keep per sample: every non-visual token plus the top int(N * keep_ratio)
     visual tokens by score (ties to the earlier token), in original order; rows of different length
     are left-padded with masked copies of position 0. Returns (index, mask, kept visual ranks)."""
@@ -212,11 +218,17 @@ def generate(
     if observe is not None:
         state = {"active": None}
         for i, layer in enumerate(layers):
-            hooks.append(layer.self_attn.register_forward_hook(
-                lambda _m, _a, out, i=i: observe(i, _weights(out), state["active"])))
+            hooks.append(
+                layer.self_attn.register_forward_hook(
+                    lambda _m, _a, out, i=i: observe(i, _weights(out), state["active"])
+                )
+            )
     if prune and fastv:
-        hooks.append(layers[K - 1].self_attn.register_forward_hook(
-            lambda _m, _a, out: captured.__setitem__("weights", _weights(out))))
+        hooks.append(
+            layers[K - 1].self_attn.register_forward_hook(
+                lambda _m, _a, out: captured.__setitem__("weights", _weights(out))
+            )
+        )
     try:
         # Prefill: every token up to layer K, the kept ones from K on.
         hidden, positions, keys = inputs.embeds, inputs.positions, inputs.mask
@@ -230,7 +242,9 @@ def generate(
             if i == 0 or (prune and i == K):
                 rotary = lm.rotary_emb(hidden, positions)
                 mask = additive_mask(keys, hidden.shape[1], dtype)
-            hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, past_key_values=cache, use_cache=True)
+            hidden = layer(
+                hidden, attention_mask=mask, position_embeddings=rotary, past_key_values=cache, use_cache=True
+            )
         pruned_keys = keys
         logits = head(lm.norm(hidden[:, -1:]))[:, -1].float()
         next_position = _last(inputs.positions) + 1
@@ -264,7 +278,9 @@ def generate(
             masks = (additive_mask(full_keys, 1, dtype), additive_mask(pruned_keys, 1, dtype))
             for i, layer in enumerate(layers):
                 mask = masks[1] if prune and i >= K else masks[0]
-                hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary, past_key_values=cache, use_cache=True)
+                hidden = layer(
+                    hidden, attention_mask=mask, position_embeddings=rotary, past_key_values=cache, use_cache=True
+                )
             logits = head(lm.norm(hidden))[:, -1].float()
     finally:
         for handle in hooks:

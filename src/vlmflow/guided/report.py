@@ -29,17 +29,23 @@ def retention_frame(runs: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     rows = []
     for run in runs:
         metrics = read_json(run["metrics"])
-        rows.append({
-            "method": run["method"],
-            "keep_ratio": run["keep_ratio"],
-            "visual_tokens": run["visual_tokens"],
-            "n": metrics["n"],
-            metrics["metric"]: metrics["accuracy"],
-        })
-    return pl.DataFrame(rows, infer_schema_length=None).sort(["method", "keep_ratio"], descending=[False, True], nulls_last=True)
+        rows.append(
+            {
+                "method": run["method"],
+                "keep_ratio": run["keep_ratio"],
+                "visual_tokens": run["visual_tokens"],
+                "n": metrics["n"],
+                metrics["metric"]: metrics["accuracy"],
+            }
+        )
+    return pl.DataFrame(rows, infer_schema_length=None).sort(
+        ["method", "keep_ratio"], descending=[False, True], nulls_last=True
+    )
 
 
-def write_retention(frame: pl.DataFrame, title: str, csv_path: str | Path, md_path: str | Path, plot_path: str | Path) -> None:
+def write_retention(
+    frame: pl.DataFrame, title: str, csv_path: str | Path, md_path: str | Path, plot_path: str | Path
+) -> None:
     """CSV, markdown and the accuracy-vs-retention plot (the guide alone as a dashed line)."""
     with atomic_write(csv_path, "wb") as handle:
         frame.write_csv(handle)
@@ -49,7 +55,16 @@ def write_retention(frame: pl.DataFrame, title: str, csv_path: str | Path, md_pa
     pruned = frame.filter(pl.col("keep_ratio").is_not_null())
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
-    sns.lineplot(data=pruned.to_pandas(), x="keep_ratio", y=metric, hue="method", style="method", markers=True, dashes=False, ax=ax)
+    sns.lineplot(
+        data=pruned.to_pandas(),
+        x="keep_ratio",
+        y=metric,
+        hue="method",
+        style="method",
+        markers=True,
+        dashes=False,
+        ax=ax,
+    )
     alone = frame.filter(pl.col("keep_ratio").is_null())
     if alone.height:
         ax.axhline(alone[metric][0], color="grey", linestyle="--", label="guide alone")
@@ -70,11 +85,13 @@ def early_exit_frame(rows: Sequence[Mapping[str, Any]], records: Sequence[Record
         truth = answers[row["question_id"]]
         guide_correct = metric_score(row["guide"]["prediction"], truth, metric)
         for label, answer in row["keep"].items():
-            out.append({
-                "question_id": row["question_id"],
-                "keep_ratio": float(label),
-                "score": row["guide"]["exit_score"],
-                "guide_correct": guide_correct,
-                "decode_correct": metric_score(answer["prediction"], truth, metric),
-            })
+            out.append(
+                {
+                    "question_id": row["question_id"],
+                    "keep_ratio": float(label),
+                    "score": row["guide"]["exit_score"],
+                    "guide_correct": guide_correct,
+                    "decode_correct": metric_score(answer["prediction"], truth, metric),
+                }
+            )
     return pl.DataFrame(out)

@@ -27,6 +27,8 @@ def keep_predictions(rows: Sequence[dict[str, Any]], label: str) -> list[dict[st
         elif label in row["keep"]:
             answer = row["keep"][label]
         else:
-            raise ValueError(f"question {row['question_id']}: no answers at keep ratio {label} (have {sorted(row['keep'])})")
+            raise ValueError(
+                f"question {row['question_id']}: no answers at keep ratio {label} (have {sorted(row['keep'])})"
+            )
         out.append({"question_id": row["question_id"], "question": row["question"], **answer})
     return out

@@ -85,7 +85,9 @@ class Pair:
     shared_vision: bool = False
 
 
-def shared_vision_reason(guide: PreTrainedModel, guide_processor, decode: PreTrainedModel, decode_processor) -> str | None:
+def shared_vision_reason(
+    guide: PreTrainedModel, guide_processor, decode: PreTrainedModel, decode_processor
+) -> str | None:
     """Why the two models cannot share one vision pass, or None when they can."""
     if not same_vision_tower(guide.config, decode.config):
         return "their vision-tower configs differ"
@@ -96,17 +98,27 @@ def shared_vision_reason(guide: PreTrainedModel, guide_processor, decode: PreTra
     return None
 
 
-def load_pair(decode_path: str | Path, guide_path: str | Path | None, settings: PruningSettings, device: str = "auto",
-              trust_remote_code: tuple[bool, bool] = (False, False)) -> Pair:
+def load_pair(
+    decode_path: str | Path,
+    guide_path: str | Path | None,
+    settings: PruningSettings,
+    device: str = "auto",
+    trust_remote_code: tuple[bool, bool] = (False, False),
+) -> Pair:
     """The guide needs its attention weights (eager attention); so does the decode model for FastV."""
-    decode, decode_processor = load_vlm(decode_path, device=device, trust_remote_code=trust_remote_code[0],
-                                        attn_implementation="eager" if settings.method == "fastv" else None)
+    decode, decode_processor = load_vlm(
+        decode_path,
+        device=device,
+        trust_remote_code=trust_remote_code[0],
+        attn_implementation="eager" if settings.method == "fastv" else None,
+    )
     pair = Pair(decode, decode_processor)
     if settings.method == "guided":
         if guide_path is None:
             raise ValueError("method 'guided' needs a guide model")
-        pair.guide, pair.guide_processor = load_vlm(guide_path, device=device, trust_remote_code=trust_remote_code[1],
-                                                    attn_implementation="eager")
+        pair.guide, pair.guide_processor = load_vlm(
+            guide_path, device=device, trust_remote_code=trust_remote_code[1], attn_implementation="eager"
+        )
         reason = shared_vision_reason(pair.guide, pair.guide_processor, decode, decode_processor)
         if settings.shared_vision == "always" and reason:
             raise ValueError(f"shared_vision: always, but {guide_path} and {decode_path} cannot share one: {reason}")
@@ -144,8 +156,10 @@ class PrunedRunner:
     def __init__(self, pair: Pair, generation: GenerationSettings, pruning: PruningSettings) -> None:
         check_pruning(pruning)
         if generation.mode != "normal" or generation.decoding != "free":
-            raise ValueError("pruned decoding uses answer mode 'normal' and free decoding; guide modes are set by "
-                             "guide_text_mode / guide_reasoning_mode")
+            raise ValueError(
+                "pruned decoding uses answer mode 'normal' and free decoding; guide modes are set by "
+                "guide_text_mode / guide_reasoning_mode"
+            )
         self.pair, self.generation, self.pruning = pair, generation, pruning
         self.device = pair.decode.device
 
@@ -154,22 +168,41 @@ class PrunedRunner:
         model, processor, p, g = self.pair.guide, self.pair.guide_processor, self.pruning, self.generation
         cot = p.guide_reasoning_mode == "short_cot"
         template = COT_PROMPT if cot else g.prompt
-        inputs = encode_batch(model, processor, records, g, [template.format(question=r.question) for r in records], images)
+        inputs = encode_batch(
+            model, processor, records, g, [template.format(question=r.question) for r in records], images
+        )
         language = prepare_inputs(model, inputs, tower_states)
         num_layers = len(language_model(model).layers)
         importance = ImportanceAccumulator(language, num_layers, p.guide_layers, p.guide_rows)
         eos, pad = _special_ids(model, processor)
         budget = g.reasoning_tokens if cot else g.max_new_tokens
-        answer = generate(model, language, max_new_tokens=budget, eos_token_ids=eos, pad_token_id=pad, observe=importance)
+        answer = generate(
+            model, language, max_new_tokens=budget, eos_token_ids=eos, pad_token_id=pad, observe=importance
+        )
         scores = importance.scores()
-        recheck = generate(model, language, max_new_tokens=budget, eos_token_ids=eos, pad_token_id=pad,
-                           keep_ratio=p.consistency_token_ratio, prune_at=0, scores=scores,
-                           forced=answer.tokens, forced_lengths=answer.lengths)
+        recheck = generate(
+            model,
+            language,
+            max_new_tokens=budget,
+            eos_token_ids=eos,
+            pad_token_id=pad,
+            keep_ratio=p.consistency_token_ratio,
+            prune_at=0,
+            scores=scores,
+            forced=answer.tokens,
+            forced_lengths=answer.lengths,
+        )
         confident = confidence(answer.logprobs, answer.lengths)
         consistent = sequence_probability(recheck.logprobs)
         raws = _decode_text(processor, answer.tokens)
         rows = [
-            {"prediction": extract_answer(raw), "raw_output": raw, "confidence": c, "consistency": s, "exit_score": exit_score(c, s)}
+            {
+                "prediction": extract_answer(raw),
+                "raw_output": raw,
+                "confidence": c,
+                "consistency": s,
+                "exit_score": exit_score(c, s),
+            }
             for raw, c, s in zip(raws, confident, consistent)
         ]
         if p.guide_text_mode == "short_rationale":
@@ -200,9 +233,13 @@ class PrunedRunner:
                 if rationale is not None:
                     extra["rationale"] = rationale
             if p.guide_text_mode == "short_rationale":
-                asks = [WITH_RATIONALE_PROMPT.replace("{rationale}", e["rationale"]).replace("{question}", r.question)
-                        for r, e in zip(records, extras)]
-        inputs = prepare_inputs(pair.decode, encode_batch(pair.decode, pair.decode_processor, records, g, asks, images), tower_states)
+                asks = [
+                    WITH_RATIONALE_PROMPT.replace("{rationale}", e["rationale"]).replace("{question}", r.question)
+                    for r, e in zip(records, extras)
+                ]
+        inputs = prepare_inputs(
+            pair.decode, encode_batch(pair.decode, pair.decode_processor, records, g, asks, images), tower_states
+        )
         if guide_inputs is not None:
             check_grids(records, guide_inputs, inputs)
         if p.method == "random":
@@ -212,23 +249,49 @@ class PrunedRunner:
         prune_at = prune_layer_index(depth, p.prune_layer)
         by_keep: dict[str, list[dict[str, Any]]] = {}
         for ratio in p.keep_ratios:
-            out = generate(pair.decode, inputs, max_new_tokens=g.max_new_tokens, eos_token_ids=eos, pad_token_id=pad,
-                           keep_ratio=ratio, prune_at=prune_at, scores=scores, fastv=p.method == "fastv")
+            out = generate(
+                pair.decode,
+                inputs,
+                max_new_tokens=g.max_new_tokens,
+                eos_token_ids=eos,
+                pad_token_id=pad,
+                keep_ratio=ratio,
+                prune_at=prune_at,
+                scores=scores,
+                fastv=p.method == "fastv",
+            )
             kept = [len(k) for k in out.kept] if out.kept is not None else inputs.visual_counts
             by_keep[keep_label(ratio)] = [
-                {"prediction": extract_answer(raw), "raw_output": raw, "format_ok": format_followed("normal", raw), "visual_tokens": n}
+                {
+                    "prediction": extract_answer(raw),
+                    "raw_output": raw,
+                    "format_ok": format_followed("normal", raw),
+                    "visual_tokens": n,
+                }
                 for raw, n in zip(_decode_text(pair.decode_processor, out.tokens), kept)
             ]
         return [
-            {"question_id": r.question_id, "question": r.question, "visual_tokens": n,
-             "keep": {label: rows[i] for label, rows in by_keep.items()}, **extras[i]}
+            {
+                "question_id": r.question_id,
+                "question": r.question,
+                "visual_tokens": n,
+                "keep": {label: rows[i] for label, rows in by_keep.items()},
+                **extras[i],
+            }
             for i, (r, n) in enumerate(zip(records, inputs.visual_counts))
         ]
 
 
-def pruning_fingerprint(decode_path, guide_path, cache_sha256: str, generation: GenerationSettings, pruning: PruningSettings) -> dict[str, Any]:
-    return {"decode": str(decode_path), "guide": str(guide_path), "data_sha256": cache_sha256,
-            "generation": asdict(generation), "pruning": asdict(pruning)}
+def pruning_fingerprint(
+    decode_path, guide_path, cache_sha256: str, generation: GenerationSettings, pruning: PruningSettings
+) -> dict[str, Any]:
+    return {
+        "decode": str(decode_path),
+        "guide": str(guide_path),
+        "data_sha256": cache_sha256,
+        "generation": asdict(generation),
+        "pruning": asdict(pruning),
+    }
 
 
 def run_pruned(
@@ -244,7 +307,9 @@ def run_pruned(
     writer = ResumableJsonl(output, resume_key, unit=g.batch_size, total=len(records))
     done = len(writer.rows)
     chunk: list[dict[str, Any]] = []
-    with tqdm(total=len(records), initial=done, desc=f"{runner.pruning.method} {Path(output).parent.name}", unit="q") as bar:
+    with tqdm(
+        total=len(records), initial=done, desc=f"{runner.pruning.method} {Path(output).parent.name}", unit="q"
+    ) as bar:
         for start in range(done, len(records), g.batch_size):
             batch = records[start : start + g.batch_size]
             chunk.extend(runner.answer(batch))
@@ -254,6 +319,8 @@ def run_pruned(
                 chunk = []
         writer.append(chunk)
     if importance_path is not None:
-        write_importance(importance_path, [{"question_id": r["question_id"], "importance": r["importance"]} for r in writer.rows])
+        write_importance(
+            importance_path, [{"question_id": r["question_id"], "importance": r["importance"]} for r in writer.rows]
+        )
     writer.finish([{k: v for k, v in row.items() if k != "importance"} for row in writer.rows])
     return done

@@ -95,10 +95,28 @@ def consistency_frame(result: Mapping[str, Any], scale: str) -> pl.DataFrame:
         for kind in ("within_cat_consistency", "sign_corrected_consistency"):
             for key, block in result[f"{kind}_{tag}"].items():
                 unit, layer = key.rsplit("_L", 1)
-                rows.append({"scale": scale, "tag": tag, "kind": kind, "unit": unit, "layer": int(layer),
-                             "mean": block["mean"], "std": block["std"], "n": block["n"]})
-    schema = {"scale": pl.String, "tag": pl.String, "kind": pl.String, "unit": pl.String, "layer": pl.Int64,
-              "mean": pl.Float64, "std": pl.Float64, "n": pl.Int64}
+                rows.append(
+                    {
+                        "scale": scale,
+                        "tag": tag,
+                        "kind": kind,
+                        "unit": unit,
+                        "layer": int(layer),
+                        "mean": block["mean"],
+                        "std": block["std"],
+                        "n": block["n"],
+                    }
+                )
+    schema = {
+        "scale": pl.String,
+        "tag": pl.String,
+        "kind": pl.String,
+        "unit": pl.String,
+        "layer": pl.Int64,
+        "mean": pl.Float64,
+        "std": pl.Float64,
+        "n": pl.Int64,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -156,16 +174,36 @@ def merge_scales(out_dir: str | Path, scales: Mapping[str, str]) -> pl.DataFrame
             for metric in ("orig_accuracy", "swap_accuracy", "both_accuracy"):
                 rows.append({"tag": "all", "metric": metric, "unit": unit, "value": block[metric], "n": block["n"]})
         for unit, block in read_json(out / "json" / f"category_validity_{scale}.json").items():
-            rows.append({"tag": "all", "metric": "category_accuracy", "unit": unit, "value": block["accuracy"], "n": block["n"]})
+            rows.append(
+                {"tag": "all", "metric": "category_accuracy", "unit": unit, "value": block["accuracy"], "n": block["n"]}
+            )
         consistency = pl.read_csv(out / "csv" / f"consistency_{scale}.csv", schema_overrides={"scale": pl.String})
         rows += [
-            {"tag": r["tag"], "metric": r["kind"], "unit": r["unit"], "layer": r["layer"], "value": r["mean"], "n": r["n"]}
+            {
+                "tag": r["tag"],
+                "metric": r["kind"],
+                "unit": r["unit"],
+                "layer": r["layer"],
+                "value": r["mean"],
+                "n": r["n"],
+            }
             for r in consistency.iter_rows(named=True)
         ]
         alignment = pl.read_csv(out / "csv" / f"cross_alignment_{scale}.csv", schema_overrides={"scale": pl.String})
         for r in alignment.iter_rows(named=True):
             for metric, key in (("cross_alignment", "per_sample_mean"), ("cross_alignment_p", "p_value"),
                                 ("mean_delta_alignment", "mean_delta_alignment")):  # fmt: skip
-                rows.append({"tag": r["tag"], "metric": metric, "unit": "quads", "layer": r["layer"], "value": r[key], "n": r["n"]})
-        frames.append(pl.DataFrame([{"scale": scale, "model": model, "layer": None} | row for row in rows], schema=SUMMARY_SCHEMA))
+                rows.append(
+                    {
+                        "tag": r["tag"],
+                        "metric": metric,
+                        "unit": "quads",
+                        "layer": r["layer"],
+                        "value": r[key],
+                        "n": r["n"],
+                    }
+                )
+        frames.append(
+            pl.DataFrame([{"scale": scale, "model": model, "layer": None} | row for row in rows], schema=SUMMARY_SCHEMA)
+        )
     return pl.concat(frames) if frames else pl.DataFrame(schema=SUMMARY_SCHEMA)

@@ -41,7 +41,9 @@ def resolve_layers(requested: Sequence[int] | None, num_layers: int) -> list[int
 
 
 @torch.inference_mode()
-def last_token_states(model: PreTrainedModel, inputs: dict[str, torch.Tensor], layers: Sequence[int]) -> dict[int, np.ndarray]:
+def last_token_states(
+    model: PreTrainedModel, inputs: dict[str, torch.Tensor], layers: Sequence[int]
+) -> dict[int, np.ndarray]:
     """{layer: (batch, hidden) float32} of the last position after each requested decoder layer,
     from one prefill that stops after the deepest of them."""
     _, modules = decoder_layers(model)
@@ -74,8 +76,12 @@ def swap_pairs(records: Sequence[Record]) -> list[tuple[Record, Record]]:
     for record in records:
         source = record.source
         if "pair_id" not in source or source.get("role") not in ("orig", "swap"):
-            raise InputError(record.dataset, "not a swap-pair record (needs source.pair_id and source.role)",
-                             record=record.question_id, field="source")
+            raise InputError(
+                record.dataset,
+                "not a swap-pair record (needs source.pair_id and source.role)",
+                record=record.question_id,
+                field="source",
+            )
         by_pair.setdefault(str(source["pair_id"]), {})[source["role"]] = record
     unpaired = [pid for pid, roles in by_pair.items() if len(roles) != 2]
     if unpaired:
@@ -135,8 +141,12 @@ def cross_group_arrays(pairs: dict[str, np.ndarray], vertical: dict[str, np.ndar
     layers = pairs["layers"]
     if vertical is None:
         rows: list[int] = []
-        vertical = {"pair_id": np.array([], dtype=str), "category": np.array([], dtype=str),
-                    "correct_orig": np.array([], dtype=bool), "correct_swap": np.array([], dtype=bool)}
+        vertical = {
+            "pair_id": np.array([], dtype=str),
+            "category": np.array([], dtype=str),
+            "correct_orig": np.array([], dtype=bool),
+            "correct_swap": np.array([], dtype=bool),
+        }
         vertical |= {f"delta_L{n}": pairs[f"delta_L{n}"][:0] for n in layers}
     else:
         index = {str(pid): i for i, pid in enumerate(pairs["pair_id"])}

@@ -29,11 +29,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 def earliest_position(text: str, words: Sequence[str]) -> int:
     """Earliest start index in lowercased `text` of any of `words` as a whole word; -1 if none."""
     lowered = text.lower()
-    starts = [
-        m.start()
-        for word in words
-        if (m := re.search(rf"\b{re.escape(word.lower())}\b", lowered)) is not None
-    ]
+    starts = [m.start() for word in words if (m := re.search(rf"\b{re.escape(word.lower())}\b", lowered)) is not None]
     return min(starts, default=-1)
 
 
@@ -187,9 +183,7 @@ def _accuracy(flags: np.ndarray) -> float:
     return float(flags.mean()) if flags.size else float("nan")
 
 
-def pred_stats(
-    groups: Sequence[str], correct_orig: Sequence[bool], correct_swap: Sequence[bool]
-) -> dict[str, dict]:
+def pred_stats(groups: Sequence[str], correct_orig: Sequence[bool], correct_swap: Sequence[bool]) -> dict[str, dict]:
     """Per group present and "all": n and orig, swap and both-correct accuracy over pairs."""
     if not len(groups) == len(correct_orig) == len(correct_swap):
         raise ValueError("groups, correct_orig and correct_swap differ in length")
@@ -220,9 +214,7 @@ def category_validity(
     if not len(categories) == len(correct_orig) == len(correct_swap):
         raise ValueError("categories, correct_orig and correct_swap differ in length")
     labels = np.asarray(categories)
-    answers = np.stack(
-        [np.asarray(correct_orig, dtype=bool), np.asarray(correct_swap, dtype=bool)], axis=1
-    )
+    answers = np.stack([np.asarray(correct_orig, dtype=bool), np.asarray(correct_swap, dtype=bool)], axis=1)
     out = {}
     for c in CATEGORIES:
         rows = labels == c

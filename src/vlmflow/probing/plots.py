@@ -88,7 +88,9 @@ def _scale_colours(fig: plt.Figure, scales: Sequence[str], title: str) -> dict[s
 
 def _ordered(frame: pl.DataFrame, scales: Sequence[str]) -> pl.DataFrame:
     order = {scale: i for i, scale in enumerate(scales)}
-    return frame.with_columns(pl.col("scale").replace_strict(order, return_dtype=pl.Int64).alias("_order")).sort("_order")
+    return frame.with_columns(pl.col("scale").replace_strict(order, return_dtype=pl.Int64).alias("_order")).sort(
+        "_order"
+    )
 
 
 def plot_consistency(summary: pl.DataFrame, scales: Sequence[str], metric: str, path: str | Path) -> None:
@@ -129,11 +131,16 @@ def plot_alignment(summary: pl.DataFrame, scales: Sequence[str], path: str | Pat
     palette = _scale_colours(fig, scales, "scale (filled: p < 0.05)")
     for ax, tag in zip(axes, tags):
         _integer_layers(ax)
-        if "cross_alignment" not in wide.columns or not wide.filter(pl.col("tag") == tag, pl.col("cross_alignment").is_not_null()).height:
+        if (
+            "cross_alignment" not in wide.columns
+            or not wide.filter(pl.col("tag") == tag, pl.col("cross_alignment").is_not_null()).height
+        ):
             ax.text(0.5, 0.5, "fewer than 2 quads", ha="center", va="center", transform=ax.transAxes)
         else:
             for scale in scales:
-                line = wide.filter(pl.col("tag") == tag, pl.col("scale") == scale, pl.col("cross_alignment").is_not_null())
+                line = wide.filter(
+                    pl.col("tag") == tag, pl.col("scale") == scale, pl.col("cross_alignment").is_not_null()
+                )
                 if not line.height:
                     continue
                 ax.plot(line["layer"], line["cross_alignment"], color=palette[scale], label=scale)
@@ -146,7 +153,9 @@ def plot_alignment(summary: pl.DataFrame, scales: Sequence[str], path: str | Pat
     save_figure(fig, path)
 
 
-def plot_accuracy(summary: pl.DataFrame, scales: Sequence[str], bars_path: str | Path, trajectory_path: str | Path) -> None:
+def plot_accuracy(
+    summary: pl.DataFrame, scales: Sequence[str], bars_path: str | Path, trajectory_path: str | Path
+) -> None:
     """Bars: original / swapped / both-correct accuracy per group, a bar per scale. Trajectory:
     the same accuracies across scales, a line per group."""
     _style()

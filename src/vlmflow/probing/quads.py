@@ -41,8 +41,14 @@ def _scene_object(path: Path, key: str, role: str, value: object) -> SceneObject
     if not isinstance(value, Mapping) or not isinstance(value.get("name"), str) or not value["name"].strip():
         raise InputError(path, 'expected {"name": <non-empty string>, "box": [x0, y0, x1, y1]}', record=key, field=role)
     box = value.get("box")
-    if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)):
-        raise InputError(path, f"box must be four numbers [x0, y0, x1, y1], got {box!r}", record=key, field=f"{role}.box")
+    if not (
+        isinstance(box, list)
+        and len(box) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+    ):
+        raise InputError(
+            path, f"box must be four numbers [x0, y0, x1, y1], got {box!r}", record=key, field=f"{role}.box"
+        )
     x0, y0, x1, y1 = (float(v) for v in box)
     if x1 <= x0 or y1 <= y0:
         raise InputError(path, f"empty box {box} (needs x0 < x1 and y0 < y1)", record=key, field=f"{role}.box")
@@ -64,12 +70,14 @@ def read_boxes(path: str | Path) -> dict[str, SceneBoxes]:
     for key, entry in data.items():
         if not isinstance(entry, Mapping):
             raise InputError(path, "expected an object with subject and reference", record=key)
-        scenes[str(key)] = SceneBoxes(*(_scene_object(path, key, role, entry.get(role)) for role in ("subject", "reference")))
+        scenes[str(key)] = SceneBoxes(
+            *(_scene_object(path, key, role, entry.get(role)) for role in ("subject", "reference"))
+        )
     return scenes
 
 
 def vertical_relation(subject: SceneObject, reference: SceneObject) -> str | None:
-    """"above" / "under" when the boxes do not overlap vertically, else None (ambiguous)."""
+    """ "above" / "under" when the boxes do not overlap vertically, else None (ambiguous)."""
     if subject.box[3] <= reference.box[1]:
         return "above"
     if subject.box[1] >= reference.box[3]:

@@ -63,8 +63,11 @@ def statistics_rows(entry: dict[str, Any], stats: dict[str, Any]) -> list[dict[s
     """Rows for a flat statistics file (e.g. attention-distribution differences): its numbers."""
     base = {k: entry[k] for k in ("experiment", "family", "model", "dataset")} | {"source": entry["source"]}
     n = stats.get("n")
-    return [base | {"n": n, "metric": key, "value": float(value)} for key, value in stats.items()
-            if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("n", "keep_ratio")]
+    return [
+        base | {"n": n, "metric": key, "value": float(value)}
+        for key, value in stats.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and key not in ("n", "keep_ratio")
+    ]
 
 
 def probing_rows(entry: dict[str, Any], summary_path: str | Path) -> list[dict[str, Any]]:

@@ -147,9 +147,7 @@ def _frame(rng: random.Random, size: int) -> Frame:
     text = None
     if rng.random() < 0.5:
         text = f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(2010, 2019)}"
-    return Frame(
-        procedure, tuple(polyps), landmark, dye, tuple(instruments), text, rng.random() < 0.4
-    )
+    return Frame(procedure, tuple(polyps), landmark, dye, tuple(instruments), text, rng.random() < 0.4)
 
 
 def _draw(frame: Frame, size: int) -> bytes:
@@ -159,9 +157,7 @@ def _draw(frame: Frame, size: int) -> bytes:
     draw.ellipse((size / 2 - r, size / 2 - r, size / 2 + r, size / 2 + r), fill=field)
     if frame.landmark is not None:
         x, y, lr = frame.landmark
-        draw.ellipse(
-            (x - lr, y - lr, x + lr, y + lr), outline=WHITE_RGB, width=max(2, round(size * 0.03))
-        )
+        draw.ellipse((x - lr, y - lr, x + lr, y + lr), outline=WHITE_RGB, width=max(2, round(size * 0.03)))
     if frame.dye is not None:
         x, y, dr = frame.dye
         draw.ellipse((x - dr, y - dr * 0.7, x + dr, y + dr * 0.7), fill=DYE_RGB)
@@ -254,9 +250,7 @@ def answers(frame: Frame, size: int) -> dict[str, str]:
         Q_PROCEDURE: frame.procedure,
         Q_ABNORMALITY_WHERE: _cells([(p.x, p.y) for p in polyps], size),
         Q_LANDMARK_WHERE: _cells([frame.landmark[:2]] if frame.landmark else [], size),
-        Q_INSTRUMENT_WHERE: _cells(
-            [pt for inst in frame.instruments for pt in _instrument_points(inst, size)], size
-        ),
+        Q_INSTRUMENT_WHERE: _cells([pt for inst in frame.instruments for pt in _instrument_points(inst, size)], size),
     }
 
 
@@ -305,9 +299,7 @@ def write_kvasir(out_path: Path, split: str, n_images: int, seed: int, image_siz
         source = "kvasir-instrument" if frame.instruments else "hyperkvasir"
         qa = answers(frame, image_size)
         for question in sorted(rng.sample(QUESTIONS, QUESTIONS_PER_IMAGE), key=QUESTIONS.index):
-            for name, value in zip(
-                SCHEMA.names, (image, source, question, qa[question], img_id), strict=True
-            ):
+            for name, value in zip(SCHEMA.names, (image, source, question, qa[question], img_id), strict=True):
                 rows[name].append(value)
     table = pa.Table.from_pydict(rows, schema=SCHEMA)
     with atomic_write(out_path, "wb") as handle:

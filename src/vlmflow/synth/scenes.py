@@ -113,9 +113,7 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def fit_font(
-    text: str, max_width: int, max_height: int
-) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def fit_font(text: str, max_width: int, max_height: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The largest default-font size whose rendering of `text` fits the box."""
     lo, hi = 6, max(7, max_height * 2)
     while lo < hi:

@@ -47,9 +47,7 @@ def _layout(category: str, rng: random.Random, size: int) -> tuple[tuple, tuple]
         first, second = box(x + rng.randint(-3, 3), top_y), box(x, bottom_y)
     else:  # distance: the far one is smaller and higher
         far_side = round(side * 0.5)
-        far = box(
-            rng.randint(lo, size - lo - far_side), rng.randint(lo, size // 3 - far_side), far_side
-        )
+        far = box(rng.randint(lo, size - lo - far_side), rng.randint(lo, size // 3 - far_side), far_side)
         near = box(rng.randint(lo, hi), rng.randint(size // 2, hi))
         first, second = far, near
     # `first` is left / above / far; the subject is `first` when the category is that word.

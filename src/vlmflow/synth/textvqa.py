@@ -52,9 +52,7 @@ def _tokens(question: str) -> list[str]:
     return question.lower().rstrip("?").split()
 
 
-def write_textvqa(
-    out_dir: Path, split: str, n_images: int, seed: int, image_size: int = 224
-) -> None:
+def write_textvqa(out_dir: Path, split: str, n_images: int, seed: int, image_size: int = 224) -> None:
     """Write TextVQA_0.5.1_{split}.json and the images under train_images/."""
     scenes.check_split(split)
     rng = scenes.make_rng(seed, "textvqa", split)

@@ -37,9 +37,7 @@ NEXT_Q = "What comes after {word}?"
 REPEAT_Q = "Repeat: {w1} {w2}"
 
 # 9 video, 8 image, 3 text in every 20 (45/40/15 %); interleaved so any 8 in a row hold all kinds.
-KIND_CYCLE: tuple[str, ...] = tuple(
-    {"v": "video", "i": "image", "t": "text"}[c] for c in "vitvivivivitvivivivt"
-)
+KIND_CYCLE: tuple[str, ...] = tuple({"v": "video", "i": "image", "t": "text"}[c] for c in "vitvivivivitvivivivt")
 VIDEO_SOURCES: tuple[str, ...] = ("video_caption", "video_qa")
 MIN_IMAGE_SIZE = 32
 
@@ -51,9 +49,7 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def _video(
-    rng: random.Random, size: int, frames: int, source: str
-) -> tuple[list[Image.Image], str, str]:
+def _video(rng: random.Random, size: int, frames: int, source: str) -> tuple[list[Image.Image], str, str]:
     """Frames of one shape moving in equal steps from near one edge to near the other."""
     colour, shape, direction = (
         rng.choice(COLOURS),
@@ -73,9 +69,7 @@ def _video(
         along = lo + step * t if direction in ("right", "down") else hi - step * t
         x, y = (along, cross) if direction in ("left", "right") else (cross, along)
         image = base.copy()
-        scenes.draw_shape(
-            ImageDraw.Draw(image), shape, scenes.PALETTE[colour], (x, y, x + side, y + side)
-        )
+        scenes.draw_shape(ImageDraw.Draw(image), shape, scenes.PALETTE[colour], (x, y, x + side, y + side))
         images.append(image)
     if source == "video_caption":
         return images, CAPTION_Q, CAPTION_A.format(colour=colour, shape=shape, direction=direction)
@@ -97,9 +91,7 @@ def _image(rng: random.Random, size: int) -> tuple[Image.Image, str, str]:
         else:
             x = rng.randint(size // 2 + gap, size - margin - side)
         y = rng.randint(margin, size - margin - side)
-        scenes.draw_shape(
-            draw, shapes[index], scenes.PALETTE[colours[index]], (x, y, x + side, y + side)
-        )
+        scenes.draw_shape(draw, shapes[index], scenes.PALETTE[colours[index]], (x, y, x + side, y + side))
     target, question = rng.randrange(2), rng.choice(("colour", "shape", "side"))
     if question == "colour":
         return image, COLOUR_Q.format(shape=shapes[target]), colours[target]
@@ -116,9 +108,7 @@ def _text(rng: random.Random) -> tuple[str, str]:
     return REPEAT_Q.format(w1=w1, w2=w2), f"{w1} {w2}"
 
 
-def write_shape_videos(
-    out_dir: Path, split: str, n: int, *, seed: int, image_size: int, frames: int
-) -> None:
+def write_shape_videos(out_dir: Path, split: str, n: int, *, seed: int, image_size: int, frames: int) -> None:
     """Write `out_dir/<split>.jsonl` and its PNG frames under `out_dir/<split>/<id>/<t>.png`.
 
     The JSONL is written last, so its presence means every frame it names is in place.
@@ -168,10 +158,7 @@ def corpus_lines() -> list[str]:
     """Every user and assistant text the generator can produce (for the tiny model's tokenizer)."""
     lines = [CAPTION_Q, MOVER_COLOUR_Q, *DIRECTIONS, *COLOURS, *scenes.SHAPES, *COUNT_WORDS]
     lines += [
-        CAPTION_A.format(colour=c, shape=s, direction=d)
-        for c in COLOURS
-        for s in scenes.SHAPES
-        for d in DIRECTIONS
+        CAPTION_A.format(colour=c, shape=s, direction=d) for c in COLOURS for s in scenes.SHAPES for d in DIRECTIONS
     ]
     lines += [q.format(shape=s) for q in (DIRECTION_Q, COLOUR_Q, SIDE_Q) for s in scenes.SHAPES]
     lines += [SHAPE_Q.format(colour=c) for c in COLOURS]

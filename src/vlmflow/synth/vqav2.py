@@ -94,9 +94,7 @@ def _question(
         if yes:
             colour, shape = rng.choice(sorted(present))
         else:
-            absent = [
-                (c, s) for c in scenes.COLOURS for s in scenes.SHAPES if (c, s) not in present
-            ]
+            absent = [(c, s) for c in scenes.COLOURS for s in scenes.SHAPES if (c, s) not in present]
             colour, shape = rng.choice(absent)
         answer = "yes" if yes else "no"
         return template.format(colour=colour, shape=shape), answer, ["no" if yes else "yes"]

@@ -53,9 +53,7 @@ class CandidateTrie:
     a finished row.
     """
 
-    def __init__(
-        self, sequences: Iterable[Sequence[int]], eos_id: int, pad_id: int | None = None
-    ) -> None:
+    def __init__(self, sequences: Iterable[Sequence[int]], eos_id: int, pad_id: int | None = None) -> None:
         self.eos_id = eos_id
         self.end_ids = [eos_id] if pad_id is None or pad_id == eos_id else [eos_id, pad_id]
         self.root: dict[int, dict] = {}

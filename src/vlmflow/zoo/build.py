@@ -140,9 +140,7 @@ def _build_llava(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedMode
     size = spec["image_size"]
     vision = {"patch_size": 28, "image_size": size, **spec["vision"]}
     processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(
-            size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-        ),
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
         tokenizer=tokenizer,
         patch_size=vision["patch_size"],
         vision_feature_select_strategy="default",

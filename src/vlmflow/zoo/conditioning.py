@@ -77,9 +77,7 @@ def qwen3_tokenizer(corpus_lines: list[str], vocab_size: int) -> PreTrainedToken
     return tokenizer
 
 
-def build_conditioning_models(
-    spec: dict[str, Any], corpus_lines: list[str], out_dir: str | Path
-) -> None:
+def build_conditioning_models(spec: dict[str, Any], corpus_lines: list[str], out_dir: str | Path) -> None:
     """Write `out_dir/pipeline` (a ZImagePipeline folder) and `out_dir/vlm` (Qwen3-VL + processor),
     seeded from `spec` and written atomically."""
     torch.manual_seed(spec.get("seed", 0))
@@ -132,17 +130,13 @@ def build_conditioning_models(
     vlm.generation_config.pad_token_id = tokenizer.pad_token_id
     pixels = spec["image_size"] ** 2
     processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(
-            min_pixels=pixels, max_pixels=pixels, patch_size=16, merge_size=2
-        ),
+        image_processor=Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels, patch_size=16, merge_size=2),
         tokenizer=tokenizer,
         video_processor=Qwen3VLVideoProcessor(),
         chat_template=QWEN3_CHAT_TEMPLATE,
     )
 
-    transformer = ZImageTransformer2DModel(
-        in_channels=16, cap_feat_dim=text["hidden_size"], **spec["transformer"]
-    )
+    transformer = ZImageTransformer2DModel(in_channels=16, cap_feat_dim=text["hidden_size"], **spec["transformer"])
     vae_spec = dict(spec["vae"])
     depth = len(vae_spec["block_out_channels"])
     vae = AutoencoderKL(

@@ -33,9 +33,7 @@ CHATML_TEMPLATE = (
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 
-def build_foveated_parts(
-    spec: dict[str, Any], corpus_lines: list[str], out_dir: str | Path
-) -> None:
+def build_foveated_parts(spec: dict[str, Any], corpus_lines: list[str], out_dir: str | Path) -> None:
     """Write `out_dir/vision` (Dinov2Model + its image processor) and `out_dir/language`
     (LlamaForCausalLM + a BPE tokenizer trained on `corpus_lines`), seeded and atomic."""
     torch.manual_seed(spec.get("seed", 0))

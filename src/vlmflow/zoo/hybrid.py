@@ -33,7 +33,14 @@ VISION_PARTS = {
     "llava": VisionParts("model.vision_tower.", "model.multi_modal_projector.", "hidden_size", "hidden_size", None),
 }
 # Keys that do not change what the tower computes (weights init, bookkeeping, the projector's width).
-NON_TOWER_KEYS = {"initializer_range", "hidden_size", "out_hidden_size", "transformers_version", "_name_or_path", "dtype"}
+NON_TOWER_KEYS = {
+    "initializer_range",
+    "hidden_size",
+    "out_hidden_size",
+    "transformers_version",
+    "_name_or_path",
+    "dtype",
+}
 
 
 class HybridError(ValueError):
@@ -42,7 +49,9 @@ class HybridError(ValueError):
 
 def vision_parts(model_type: str) -> VisionParts:
     if model_type not in VISION_PARTS:
-        raise HybridError(f"hybrid checkpoints support the families {', '.join(sorted(VISION_PARTS))}, not '{model_type}'")
+        raise HybridError(
+            f"hybrid checkpoints support the families {', '.join(sorted(VISION_PARTS))}, not '{model_type}'"
+        )
     return VISION_PARTS[model_type]
 
 
@@ -79,7 +88,9 @@ def check_graft(config_a, config_b, with_projector: bool, a: str, b: str) -> Non
         )
     merge = "spatial_merge_size"
     if not with_projector and getattr(va, merge, None) != getattr(vb, merge, None):
-        raise HybridError(f"{a} merges {getattr(va, merge)}x{getattr(va, merge)} patches, {b}'s projector expects {getattr(vb, merge)}")
+        raise HybridError(
+            f"{a} merges {getattr(va, merge)}x{getattr(va, merge)} patches, {b}'s projector expects {getattr(vb, merge)}"
+        )
 
 
 def hybrid_config(config_a, config_b, with_projector: bool):
@@ -108,7 +119,9 @@ def graft(model_a: PreTrainedModel, model_b: PreTrainedModel, with_projector: bo
     return hybrid
 
 
-def build_hybrid(vision_from: str | Path, language_from: str | Path, out_dir: str | Path, with_projector: bool = False) -> None:
+def build_hybrid(
+    vision_from: str | Path, language_from: str | Path, out_dir: str | Path, with_projector: bool = False
+) -> None:
     """Write the hybrid of `vision_from`'s tower and `language_from`'s language model to `out_dir`
     (atomically: a temporary sibling folder renamed into place)."""
     config_a = AutoConfig.from_pretrained(vision_from, local_files_only=True)
@@ -123,5 +136,11 @@ def build_hybrid(vision_from: str | Path, language_from: str | Path, out_dir: st
     with atomic_directory(out_dir) as tmp:
         hybrid.save_pretrained(tmp)
         processor.save_pretrained(tmp)
-        write_json(tmp / "vlmflow_hybrid.json", {"vision_from": str(vision_from), "language_from": str(language_from),
-                                                 "projector_from": str(vision_from if with_projector else language_from)})
+        write_json(
+            tmp / "vlmflow_hybrid.json",
+            {
+                "vision_from": str(vision_from),
+                "language_from": str(language_from),
+                "projector_from": str(vision_from if with_projector else language_from),
+            },
+        )

@@ -8,7 +8,5 @@ from vlmflow.core.scripting import log_to
 
 log = log_to(snakemake.log[0])
 metadata = Path(snakemake.input.metadata)
-comparison_grid(
-    read_json(metadata), metadata.parent, snakemake.output.grid, snakemake.wildcards.experiment
-)
+comparison_grid(read_json(metadata), metadata.parent, snakemake.output.grid, snakemake.wildcards.experiment)
 log.info("wrote %s", snakemake.output.grid)

@@ -15,9 +15,7 @@ for path in snakemake.input.metadata:
     experiment = Path(path).parent.name
     rows += image_rows(experiment, snakemake.params.models[experiment], read_json(path), path)
 if "layers" in snakemake.input.keys():
-    rows += dimension_rows(
-        snakemake.params.analysis_model, pl.read_csv(snakemake.input.layers), snakemake.input.layers
-    )
+    rows += dimension_rows(snakemake.params.analysis_model, pl.read_csv(snakemake.input.layers), snakemake.input.layers)
 with atomic_write(snakemake.output.summary, "wb") as handle:
     pl.DataFrame(rows, schema=SCHEMA).select(COLUMNS).write_csv(handle)
 log.info("%d rows", len(rows))

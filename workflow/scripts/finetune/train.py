@@ -17,7 +17,9 @@ torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
 if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
     settings = retried_training(settings, snakemake.resources.batch_divisor)
-    log.warning("attempt %d: micro-batch %d x %d accumulation", snakemake.attempt, settings.batch_size, settings.grad_accum)
+    log.warning(
+        "attempt %d: micro-batch %d x %d accumulation", snakemake.attempt, settings.batch_size, settings.grad_accum
+    )
 records = read_records(snakemake.input.caches)
 digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in snakemake.input.caches)).hexdigest()
 previous = Path(snakemake.input.previous) if "previous" in snakemake.input.keys() else None

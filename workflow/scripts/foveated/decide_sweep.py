@@ -5,9 +5,7 @@ from vlmflow.core.scripting import log_to
 from vlmflow.foveated.sweeps import decide
 
 log = log_to(snakemake.log[0])
-decision = decide(
-    dict(zip(snakemake.params.runs, snakemake.input.evals, strict=True)), snakemake.params.metric
-)
+decision = decide(dict(zip(snakemake.params.runs, snakemake.input.evals, strict=True)), snakemake.params.metric)
 write_json(snakemake.output.decision, {"sweep": snakemake.wildcards.sweep, **decision})
 log.info(
     "sweep %s: %s wins on %s (%s)",

@@ -37,9 +37,7 @@ plot_attention_heatmaps(Path(snakemake.input.attention).parent, figures["heatmap
 rows = [
     row
     for run in runs
-    for row in summary_rows(
-        run, p.specs[run]["model"], p.specs[run]["data"], evals[run], runs[run] / "evals.jsonl"
-    )
+    for row in summary_rows(run, p.specs[run]["model"], p.specs[run]["data"], evals[run], runs[run] / "evals.jsonl")
 ]
 decided = iter(snakemake.input.decisions)  # one per sweep that was not skipped, in sweep order
 for sweep in p.sweeps:

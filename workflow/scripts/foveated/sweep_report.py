@@ -16,7 +16,5 @@ else:
     folders = [Path(f).parent for f in snakemake.input.files if f.endswith("eval.json")]
     runs = dict(zip(p.runs, folders, strict=True))
     plot_sweep_curves(runs, out.curves, f"sweep {sweep}: {', '.join(p.runs)}", metric=p.metric)
-    sweep_table(
-        {run: path / "eval.json" for run, path in runs.items()}, runs, out.csv, out.markdown
-    )
+    sweep_table({run: path / "eval.json" for run, path in runs.items()}, runs, out.csv, out.markdown)
     log.info("sweep %s: %d runs", sweep, len(runs))

@@ -17,9 +17,7 @@ log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 settings = FoveatedSettings(**snakemake.params.settings)
 train, val = read_samples(snakemake.input.train), read_samples(snakemake.input.val)
-digest = hashlib.sha256(
-    Path(snakemake.input.train).read_bytes() + Path(snakemake.input.val).read_bytes()
-).hexdigest()
+digest = hashlib.sha256(Path(snakemake.input.train).read_bytes() + Path(snakemake.input.val).read_bytes()).hexdigest()
 parts = snakemake.params.parts
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
     log.info("GPU devices: %s", ",".join(devices) or "none")
@@ -28,9 +26,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
         parts["vision"], parts["language"], snakemake.params.settings, settings.seed
     )
     fingerprint = {"parts": parts, "data": digest, "settings": snakemake.params.settings}
-    trainer = FoveatedTrainer(
-        model, tokenizer, processor, train, val, settings, fingerprint, device
-    )
+    trainer = FoveatedTrainer(model, tokenizer, processor, train, val, settings, fingerprint, device)
     state = Path(snakemake.params.state)
     log.info(
         "%s: %d steps of %d samples (%s)",

@@ -22,12 +22,25 @@ digest = hashlib.sha256(Path(snakemake.input.cache).read_bytes()).hexdigest()
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
     log.info("GPU devices: %s", ",".join(devices) or "none")
-    pair = load_pair(snakemake.input.decode, guide, pruning, snakemake.params.device, tuple(snakemake.params.trust_remote_code))
-    log.info("%s: decode %s, guide %s, shared vision %s, %d questions", pruning.method, snakemake.input.decode, guide,
-             pair.shared_vision, len(records))
+    pair = load_pair(
+        snakemake.input.decode, guide, pruning, snakemake.params.device, tuple(snakemake.params.trust_remote_code)
+    )
+    log.info(
+        "%s: decode %s, guide %s, shared vision %s, %d questions",
+        pruning.method,
+        snakemake.input.decode,
+        guide,
+        pair.shared_vision,
+        len(records),
+    )
     key = pruning_fingerprint(snakemake.input.decode, guide, digest, generation, pruning)
     with ForwardClock(pair.decode, pair.guide) as clock:
-        done = run_pruned(PrunedRunner(pair, generation, pruning), records, snakemake.output.rows, key,
-                          snakemake.output.get("importance"))
+        done = run_pruned(
+            PrunedRunner(pair, generation, pruning),
+            records,
+            snakemake.output.rows,
+            key,
+            snakemake.output.get("importance"),
+        )
     clock.write(snakemake.log[0])
     log.info("resumed after %d rows; wrote %s", done, snakemake.output.rows)

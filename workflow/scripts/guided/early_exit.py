@@ -7,7 +7,9 @@ from vlmflow.guided.early_exit import plot_sweep, sweep_markdown, threshold_swee
 from vlmflow.guided.report import early_exit_frame
 
 log = log_to(snakemake.log[0])
-frame = early_exit_frame(list(read_jsonl(snakemake.input.rows)), read_records(snakemake.input.cache), snakemake.params.metric)
+frame = early_exit_frame(
+    list(read_jsonl(snakemake.input.rows)), read_records(snakemake.input.cache), snakemake.params.metric
+)
 sweep = threshold_sweep(frame)
 with atomic_write(snakemake.output.csv, "wb") as handle:
     sweep.write_csv(handle)

@@ -7,7 +7,10 @@ from vlmflow.guided.rows import keep_predictions
 
 log = log_to(snakemake.log[0])
 answers = snakemake.wildcards.answers
-write_jsonl(snakemake.output.predictions, keep_predictions(list(read_jsonl(snakemake.input.rows)), answers.removeprefix("keep-")))
+write_jsonl(
+    snakemake.output.predictions,
+    keep_predictions(list(read_jsonl(snakemake.input.rows)), answers.removeprefix("keep-")),
+)
 report = evaluate_predictions(snakemake.input.cache, snakemake.output.predictions, snakemake.params.metric)
 write_json(snakemake.output.metrics, {"experiment": snakemake.params.name, **report})
 log.info("%s: %s = %.4f over %d questions", snakemake.params.name, report["metric"], report["accuracy"], report["n"])

@@ -16,4 +16,10 @@ result = analyse_scale(
 write_scale(result, scale, snakemake.params.out_dir)
 for dims, path in ((2, snakemake.output.pca), (3, snakemake.output.pca_3d)):
     plot_pca(arrays, f"{experiment} {scale}: swap-pair deltas", path, dims)
-log.info("%s: %d pairs, %d quads; pred_stats %s", scale, len(arrays["pair_id"]), len(quads["pair_id"]), result["pred_stats"]["all"])
+log.info(
+    "%s: %d pairs, %d quads; pred_stats %s",
+    scale,
+    len(arrays["pair_id"]),
+    len(quads["pair_id"]),
+    result["pred_stats"]["all"],
+)

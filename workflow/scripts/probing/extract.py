@@ -37,4 +37,9 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     clock.write(snakemake.log[0])
 write_npz(snakemake.output.vectors, pairs)
 write_npz(snakemake.output.cross, cross_group_arrays(pairs, quads))
-log.info("layers %s; accuracy orig %.3f swap %.3f", list(pairs["layers"]), np.mean(pairs["correct_orig"]), np.mean(pairs["correct_swap"]))
+log.info(
+    "layers %s; accuracy orig %.3f swap %.3f",
+    list(pairs["layers"]),
+    np.mean(pairs["correct_orig"]),
+    np.mean(pairs["correct_swap"]),
+)

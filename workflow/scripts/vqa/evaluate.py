@@ -16,10 +16,14 @@ report = evaluate_predictions(
     Tolerance(**snakemake.params.tolerance),
 )
 write_json(snakemake.output.metrics, {"experiment": snakemake.params.experiment, **report})
-rows = pl.DataFrame(report_table_rows(report["typed"]), schema={"qtype": pl.String, "n": pl.Int64,
-                    "accuracy": pl.Float64, "exact": pl.Float64, "f1": pl.Float64})
+rows = pl.DataFrame(
+    report_table_rows(report["typed"]),
+    schema={"qtype": pl.String, "n": pl.Int64, "accuracy": pl.Float64, "exact": pl.Float64, "f1": pl.Float64},
+)
 with atomic_write(snakemake.output.per_type_csv, "wb") as handle:
     rows.write_csv(handle)
 with atomic_write(snakemake.output.per_type_md) as handle:
     handle.write(f"# {snakemake.params.experiment}\n\n{markdown_table(report['typed'])}\n")
-log.info("%s: %s = %.4f over %d questions", snakemake.params.experiment, report["metric"], report["accuracy"], report["n"])
+log.info(
+    "%s: %s = %.4f over %d questions", snakemake.params.experiment, report["metric"], report["accuracy"], report["n"]
+)
