@@ -12,11 +12,11 @@ from vlmflow.zoo.build import build_checkpoint
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
 
-CORPUS = [
-    f"What color is the {shape}? {color}"
-    for shape in ("square", "circle", "triangle")
-    for color in COLORS
-] + ["How many circles are there? 1 2 3 4 5", "Answer the question using a single word or phrase.", "yes no"]
+CORPUS = [f"What color is the {shape}? {color}" for shape in ("square", "circle", "triangle") for color in COLORS] + [
+    "How many circles are there? 1 2 3 4 5",
+    "Answer the question using a single word or phrase.",
+    "yes no",
+]
 
 TINY_SPECS = {
     "qwen2_vl": {
@@ -25,7 +25,13 @@ TINY_SPECS = {
         "vocab_size": 320,
         "image_size": 56,
         "vision": {"depth": 1, "embed_dim": 16, "num_heads": 2, "mlp_ratio": 2},
-        "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1},
+        "text": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+        },
     },
     "llava": {
         "family": "llava",
@@ -33,7 +39,13 @@ TINY_SPECS = {
         "vocab_size": 320,
         "image_size": 56,
         "vision": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2},
-        "text": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1},
+        "text": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+        },
     },
 }
 
