@@ -4,6 +4,8 @@ one set of GPU resources, and each family's rules, scripts and package under one
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,19 @@ def test_common_holds_no_rules():
 def test_package_modules_stay_small():
     sizes = {p.relative_to(REPO): len(p.read_text().splitlines()) for p in (REPO / "src" / "vlmflow").rglob("*.py")}
     assert not {p: n for p, n in sizes.items() if n > 400}
+
+
+def test_planning_imports_no_torch():
+    """`snakemake -n` parses the rule files: the modules they import (and the package __init__
+    files on the way) must not pull in torch, transformers or polars."""
+    text = "\n".join(path.read_text() for path in RULE_FILES + sorted((REPO / "rules" / "functions").glob("*.smk")))
+    modules = sorted(set(re.findall(r"^from (vlmflow[\w.]*) import", text, flags=re.MULTILINE)))
+    assert modules
+    code = f"import sys; import {', '.join(modules)}; print(sorted({{'torch', 'transformers', 'polars'}} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_package_init_files_import_nothing():
+    for path in (REPO / "src" / "vlmflow").rglob("__init__.py"):
+        assert not re.search(r"^\s*(import|from) ", path.read_text(), flags=re.MULTILINE), path
