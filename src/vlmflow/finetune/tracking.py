@@ -13,14 +13,14 @@ from typing import Any
 
 
 class OfflineWandbRun:
-    """One wandb run per training experiment: a resumed job appends to the same run id."""
+    """One wandb run per fine-tuning experiment: a resumed job appends to the same run id."""
 
     def __init__(self, directory: Path, name: str, config: dict[str, Any]) -> None:
         try:
             import wandb
         except ImportError as err:
             raise RuntimeError(
-                "train.experiments.*.wandb is true but the wandb package is not installed; "
+                "finetune.experiments.*.wandb is true but the wandb package is not installed; "
                 "pip install 'vlmflow[wandb]' or set wandb: false"
             ) from err
         directory.mkdir(parents=True, exist_ok=True)
