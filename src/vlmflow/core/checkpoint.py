@@ -25,6 +25,7 @@ from vlmflow.core.io import write_json
 
 
 def trainable_state(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The parameters a run trains (requires_grad), on the CPU: what a checkpoint stores."""
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
