@@ -1,6 +1,7 @@
 # What every family's rules use: the settings merge, model and dataset paths, GPU resources and
-# the params-function helper. Each family's own input functions and settings live beside its
-# rules (rules/<family>.smk); everything here reads `config`, so the rules stay declarative.
+# the params-function helper. Each family's own settings and input functions live beside its
+# rules, in rules/functions/<family>.smk, which its rules/<family>.smk includes. Everything here
+# reads `config`, so the rules stay declarative.
 
 import re
 from dataclasses import asdict
@@ -16,9 +17,9 @@ def oom_batch_divisor(wildcards, attempt):
     return batch_divisor(attempt)
 
 
-# Every GPU rule asks for the same resources, one GPU (capped by `--resources gpu=N` locally, `--gpus` on
-# SLURM), memory and time for a 7B model, and the batch divisor of its retry. A site tunes them per
-# rule in its profile (`set-resources`), never in the rules.
+# All GPU rules ask for the same resources: one GPU (capped by `--resources gpu=N` locally,
+# `--gpus` on SLURM), memory and time for a 7B model, and the batch divisor of its retry. A site
+# tunes them per rule in its profile (`set-resources`), never in the rules.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 32000, "runtime": 720, "batch_divisor": oom_batch_divisor}
 
 # Generation settings every family that asks the models questions inherits (vqa, guided, probing).
