@@ -62,6 +62,7 @@ rule evaluate_pruned:
         "../envs/vlmflow.yaml"
     params:
         metric=setting(guided_spec, "metric"),
+        dataset_format=guided_dataset_format,
         name=answer_set_name,
     script:
         "../workflow/scripts/guided/evaluate.py"

@@ -55,6 +55,7 @@ rule evaluate_vqa:
         metric=setting(vqa_experiment, "metric"),
         variant=setting(vqa_experiment, "variant"),
         tolerance=setting(vqa_experiment, "tolerance"),
+        dataset_format=vqa_dataset_format,
         experiment=experiment_name,
     script:
         "../workflow/scripts/vqa/evaluate.py"

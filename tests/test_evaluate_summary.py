@@ -46,6 +46,23 @@ def test_accuracy_with_breakdowns(cache, tmp_path):
     assert report["per_question_type"]["is there a"] == {"n": 1, "accuracy": 1.0}
 
 
+def test_dataset_format_reaches_the_lmms_eval_scorer(tmp_path):
+    # lmms-eval's TextVQA processing deletes the comma ("redwhite" != "red white": 0.0); its
+    # VQAv2 processing turns it into a space (1.0); the official variant skips normalisation for
+    # unanimous answers ("red,white" != "red white": 0.0) whatever the format.
+    path = tmp_path / "cache.jsonl"
+    write_jsonl(path, [record("1", ["red white"] * 10, "other", "what is")])
+    preds = predictions(tmp_path, [("1", "red,white")])
+    expected = {("lmms_eval", "textvqa"): 0.0, ("lmms_eval", "vqav2"): 1.0, ("lmms_eval", None): 1.0}
+    expected |= {("official", fmt): 0.0 for fmt in ("textvqa", "vqav2", None)}
+    for (variant, fmt), accuracy in expected.items():
+        report = evaluate_predictions(path, preds, variant=variant, dataset_format=fmt)
+        assert report["accuracy"] == accuracy, (variant, fmt)
+        assert report["variant"] == variant and report["dataset_format"] == fmt
+    with pytest.raises(ValueError, match="unknown dataset format 'TextVQA'"):
+        evaluate_predictions(path, preds, dataset_format="TextVQA")
+
+
 def test_missing_and_unknown_predictions_are_errors(cache, tmp_path):
     with pytest.raises(InputError, match=r"1 of 3 questions have no prediction"):
         evaluate_predictions(cache, predictions(tmp_path, [("1", "yes"), ("2", "2")]))

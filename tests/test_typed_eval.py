@@ -19,6 +19,7 @@ from vlmflow.data.typed_metric import (
     score,
     set_f1,
     set_match,
+    split_atoms,
     typed_report,
 )
 
@@ -34,12 +35,47 @@ from vlmflow.data.typed_metric import (
         ("<5mm", (0, 5)),
         (">20mm", (20, math.inf)),
         ("2.5 cm", (2.5, 2.5)),
+        # Whichever number or range comes first in the text (was: any range before any number).
+        ("about 5, or 3-4", (5, 5)),
+        ("3-4, or about 5", (3, 4)),
+        ("size <5mm, maybe 5-10mm", (0, 5)),
+        # Thousands separators (was: "1,000" -> 1).
+        ("1,000", (1000, 1000)),
+        ("12,345,678 cells", (12345678, 12345678)),
+        ("1,000-2,000", (1000, 2000)),
+        ("1,5", (1, 1)),  # not a thousands group: two numbers, the first taken
+        ("1, 2", (1, 1)),
+        # Units on each bound (was: "5mm-10mm" -> 5).
+        ("5mm-10mm", (5, 10)),
+        ("5 mm - 10 mm", (5, 10)),
+        ("from 5 cm to 10 cm", (5, 10)),
+        ("5 minutes", (5, 5)),
         ("not relevant", None),
         ("polyp", None),
     ],
 )
 def test_parse_numeric(text: str, expected: tuple[float, float] | None) -> None:
     assert parse_numeric(text) == expected
+
+
+def test_tolerance_is_applied_once_to_the_reference() -> None:
+    # abs_tol 1 widens 6.9 to [5.9, 7.9]: 6 is in, 5 is not (widening both sides, as before,
+    # gave [4, 6] against [5.9, 7.9] and accepted 5).
+    assert numeric_match("5", "6.9", abs_tol=1) == 0.0
+    assert numeric_match("6", "6.9", abs_tol=1) == 1.0
+    assert numeric_match("7.9", "6.9", abs_tol=1) == 1.0
+    assert numeric_match("8", "6.9", abs_tol=1) == 0.0
+    # rel_tol scales with the reference, not the prediction: 100 +- 10% is [90, 110].
+    assert numeric_match("90", "100", rel_tol=0.1) == 1.0
+    assert numeric_match("100", "90", rel_tol=0.1) == 0.0  # 90 +- 9 is [81, 99]
+    # A predicted range must lie inside the widened reference, not merely overlap it.
+    assert numeric_match("6-7", "6.9", abs_tol=1) == 1.0
+    assert numeric_match("5-7", "6.9", abs_tol=1) == 0.0
+    assert numeric_match("12-18mm", "11-20mm") == 1.0
+    assert numeric_match("10-15mm", "11-20mm") == 0.0
+    assert numeric_match("10-15mm", "11-20mm", abs_tol=1) == 1.0
+    assert numeric_match(">20mm", "25") == 0.0
+    assert numeric_match(">20mm", ">20mm", abs_tol=1) == 1.0
 
 
 def test_numeric_tolerance_absolute_and_relative() -> None:
@@ -55,7 +91,12 @@ def test_numeric_tolerance_absolute_and_relative() -> None:
     ("prediction", "answer", "expected"),
     [
         ("15mm", "11-20mm", 1.0),
-        ("11-20mm", "15mm", 1.0),
+        # A bucket is not a point inside it (was 1.0, when overlap sufficed).
+        ("11-20mm", "15mm", 0.0),
+        ("5", "5-10mm", 1.0),  # bounds are inclusive
+        ("about 5, or 3-4", "5", 1.0),
+        ("1,000", "1000", 1.0),
+        ("5mm-10mm", "5-10mm", 1.0),
         ("3", "<5mm", 1.0),
         ("7", "<5mm", 0.0),
         ("25", ">20mm", 1.0),
@@ -67,6 +108,12 @@ def test_numeric_tolerance_absolute_and_relative() -> None:
         ("5mm", "not relevant", 0.0),
         ("5-10mm; 11-20mm", "11-20mm;5-10mm", 1.0),
         ("11-20mm", "5-10mm; 11-20mm", 0.0),
+        # A set reference: the prediction may list its values with ",", "and" or "&" too.
+        ("11-20mm, 5-10mm", "5-10mm; 11-20mm", 1.0),
+        ("5mm-10mm and 11-20mm", "5-10mm; 11-20mm", 1.0),
+        ("5-10mm & <5mm", "5-10mm; 11-20mm", 0.0),
+        ("1, 2", "1; 2", 1.0),
+        ("1,000", "1; 2", 0.0),  # one number, not the set {1, 0}
     ],
 )
 def test_numeric_ranges(prediction: str, answer: str, expected: float) -> None:
@@ -76,11 +123,39 @@ def test_numeric_ranges(prediction: str, answer: str, expected: float) -> None:
 def test_tolerance_widening_makes_neighbours_match() -> None:
     assert numeric_match("4", "5-10mm") == 0.0
     assert numeric_match("4", "5-10mm", abs_tol=1) == 1.0
-    assert numeric_match("5-10mm", "11-20mm", abs_tol=1) == 1.0
+    # A neighbouring bucket only touches the widened reference [10, 21]: not inside it (was 1.0).
+    assert numeric_match("5-10mm", "11-20mm", abs_tol=1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tube; biopsy forceps", ["tube", "biopsy forceps"]),
+        ("polyp;instrument", ["polyp", "instrument"]),
+        ("tube, biopsy forceps", ["tube", "biopsy forceps"]),
+        ("tube and biopsy forceps", ["tube", "biopsy forceps"]),
+        ("polyp, cecum, and tube", ["polyp", "cecum", "tube"]),
+        ("tube & snare", ["tube", "snare"]),
+        ("Android", ["Android"]),
+        ("1,000", ["1,000"]),
+        ("1,000,000 and 2", ["1,000,000", "2"]),
+        ("1, 2", ["1", "2"]),
+        ("1,2", ["1", "2"]),
+        ("12345,678", ["12345", "678"]),
+        (" ; ", []),
+    ],
+)
+def test_split_atoms(text: str, expected: list[str]) -> None:
+    assert split_atoms(text) == expected
 
 
 def test_answer_sets() -> None:
     assert answer_set("tube; biopsy forceps") == {"tube", "biopsy forceps"}
+    assert answer_set("The tube and biopsy forceps") == {"tube", "biopsy forceps"}
+    assert answer_set("Biopsy forceps, tube") == {"tube", "biopsy forceps"}
+    assert answer_set("1,000") == {"1000"}
+    assert set_match("biopsy forceps & tube", "tube;biopsy forceps") == 1.0
+    assert set_f1("tube, snare", "tube; biopsy forceps") == pytest.approx(0.5)
     assert answer_set(" ; The Tube;") == {"tube"}
     assert set_match("tube; biopsy forceps", "biopsy forceps;tube") == 1.0
     assert set_match("tube", "biopsy forceps;tube") == 0.0
@@ -121,6 +196,9 @@ def test_score_per_type() -> None:
         "exact": 0.0,
         "correct": 1.0,
     }
+    assert score("count_numeric", "5", ["6.9"], Tolerance(abs_tol=1))["correct"] == 0.0
+    assert score("count_numeric", "1,000", ["1000"]) == {"exact": 1.0, "correct": 1.0}
+    assert score("multi_choice", "tube and biopsy forceps", ["biopsy forceps;tube"])["correct"] == 1.0
     multi = score("multi_choice", "tube", ["tube; biopsy forceps"])
     assert multi == {"exact": 0.0, "correct": 0.0, "f1": pytest.approx(2 / 3)}
     assert score("color", "Red", ["red"]) == {"exact": 1.0, "correct": 1.0}

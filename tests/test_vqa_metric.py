@@ -1,20 +1,27 @@
 """Tests for vlmflow.data.vqa_metric: one test per normalisation rule, scoring, reports,
-and a hypothesis oracle test against a literal transcription of the official
-GT-Vision-Lab/VQA master evaluator."""
+and hypothesis oracle tests against literal transcriptions of the official
+GT-Vision-Lab/VQA master evaluator and of lmms-eval's VQAv2 / TextVQA scoring."""
 
 from __future__ import annotations
 
 import re
+import statistics
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vlmflow.data.cache import FORMAT_READERS
 from vlmflow.data.vqa_metric import (
     CONTRACTIONS,
+    DATASET_FORMATS,
     PUNCT,
     accuracy_report,
     exact_match,
+    lmms_eval_process,
+    lmms_eval_punctuation,
+    lmms_eval_word_tokenize,
+    metric_score,
     normalize_answer,
     process_digit_article,
     process_punctuation,
@@ -26,7 +33,9 @@ from vlmflow.data.vqa_metric import (
 # as possible from GT-Vision-Lab/VQA master,
 # PythonEvaluationTools/vqaEvaluation/vqaEval.py (class state turned into
 # module globals; regex literals made raw to avoid Python 3.12 escape
-# warnings, same patterns).
+# warnings, same patterns). The official code ran under Python 2, whose `\d`
+# without re.UNICODE is [0-9]: the regexes carry re.ASCII to say the same
+# under Python 3.
 # ==========================================================================
 
 contractions = {"aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't", \
@@ -68,8 +77,8 @@ articles     = ['a',
                 'an',
                 'the'
                ]  # fmt: skip
-periodStrip = re.compile(r"(?!<=\d)(\.)(?!\d)")
-commaStrip = re.compile(r"(\d)(\,)(\d)")
+periodStrip = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
+commaStrip = re.compile(r"(\d)(\,)(\d)", re.ASCII)
 punct        = [';', r"/", '[', ']', '"', '{', '}',
                 '(', ')', '=', '+', '\\', '_', '-',
                 '>', '<', '@', '`', ',', '?', '!']  # fmt: skip
@@ -156,6 +165,81 @@ def oracle_legacy(prediction, answers):
         acc = min(1, float(len(matchingAns)) / 3)
         gtAcc.append(acc)
     return float(sum(gtAcc))/len(gtAcc)  # fmt: skip
+
+
+# ==========================================================================
+# Oracle: lmms-eval, transcribed from EvolvingLMMs-Lab/lmms-eval (commit
+# 75571cfe, 2026-08): EvalAIAnswerProcessor in
+# lmms_eval/tasks/_task_utils/vqa_eval_metric.py (its CONTRACTIONS,
+# NUMBER_MAP, ARTICLES and PUNCTUATIONS tables equal the official ones above,
+# checked against that file), textvqa_process_results in
+# lmms_eval/tasks/textvqa/utils.py and vqav2_process_results in
+# lmms_eval/tasks/vqav2/utils.py. Python 3: Unicode digits.
+# ==========================================================================
+
+LMMS_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+LMMS_COMMA_STRIP = re.compile(r"(?<=\d)(\,)+(?=\d)")
+
+
+def lmms_word_tokenize(word):
+    word = word.lower()
+    word = word.replace(",", "").replace("?", "").replace("'s", " 's")
+    return word.strip()
+
+
+def lmms_process_punctuation(in_text):
+    out_text = in_text
+    for p in punct:
+        if (p + " " in in_text or " " + p in in_text) or (re.search(LMMS_COMMA_STRIP, in_text) is not None):
+            out_text = out_text.replace(p, "")
+        else:
+            out_text = out_text.replace(p, " ")
+    out_text = LMMS_PERIOD_STRIP.sub("", out_text, re.UNICODE)
+    return out_text
+
+
+def lmms_call(item):
+    item = lmms_word_tokenize(item)
+    item = item.replace("\n", " ").replace("\t", " ").strip()
+    item = lmms_process_punctuation(item)
+    item = processDigitArticle(item)
+    return item
+
+
+def oracle_lmms_textvqa(prediction, answers):
+    resAns = lmms_call(prediction)
+    answers = [lmms_call(a) for a in answers]
+    gtAcc = []
+    for i in range(len(answers)):
+        otherGTAns = [answers[j] for j in range(len(answers)) if i != j]
+        matchingAns = [item for item in otherGTAns if item == resAns]
+        acc = min(1, float(len(matchingAns)) / 3)
+        gtAcc.append(acc)
+    return statistics.mean(gtAcc)
+
+
+def oracle_lmms_vqav2(prediction, answers):
+    answers = [{"answer": a, "answer_id": i + 1} for i, a in enumerate(answers)]
+    resAns = prediction
+    for ansDic in answers:
+        ansDic["answer"] = ansDic["answer"].replace("\n", " ")
+        ansDic["answer"] = ansDic["answer"].replace("\t", " ")
+        ansDic["answer"] = ansDic["answer"].strip()
+    resAns = resAns.replace("\n", " ")
+    resAns = resAns.replace("\t", " ")
+    resAns = resAns.strip()
+    gtAcc = []
+    for ansDic in answers:
+        ansDic["answer"] = lmms_process_punctuation(ansDic["answer"])
+        ansDic["answer"] = processDigitArticle(ansDic["answer"])
+    resAns = lmms_process_punctuation(resAns)
+    resAns = processDigitArticle(resAns)
+    for gtAnsDatum in answers:
+        otherGTAns = [item for item in answers if item != gtAnsDatum]
+        matchingAns = [item for item in otherGTAns if item["answer"] == resAns]
+        acc = min(1, float(len(matchingAns)) / 3)
+        gtAcc.append(acc)
+    return statistics.mean(gtAcc)
 
 
 # ==========================================================================
@@ -286,6 +370,124 @@ def test_bad_inputs():
 
 
 # ==========================================================================
+# Python 2 digits (official) vs Python 3 digits (lmms-eval)
+# ==========================================================================
+
+FULLWIDTH_5 = "\uff15"  # "５"
+ARABIC_1, ARABIC_2, ARABIC_3, ARABIC_5 = "\u0661", "\u0662", "\u0663", "\u0665"  # "١", "٢", "٣", "٥"
+
+
+def test_period_rule_uses_ascii_digits():
+    # Python 2's \d is [0-9]: a period before a full-width or Arabic-Indic digit goes.
+    assert process_punctuation("1." + FULLWIDTH_5) == "1" + FULLWIDTH_5
+    assert process_punctuation(ARABIC_3 + "." + ARABIC_5) == ARABIC_3 + ARABIC_5
+    assert process_punctuation("2.5") == "2.5"
+    # lmms-eval runs under Python 3: any Unicode digit keeps the period.
+    assert lmms_eval_punctuation("1." + FULLWIDTH_5) == "1." + FULLWIDTH_5
+
+
+def test_comma_rule_uses_ascii_digits():
+    arabic = ARABIC_1 + "," + ARABIC_2
+    # No ASCII digit-comma-digit: the comma does not touch a space, so it becomes one.
+    assert process_punctuation(arabic) == ARABIC_1 + " " + ARABIC_2
+    assert process_punctuation(arabic + " x-ray") == ARABIC_1 + " " + ARABIC_2 + " x ray"
+    # Python 3 (lmms-eval): Arabic-Indic digits are digits, so every punctuation char is deleted.
+    assert lmms_eval_punctuation(arabic) == ARABIC_1 + ARABIC_2
+    assert lmms_eval_punctuation(arabic + " x-ray") == ARABIC_1 + ARABIC_2 + " xray"
+
+
+def test_unicode_digit_scores():
+    # Annotators disagree, so normalisation runs; 4 of 10 match -> 1.0, none -> 0.0.
+    answers = ["1" + FULLWIDTH_5] * 4 + ["2"] * 6
+    assert vqa_score("1." + FULLWIDTH_5, answers) == 1.0
+    assert vqa_score("1." + FULLWIDTH_5, answers, variant="lmms_eval", dataset_format="vqav2") == 0.0
+    answers = [ARABIC_1 + " " + ARABIC_2] * 4 + ["x"] * 6
+    assert vqa_score(ARABIC_1 + "," + ARABIC_2, answers) == 1.0
+    assert vqa_score(ARABIC_1 + "," + ARABIC_2, answers, variant="lmms_eval") == 0.0
+
+
+# ==========================================================================
+# lmms-eval: VQAv2 vs TextVQA processing, computed by hand from
+# lmms_eval/tasks/_task_utils/vqa_eval_metric.py (EvalAIAnswerProcessor),
+# lmms_eval/tasks/textvqa/utils.py and lmms_eval/tasks/vqav2/utils.py
+# ==========================================================================
+
+
+def test_lmms_eval_comma_rule_takes_runs_of_commas():
+    # lmms-eval's COMMA_STRIP is (?<=\d)(\,)+(?=\d): "1,,2" is digit-commas-digit, so all
+    # punctuation is deleted; the official (\d)(,)(\d) does not match, commas become spaces.
+    assert lmms_eval_punctuation("1,,2 x-ray") == "12 xray"
+    assert process_punctuation("1,,2 x-ray") == "1  2 x ray"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # lowercase, delete "," and "?", " 's", strip (word_tokenize); then punctuation, words.
+        ("Coca-Cola's", "coca cola 's"),  # "-" touches no space -> " "
+        ("red,white", "redwhite"),  # the comma is deleted before the punctuation step
+        ("Sign?", "sign"),
+        ("whats", "what's"),  # the contraction table still applies ...
+        ("what's", "what 's"),  # ... but "'s" is split off first, so these differ
+        ("1,000 x-ray", "1000 x ray"),  # commas gone: no digit-comma-digit, "-" -> " "
+        ("  The Two Dogs\n", "2 dogs"),
+    ],
+)
+def test_lmms_eval_textvqa_processor(text, expected):
+    assert lmms_eval_process(text) == expected
+    assert lmms_call(text) == expected
+
+
+def test_lmms_eval_word_tokenize():
+    assert lmms_eval_word_tokenize(" Joe's, Diner? ") == "joe 's diner"
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answers", "textvqa", "vqav2", "official"),
+    [
+        # TextVQA: "redwhite" vs "red white" -> 0; VQAv2 rules: "red white" -> 1. Official:
+        # unanimous answers, so no normalisation: "red,white" != "red white" -> 0.
+        ("red,white", ["red white"] * 10, 0.0, 1.0, 0.0),
+        # TextVQA: "what's" vs "what 's" -> 0; VQAv2 rules: both "what's" -> 1.
+        ("whats", ["what's"] * 10, 0.0, 1.0, 0.0),
+        # TextVQA: "joe 's" matches the 3 "joe 's": those see 2 others (2/3), the 7 "joes" see
+        # 3 (1): (3 * 2/3 + 7) / 10 = 0.9. VQAv2 rules: "joe's" matches nothing.
+        ("Joe's", ["joe 's"] * 3 + ["joes"] * 7, 0.9, 0.0, 0.0),
+        # TextVQA: "1000 x ray" matches 2: (2 * 1/3 + 8 * 2/3) / 10 = 0.6. VQAv2 rules and
+        # official: digit-comma-digit deletes "-" -> "1000 xray" matches 8 -> 1.0.
+        ("1,000 x-ray", ["1000 x ray"] * 2 + ["1000 xray"] * 8, 0.6, 1.0, 1.0),
+        # Both lmms-eval paths always normalise; the official skips it for unanimous answers.
+        ("Red", ["red"] * 10, 1.0, 1.0, 0.0),
+    ],
+)
+def test_lmms_eval_textvqa_vs_vqav2(prediction, answers, textvqa, vqav2, official):
+    assert vqa_score(prediction, answers, "lmms_eval", "textvqa") == pytest.approx(textvqa)
+    assert vqa_score(prediction, answers, "lmms_eval", "vqav2") == pytest.approx(vqav2)
+    assert vqa_score(prediction, answers, "lmms_eval") == pytest.approx(vqav2)  # unknown: VQAv2
+    assert oracle_lmms_textvqa(prediction, answers) == pytest.approx(textvqa)
+    assert oracle_lmms_vqav2(prediction, answers) == pytest.approx(vqav2)
+    # The official and legacy variants score every dataset alike.
+    for fmt in (None, *DATASET_FORMATS):
+        assert vqa_score(prediction, answers, "official", fmt) == official
+        assert vqa_score(prediction, answers, "legacy", fmt) == vqa_score(prediction, answers, "legacy")
+
+
+def test_dataset_format_reaches_the_scorer():
+    items = [{"prediction": "red,white", "answers": ["red white"] * 10}]
+    assert metric_score("red,white", ["red white"] * 10, "vqa_accuracy", "lmms_eval", "textvqa") == 0.0
+    assert accuracy_report(items, variant="lmms_eval", dataset_format="textvqa")["accuracy"] == 0.0
+    assert accuracy_report(items, variant="lmms_eval", dataset_format="vqav2")["accuracy"] == 1.0
+    # exact_match ignores variant and format.
+    assert metric_score("red,white", ["red white"], "exact_match", "lmms_eval", "textvqa") == 1.0
+
+
+def test_dataset_formats_are_the_cache_formats():
+    assert set(DATASET_FORMATS) == set(FORMAT_READERS)
+    with pytest.raises(ValueError, match="dataset format"):
+        vqa_score("red", ["red"], dataset_format="TextVQA")
+
+
+# ==========================================================================
 # Reports
 # ==========================================================================
 
@@ -326,6 +528,8 @@ VOCAB = [
     "(left)", "left", "[right]", "right", "blue/green", "blue / green", "@home", "home?", "home",
     "\"quoted\"", "quoted", "a_b", "a b", "<3", "3", "3:00", "3 00", "  ", "", "O'Clock", "oclock",
     "somebody'd", "somebodyd", "Y'all", "yall", "y'all", "I'm", "Ive",
+    "1.\uff15", "1\uff15", "\u0661,\u0662", "\u0661 \u0662", "\u0661\u0662", "\u0663.\u0665", "1,,2", "1 2", "12",
+    "Joe's", "joe 's", "joes", "what?", "red,white", "redwhite", "red white", "1,000 x-ray", "1000 x ray",
 ]  # fmt: skip
 
 tokens = st.one_of(st.sampled_from(VOCAB), st.text(max_size=12))
@@ -376,3 +580,23 @@ def test_legacy_matches_oracle(question):
 def test_normalisation_steps_match_oracle(text):
     assert process_punctuation(text) == processPunctuation(text)
     assert process_digit_article(text) == processDigitArticle(text)
+    assert lmms_eval_punctuation(text) == lmms_process_punctuation(text)
+    assert lmms_eval_process(text) == lmms_call(text)
+
+
+# lmms-eval averages with statistics.mean (exact, then rounded), vqa_score with sum / len: the two
+# may differ in the last bit, so these compare to 1e-12.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(question=questions())
+def test_lmms_eval_textvqa_matches_oracle(question):
+    prediction, answers = question
+    expected = oracle_lmms_textvqa(prediction, answers)
+    assert vqa_score(prediction, answers, "lmms_eval", "textvqa") == pytest.approx(expected, abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(question=questions())
+def test_lmms_eval_vqav2_matches_oracle(question):
+    prediction, answers = question
+    expected = oracle_lmms_vqav2(prediction, answers)
+    assert vqa_score(prediction, answers, "lmms_eval", "vqav2") == pytest.approx(expected, abs=1e-12)

@@ -71,6 +71,11 @@ def guided_cache(wildcards):
     return cache_outputs(guided_spec(wildcards.experiment)["dataset"])["cache"]
 
 
+def guided_dataset_format(wildcards):
+    """The experiment's dataset format, for the scorer (vlmflow.data.evaluate)."""
+    return config["datasets"][guided_spec(wildcards.experiment)["dataset"]]["format"]
+
+
 def guided_answer_sets(name):
     """(method, answers) pairs of an experiment: each method at each keep ratio, and the guide alone."""
     spec = guided_spec(name)

@@ -44,6 +44,11 @@ def vqa_cache(wildcards):
     return cache_outputs(vqa_experiment(wildcards.experiment)["dataset"])["cache"]
 
 
+def vqa_dataset_format(wildcards):
+    """The experiment's dataset format: the lmms_eval variant scores TextVQA by its own rules."""
+    return config["datasets"][vqa_experiment(wildcards.experiment)["dataset"]]["format"]
+
+
 def experiment_name(wildcards):
     return wildcards.experiment
 

@@ -11,7 +11,7 @@ from vlmflow.core.io import read_jsonl
 from vlmflow.core.records import read_records
 from vlmflow.data.question_types import infer_question_type
 from vlmflow.data.typed_metric import Tolerance, typed_report
-from vlmflow.data.vqa_metric import accuracy_report
+from vlmflow.data.vqa_metric import DATASET_FORMATS, accuracy_report
 
 METRICS = ("vqa_accuracy", "exact_match")
 
@@ -22,8 +22,13 @@ def evaluate_predictions(
     metric: str = "vqa_accuracy",
     variant: str = "official",
     tolerance: Tolerance = Tolerance(),  # noqa: B008  (frozen, so one shared default is safe)
+    dataset_format: str | None = None,
 ) -> dict[str, Any]:
     """Join predictions to records by question id and compute the accuracy report.
+
+    `dataset_format` is the cached dataset's format (``config["datasets"][name]["format"]``):
+    `variant` ``lmms_eval`` scores TextVQA with lmms-eval's TextVQA processing and anything else
+    with its VQAv2 processing (`vlmflow.data.vqa_metric`); the other variants ignore it.
 
     Every cached question must have exactly one prediction: a silently skipped question would
     inflate the score. `typed` scores each inferred question type by its own rule (numeric
@@ -32,6 +37,8 @@ def evaluate_predictions(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
+    if dataset_format is not None and dataset_format not in DATASET_FORMATS:
+        raise ValueError(f"unknown dataset format '{dataset_format}'; choose one of {', '.join(DATASET_FORMATS)}")
     records = {r.question_id: r for r in read_records(cache_path)}
     predictions: dict[str, str] = {}
     followed: list[bool] = []
@@ -59,7 +66,12 @@ def evaluate_predictions(
         }
         for qid, record in records.items()
     ]
-    report = {"metric": metric, "variant": variant, **accuracy_report(items, metric=metric, variant=variant)}
+    report = {
+        "metric": metric,
+        "variant": variant,
+        "dataset_format": dataset_format,
+        **accuracy_report(items, metric=metric, variant=variant, dataset_format=dataset_format),
+    }
     report["typed"] = typed_report(items, tolerance)
     if followed:
         report["format_adherence"] = sum(followed) / len(followed)

@@ -2,9 +2,10 @@
 
 One normalised exact match treats "15mm" against the bucket "11-20mm", "three" against "3",
 and "biopsy forceps;tube" against "tube; biopsy forceps" as wrong. Here each type gets its own
-primary score: numbers and ranges are compared as intervals, multi-answers as sets (with F1 as
-partial credit), everything else by normalised exact match. `exact` is always reported too, so
-the two can be compared.
+primary score: numbers and ranges are compared as intervals (the prediction must lie inside the
+reference widened once by the tolerance), multi-answers as sets split on ";", ",", "&" and "and"
+(with F1 as partial credit), everything else by normalised exact match. `exact` is always
+reported too, so the two can be compared.
 """
 
 from __future__ import annotations
@@ -20,80 +21,135 @@ from vlmflow.data.vqa_metric import exact_match, normalize_answer
 
 NUMERIC_TYPES: frozenset[str] = frozenset({"count_numeric", "size_numeric"})
 
-_NUM = r"(\d+(?:\.\d+)?)"
-_RANGE = re.compile(_NUM + r"\s*(?:-|–|to)\s*" + _NUM)
-_BELOW = re.compile(r"<=?\s*" + _NUM)
-_ABOVE = re.compile(r">=?\s*" + _NUM)
-_NUMBER = re.compile(_NUM)
+# A non-negative number: ASCII digits, with optional thousands separators ("1,000", "12,345,678":
+# a comma followed by exactly three digits) and an optional decimal part. "1,5" and "1, 2" are two
+# numbers.
+_NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+# A unit written after a range's first bound ("5mm-10mm"); it is dropped, not converted.
+_UNIT = r"(?:\s*(?:mm|cm|µm|μm|um|nm|km|m|in|ft|px|%)(?![a-z]))?"
+# Earliest match in the text wins; at one position a range beats a lone number ("5-10" vs "5").
+_VALUE = re.compile(
+    rf"(?P<low>{_NUM}){_UNIT}\s*(?:-|–|—|\bto\b)\s*(?P<high>{_NUM})"
+    rf"|<=?\s*(?P<below>{_NUM})"
+    rf"|>=?\s*(?P<above>{_NUM})"
+    rf"|(?P<point>{_NUM})",
+    re.ASCII,
+)
+_DIGIT = re.compile(r"\d", re.ASCII)
+# Separators of a set answer: ";" (Kvasir's own), ",", "&" and the word "and".
+_SET_SEPARATOR = re.compile(r";|,|&|\band\b", re.ASCII | re.IGNORECASE)
+# A number with thousands separators: its commas do not separate atoms ("1,000" is one).
+_THOUSANDS = re.compile(r"(?<!\d)\d{1,3}(?:,\d{3})+(?!\d)", re.ASCII)
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far apart a numeric prediction and answer may be and still match.
+    """How far a numeric prediction may lie from the reference and still match.
 
-    Each interval end is widened by max(abs_tol, rel_tol * |end|). Counts are usually scored
-    with abs_tol 0 (exact); sizes need no tolerance when the answers are buckets such as
-    "11-20mm", since a prediction inside the bucket already overlaps it.
+    Only the reference is widened, once: its interval [low, high] becomes
+    [low - max(abs_tol, rel_tol * |low|), high + max(abs_tol, rel_tol * |high|)] (an infinite
+    end stays infinite), and the prediction must lie inside it (see :func:`numeric_match`).
+    Counts are usually scored with abs_tol 0 (exact); sizes need no tolerance when the answers
+    are buckets such as "11-20mm", since a prediction inside the bucket already matches it.
     """
 
     abs_tol: float = 0.0
     rel_tol: float = 0.0
 
 
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
 def parse_numeric(text: str) -> tuple[float, float] | None:
     """The first non-negative number or range in `text` as (low, high), or None.
 
-    "11-20mm" -> (11, 20), "<5mm" -> (0, 5), ">20mm" -> (20, inf), "three" -> (3, 3). Units are
-    dropped, not converted. Number words are read through `normalize_answer`, so "none" is 0.
+    "11-20mm" -> (11, 20), "5mm-10mm" -> (5, 10), "5 to 10" -> (5, 10), "<5mm" -> (0, 5),
+    ">20mm" -> (20, inf), "three" -> (3, 3), "1,000" -> (1000, 1000). Whichever number or range
+    starts first in the text is taken ("about 5, or 3-4" -> (5, 5)). Units are dropped, not
+    converted. Digits are ASCII digits. A text without digits is read through
+    `normalize_answer`, so number words count ("none" is 0).
     """
     text = text.lower()
-    if not any(c.isdigit() for c in text):
+    if not _DIGIT.search(text):
         text = normalize_answer(text)
-    if match := _RANGE.search(text):
-        low, high = float(match.group(1)), float(match.group(2))
+    match = _VALUE.search(text)
+    if match is None:
+        return None
+    if match["low"] is not None:
+        low, high = _number(match["low"]), _number(match["high"])
         return (min(low, high), max(low, high))
-    if match := _BELOW.search(text):
-        return (0.0, float(match.group(1)))
-    if match := _ABOVE.search(text):
-        return (float(match.group(1)), math.inf)
-    if match := _NUMBER.search(text):
-        return (float(match.group(1)),) * 2
-    return None
+    if match["below"] is not None:
+        return (0.0, _number(match["below"]))
+    if match["above"] is not None:
+        return (_number(match["above"]), math.inf)
+    return (_number(match["point"]),) * 2
 
 
 def _widen(interval: tuple[float, float], abs_tol: float, rel_tol: float) -> tuple[float, float]:
+    def margin(end: float) -> float:
+        return max(abs_tol, rel_tol * abs(end)) if math.isfinite(end) else 0.0
+
     low, high = interval
-    return (low - max(abs_tol, rel_tol * abs(low)), high + max(abs_tol, rel_tol * abs(high)))
+    return (low - margin(low), high + margin(high))
 
 
 def _atom_match(prediction: str, answer: str, abs_tol: float, rel_tol: float) -> bool:
+    """The predicted interval lies inside the answer's interval widened by the tolerance."""
     pred, ans = parse_numeric(prediction), parse_numeric(answer)
     if pred is None or ans is None:
         return normalize_answer(prediction) == normalize_answer(answer)
-    (p_low, p_high), (a_low, a_high) = _widen(pred, abs_tol, rel_tol), _widen(ans, abs_tol, rel_tol)
-    low, high = max(p_low, a_low), min(p_high, a_high)
-    # Ranges that only touch ("<5mm" and "5-10mm") are distinct buckets; a point on a bound
-    # ("5" against "5-10mm") is inside it.
-    return low < high or (low == high and (p_low == p_high or a_low == a_high))
+    low, high = _widen(ans, abs_tol, rel_tol)
+    return low <= pred[0] and pred[1] <= high
+
+
+def split_atoms(text: str) -> list[str]:
+    """The atoms of a set answer: split on ";", ",", "&" and the word "and", empty atoms dropped.
+
+    Commas inside a number with thousands separators (1-3 digits, then groups of a comma and
+    exactly three digits) are kept: "1,000" is one atom; "1, 2", "1,2" and "1,0005" are two.
+    """
+    protected = [m.span() for m in _THOUSANDS.finditer(text)]
+    atoms, start = [], 0
+    for sep in _SET_SEPARATOR.finditer(text):
+        if not any(low <= sep.start() < high for low, high in protected):
+            atoms.append(text[start : sep.start()])
+            start = sep.end()
+    atoms.append(text[start:])
+    return [atom.strip() for atom in atoms if atom.strip()]
 
 
 def numeric_match(prediction: str, answer: str, *, abs_tol: float = 0.0, rel_tol: float = 0.0) -> float:
-    """1.0 if the two values, each widened by the tolerance, overlap, else 0.0.
+    """1.0 if the prediction lies within the answer widened by the tolerance, else 0.0.
 
-    A point inside a range matches it ("15mm" vs "11-20mm"). Sides without a number are
-    compared by normalised exact match ("not relevant"). ";"-separated multi-answers (Kvasir
-    sizes of several polyps) match when every atom on each side matches one on the other.
+    Each side is read as its first number or range (:func:`parse_numeric`). The tolerance widens
+    the *answer* only (:class:`Tolerance`), and the prediction's whole interval must be contained
+    in the widened answer, bounds included:
+
+    - a point matches a point within the tolerance (abs_tol 1: "6" matches "6.9", "5" does not);
+    - a point matches a range it lies in ("15mm" vs "11-20mm", "5" vs "5-10mm");
+    - a range matches only a range (or a tolerance) that contains it: "11-20mm" does not match
+      "15mm", and ranges that only touch ("<5mm" and "5-10mm") or overlap do not match.
+
+    Sides without a number are compared by normalised exact match ("not relevant"). A set answer
+    (several atoms, :func:`split_atoms`: Kvasir's sizes of several polyps) matches when every
+    answer atom contains some predicted atom and every predicted atom lies in some answer atom;
+    the prediction is then split the same way ("5-10mm and 11-20mm"). Against a single-valued
+    answer the prediction is split on ";" only, so "about 5, or 3-4" reads as 5.
     """
-    preds = [p for p in prediction.split(";") if p.strip()] or [prediction]
-    answers = [a for a in answer.split(";") if a.strip()] or [answer]
+    answers = split_atoms(answer) or [answer]
+    if len(answers) > 1:
+        preds = split_atoms(prediction) or [prediction]
+    else:
+        preds = [p for p in prediction.split(";") if p.strip()] or [prediction]
     covered = all(any(_atom_match(p, a, abs_tol, rel_tol) for p in preds) for a in answers)
     supported = all(any(_atom_match(p, a, abs_tol, rel_tol) for a in answers) for p in preds)
     return 1.0 if covered and supported else 0.0
 
 
 def answer_set(text: str) -> frozenset[str]:
-    """The normalised ";"-separated atoms of a multi-answer, empty ones dropped."""
-    return frozenset(atom for atom in map(normalize_answer, text.split(";")) if atom)
+    """The normalised atoms of a multi-answer (:func:`split_atoms`: ";", ",", "&", "and")."""
+    return frozenset(atom for atom in map(normalize_answer, split_atoms(text)) if atom)
 
 
 def set_match(prediction: str, answer: str) -> float:

@@ -1,4 +1,4 @@
-"""VQA accuracy, exactly as the official GT-Vision-Lab/VQA evaluator computes it.
+r"""VQA accuracy, exactly as the official GT-Vision-Lab/VQA evaluator computes it.
 
 Reference: ``PythonEvaluationTools/vqaEvaluation/vqaEval.py`` on the master
 branch of https://github.com/GT-Vision-Lab/VQA (the version with the answer
@@ -20,8 +20,30 @@ Variants of :func:`vqa_score`:
     normalised; the answers only get :func:`process_punctuation`, and only when
     they are not all identical. Answers are not pre-cleaned there either.
 ``"lmms_eval"``
-    lmms-eval's behaviour: prediction and answers are always pre-cleaned and
-    fully normalised, whether or not the answers agree.
+    lmms-eval's scoring (EvolvingLMMs-Lab/lmms-eval,
+    ``lmms_eval/tasks/_task_utils/vqa_eval_metric.py`` ``EvalAIAnswerProcessor``),
+    which differs by dataset, so :func:`vqa_score` takes the ``dataset_format``:
+
+    - ``"textvqa"`` (``lmms_eval/tasks/textvqa/utils.py``,
+      ``textvqa_process_results``): the prediction and every answer go through
+      the whole processor (:func:`lmms_eval_process`): lowercase, delete every
+      "," and "?", split "'s" off as " 's", strip; then pre-clean, punctuation
+      and the word step. Always, whether or not the answers agree.
+    - any other format, or none (``lmms_eval/tasks/vqav2/utils.py``,
+      ``vqav2_process_results``): pre-clean, then punctuation and the word step,
+      always, whether or not the answers agree.
+
+    Its punctuation step (:func:`lmms_eval_punctuation`) runs under Python 3, so
+    its digits are Unicode digits, and its comma rule is digit, *one or more*
+    commas, digit (``(?<=\d)(\,)+(?=\d)``: "1,,2" counts too).
+
+``official`` and ``legacy`` ignore ``dataset_format``: the official evaluator
+scores VQAv2 and TextVQA alike.
+
+Python 2 vs 3: the official evaluator ran under Python 2, where ``\d`` without
+``re.UNICODE`` matches only the ASCII digits 0-9. Its period and comma regexes
+are therefore compiled here with ``re.ASCII``: "1.５" loses its period ("1５")
+and Arabic-Indic "١,٢" has no digit-comma-digit, as in the official numbers.
 """
 
 from __future__ import annotations
@@ -34,6 +56,9 @@ __all__ = [
     "ARTICLES",
     "COMMA_STRIP",
     "CONTRACTIONS",
+    "DATASET_FORMATS",
+    "LMMS_COMMA_STRIP",
+    "LMMS_PERIOD_STRIP",
     "MANUAL_MAP",
     "METRICS",
     "PERIOD_STRIP",
@@ -42,6 +67,9 @@ __all__ = [
     "VARIANTS",
     "accuracy_report",
     "exact_match",
+    "lmms_eval_process",
+    "lmms_eval_punctuation",
+    "lmms_eval_word_tokenize",
     "metric_score",
     "normalize_answer",
     "pre_clean",
@@ -118,12 +146,22 @@ PUNCT: tuple[str, ...] = (
 #: Official period regex. ``(?!<=\d)`` was meant to be the lookbehind
 #: ``(?<!\d)`` but is a negative *lookahead* for the literal "<=" followed by a
 #: digit, which never blocks a match before a '.'. So every period that is not
-#: followed by a digit is removed ("5." -> "5", "2.5" kept). Kept as is.
-PERIOD_STRIP: re.Pattern[str] = re.compile(r"(?!<=\d)(\.)(?!\d)")
+#: followed by an ASCII digit is removed ("5." -> "5", "2.5" kept, "1.５" ->
+#: "1５"). Kept as is. ``re.ASCII``: the official evaluator ran under Python 2,
+#: whose ``\d`` (without ``re.UNICODE``) is [0-9].
+PERIOD_STRIP: re.Pattern[str] = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
 
-#: A digit, a comma, a digit ("1,000"): if present anywhere in the input, every
-#: punctuation character is deleted instead of being replaced by a space.
-COMMA_STRIP: re.Pattern[str] = re.compile(r"(\d)(,)(\d)")
+#: An ASCII digit, a comma, an ASCII digit ("1,000"; not Arabic-Indic "١,٢",
+#: Python 2 as above): if present anywhere in the input, every punctuation
+#: character is deleted instead of being replaced by a space.
+COMMA_STRIP: re.Pattern[str] = re.compile(r"(\d)(,)(\d)", re.ASCII)
+
+#: lmms-eval's period regex: the official pattern under Python 3, so any
+#: Unicode digit after the period keeps it ("1.５" stays).
+LMMS_PERIOD_STRIP: re.Pattern[str] = re.compile(r"(?!<=\d)(\.)(?!\d)")
+
+#: lmms-eval's comma regex: a Unicode digit, one or more commas, a Unicode digit.
+LMMS_COMMA_STRIP: re.Pattern[str] = re.compile(r"(?<=\d)(\,)+(?=\d)")
 
 #: The official code calls ``periodStrip.sub("", outText, re.UNICODE)``:
 #: ``re.UNICODE`` (== 32) lands in the positional *count* argument, so at most
@@ -131,6 +169,8 @@ COMMA_STRIP: re.Pattern[str] = re.compile(r"(\d)(,)(\d)")
 PERIOD_STRIP_MAX: int = int(re.UNICODE)
 
 VARIANTS: tuple[str, ...] = ("official", "legacy", "lmms_eval")
+#: Dataset formats a scorer may be told (the cache's formats); None means unknown.
+DATASET_FORMATS: tuple[str, ...] = ("vqav2", "textvqa", "kvasir", "swap_pairs")
 METRICS: tuple[str, ...] = ("vqa_accuracy", "exact_match")
 
 
@@ -144,6 +184,17 @@ def pre_clean(text: str) -> str:
     return text.replace("\n", " ").replace("\t", " ").strip()
 
 
+def _punctuation(text: str, comma_strip: re.Pattern[str], period_strip: re.Pattern[str]) -> str:
+    out = text
+    has_digit_comma_digit = comma_strip.search(text) is not None
+    for p in PUNCT:
+        if (p + " " in text or " " + p in text) or has_digit_comma_digit:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return period_strip.sub("", out, count=PERIOD_STRIP_MAX)
+
+
 def process_punctuation(text: str) -> str:
     """The official ``processPunctuation``.
 
@@ -153,15 +204,18 @@ def process_punctuation(text: str) -> str:
     edited, exactly like the official loop (it tests ``inText`` but edits
     ``outText``). Then periods not followed by a digit are removed, at most
     :data:`PERIOD_STRIP_MAX` of them (see the constants for both quirks).
+    Digits are ASCII digits only, as under the official Python 2.
     """
-    out = text
-    has_digit_comma_digit = COMMA_STRIP.search(text) is not None
-    for p in PUNCT:
-        if (p + " " in text or " " + p in text) or has_digit_comma_digit:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
-    return PERIOD_STRIP.sub("", out, count=PERIOD_STRIP_MAX)
+    return _punctuation(text, COMMA_STRIP, PERIOD_STRIP)
+
+
+def lmms_eval_punctuation(text: str) -> str:
+    """lmms-eval's ``EvalAIAnswerProcessor.process_punctuation``.
+
+    The official step with lmms-eval's regexes: Unicode digits, and a comma
+    rule of digit, one or more commas, digit (:data:`LMMS_COMMA_STRIP`).
+    """
+    return _punctuation(text, LMMS_COMMA_STRIP, LMMS_PERIOD_STRIP)
 
 
 def process_digit_article(text: str) -> str:
@@ -182,18 +236,48 @@ def normalize_answer(text: str) -> str:
     return process_digit_article(process_punctuation(pre_clean(text)))
 
 
+def lmms_eval_word_tokenize(text: str) -> str:
+    """lmms-eval's ``EvalAIAnswerProcessor.word_tokenize``.
+
+    Lowercase, delete every "," and "?", put a space before every "'s"
+    ("joe's" -> "joe 's"), strip.
+    """
+    return text.lower().replace(",", "").replace("?", "").replace("'s", " 's").strip()
+
+
+def lmms_eval_process(text: str) -> str:
+    """lmms-eval's ``EvalAIAnswerProcessor.__call__``, its TextVQA normalisation.
+
+    :func:`lmms_eval_word_tokenize`, pre-clean, :func:`lmms_eval_punctuation`,
+    the word step. The commas are gone before the punctuation step, so its
+    digit-comma-digit rule never fires: "1,000 x-ray" -> "1000 x ray" (official
+    "1000 xray"), "red,white" -> "redwhite"; "what's" -> "what 's", "whats" -> "what's".
+    """
+    return process_digit_article(lmms_eval_punctuation(pre_clean(lmms_eval_word_tokenize(text))))
+
+
 # --------------------------------------------------------------------------
 # Scoring
 # --------------------------------------------------------------------------
 
 
-def _check_variant(variant: str) -> None:
+def _check_variant(variant: str, dataset_format: str | None = None) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"unknown VQA variant {variant!r}; expected one of {VARIANTS}")
+    if dataset_format is not None and dataset_format not in DATASET_FORMATS:
+        raise ValueError(f"unknown dataset format {dataset_format!r}; expected one of {DATASET_FORMATS} or None")
 
 
-def _prepare(prediction: str, answers: Sequence[str], variant: str) -> tuple[str, list[str]]:
+def _prepare(prediction: str, answers: Sequence[str], variant: str, fmt: str | None) -> tuple[str, list[str]]:
     """Apply the variant's pre-clean and normalisation to prediction and answers."""
+    if variant == "lmms_eval":
+        if fmt == "textvqa":
+            # lmms_eval/tasks/textvqa/utils.py: the whole processor on both, always.
+            return lmms_eval_process(prediction), [lmms_eval_process(a) for a in answers]
+        # lmms_eval/tasks/vqav2/utils.py: pre-clean, punctuation, word step, always.
+        pred = process_digit_article(lmms_eval_punctuation(pre_clean(prediction)))
+        return pred, [process_digit_article(lmms_eval_punctuation(pre_clean(a))) for a in answers]
+
     if variant == "legacy":
         # Older master: answers are not pre-cleaned, the prediction always is
         # and is always fully normalised; answers only get punctuation, and
@@ -209,14 +293,20 @@ def _prepare(prediction: str, answers: Sequence[str], variant: str) -> tuple[str
     # "official": normalise only when the annotators disagree. The maintainer's
     # rationale (GT-Vision-Lab/VQA#14): unanimous answers are often OCR-style
     # text that must be matched verbatim. Consequence: "Red" vs ten "red" is 0.
-    if variant == "lmms_eval" or len(set(gts)) > 1:
+    if len(set(gts)) > 1:
         pred = process_digit_article(process_punctuation(pred))
         gts = [process_digit_article(process_punctuation(a)) for a in gts]
     return pred, gts
 
 
-def vqa_score(prediction: str, answers: Sequence[str], variant: str = "official") -> float:
+def vqa_score(
+    prediction: str, answers: Sequence[str], variant: str = "official", dataset_format: str | None = None
+) -> float:
     """VQA accuracy of one prediction against its annotators' answers, in [0, 1].
+
+    `variant` picks the normalisation (module docstring); `dataset_format` (one of
+    :data:`DATASET_FORMATS`, or None) matters to ``"lmms_eval"`` only, which
+    scores ``"textvqa"`` with lmms-eval's TextVQA processing.
 
     For each annotator i, count the *other* annotators j != i (by position, as
     the official code compares answer dicts that differ in ``answer_id``) whose
@@ -227,10 +317,10 @@ def vqa_score(prediction: str, answers: Sequence[str], variant: str = "official"
     "other" annotators, so the score is always 0: single-answer datasets should
     use :func:`exact_match` instead.
     """
-    _check_variant(variant)
+    _check_variant(variant, dataset_format)
     if len(answers) == 0:
         raise ValueError("vqa_score needs at least one ground-truth answer")
-    pred, gts = _prepare(prediction, answers, variant)
+    pred, gts = _prepare(prediction, answers, variant, dataset_format)
     matches = [gt == pred for gt in gts]
     total = sum(matches)
     # Others matching for annotator i = all matches minus i's own match.
@@ -253,10 +343,17 @@ def exact_match(prediction: str, answers: Sequence[str]) -> float:
 # --------------------------------------------------------------------------
 
 
-def metric_score(prediction: str, answers: Sequence[str], metric: str, variant: str = "official") -> float:
-    """One prediction's score under `metric`: the VQA accuracy or exact match."""
+def metric_score(
+    prediction: str,
+    answers: Sequence[str],
+    metric: str,
+    variant: str = "official",
+    dataset_format: str | None = None,
+) -> float:
+    """One prediction's score under `metric`: the VQA accuracy (see :func:`vqa_score` for
+    `variant` and `dataset_format`) or exact match (which ignores both)."""
     if metric == "vqa_accuracy":
-        return vqa_score(prediction, answers, variant=variant)
+        return vqa_score(prediction, answers, variant=variant, dataset_format=dataset_format)
     return exact_match(prediction, answers)
 
 
@@ -268,8 +365,10 @@ def accuracy_report(
     items: Iterable[Mapping[str, Any]],
     metric: str = "vqa_accuracy",
     variant: str = "official",
+    dataset_format: str | None = None,
 ) -> dict[str, Any]:
-    """Overall and per-type accuracy over items.
+    """Overall and per-type accuracy over items (`variant` and `dataset_format` as in
+    :func:`vqa_score`).
 
     Each item has ``prediction``, ``answers`` and optionally ``question_type``
     and ``answer_type``. Accuracies are fractions in [0, 1], not the official
@@ -279,13 +378,13 @@ def accuracy_report(
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
-    _check_variant(variant)
+    _check_variant(variant, dataset_format)
 
     scores: list[float] = []
     by_answer_type: dict[str, list[float]] = {}
     by_question_type: dict[str, list[float]] = {}
     for item in items:
-        score = metric_score(item["prediction"], item["answers"], metric, variant)
+        score = metric_score(item["prediction"], item["answers"], metric, variant, dataset_format)
         scores.append(score)
         answer_type = item.get("answer_type")
         if answer_type is not None:

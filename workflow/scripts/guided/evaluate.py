@@ -11,6 +11,11 @@ write_jsonl(
     snakemake.output.predictions,
     keep_predictions(list(read_jsonl(snakemake.input.rows)), answers.removeprefix("keep-")),
 )
-report = evaluate_predictions(snakemake.input.cache, snakemake.output.predictions, snakemake.params.metric)
+report = evaluate_predictions(
+    snakemake.input.cache,
+    snakemake.output.predictions,
+    snakemake.params.metric,
+    dataset_format=snakemake.params.dataset_format,
+)
 write_json(snakemake.output.metrics, {"experiment": snakemake.params.name, **report})
 log.info("%s: %s = %.4f over %d questions", snakemake.params.name, report["metric"], report["accuracy"], report["n"])

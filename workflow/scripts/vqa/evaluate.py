@@ -14,6 +14,7 @@ report = evaluate_predictions(
     snakemake.params.metric,
     snakemake.params.variant,
     Tolerance(**snakemake.params.tolerance),
+    dataset_format=snakemake.params.dataset_format,
 )
 write_json(snakemake.output.metrics, {"experiment": snakemake.params.experiment, **report})
 rows = pl.DataFrame(
