@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from vlmflow.probing.analysis import analyse_scale, consistency_frame, write_scale
+from vlmflow.probing.metrics import CENTRING_PAIRS, CENTRING_QUADS
 
 CATEGORIES = ["left", "right", "above", "under"]
 
@@ -146,3 +147,89 @@ def test_the_pca_of_planted_deltas_separates_opposite_categories():
         a, b = points[categories == first], points[categories == second]
         gap = np.linalg.norm(a.mean(axis=0) - b.mean(axis=0))
         assert gap > 5 * max(a.std(axis=0).max(), b.std(axis=0).max())
+
+
+# Hand-computed: six 2-d pair deltas at one layer, mean over all six = [2, 2]; centred
+#   left [2, 0], [0, 2] -> 0;  right [-2, -4], [-4, -2] -> 0.8;  far [1, 1], [3, 3] -> 1;
+#   horizontal, right flipped: (6/sqrt5 + 0.8) / 6 = 0.580547  (see tests/test_swap_metrics.py).
+HAND_HORIZONTAL = (6 / np.sqrt(5) + 0.8) / 6
+
+
+def hand_arrays(correct_swap: list[bool]) -> dict[str, np.ndarray]:
+    return {
+        "layers": np.array([0]),
+        "category": np.array(["left", "left", "right", "right", "far", "far"]),
+        "group": np.array(["horizontal"] * 4 + ["distance"] * 2),
+        "pair_id": np.array([str(i) for i in range(6)]),
+        "correct_orig": np.ones(6, dtype=bool),
+        "correct_swap": np.array(correct_swap),
+        "delta_L0": np.array([[4.0, 2.0], [2.0, 4.0], [0.0, -2.0], [-2.0, 0.0], [3.0, 3.0], [5.0, 5.0]]),
+    }
+
+
+def hand_quads(correct_vertical: list[bool]) -> dict[str, np.ndarray]:
+    """vertical mean [2, 3], distance mean [2, 1]; centred per-quad cosines 2/sqrt5, 2/sqrt5, 0."""
+    return {
+        "layers": np.array([0]),
+        "pair_id": np.array(["0", "1", "2"]),
+        "category_vertical": np.array(["above"] * 3),
+        "category_distance": np.array(["far"] * 3),
+        "correct_vertical": np.array(correct_vertical),
+        "correct_distance": np.ones(3, dtype=bool),
+        "delta_vert_L0": np.array([[3.0, 1.0], [1.0, 3.0], [2.0, 5.0]]),
+        "delta_dist_L0": np.array([[2.0, 0.0], [0.0, 2.0], [4.0, 1.0]]),
+    }
+
+
+def test_both_correct_is_centred_over_all_pairs():
+    """With every pair right, both_correct equals all. With the far pairs wrong, left and right keep
+    their scores: the mean is still [2, 2] over all six pairs. (Centring the four kept pairs on
+    their own mean [1, 1] made left [3, 1], [1, 3], cosine 0.6: the old behaviour.)"""
+    every = analyse_scale(hand_arrays([True] * 6), permutations=10)
+    far_wrong = analyse_scale(hand_arrays([True, True, True, True, False, False]), permutations=10)
+    right_wrong = analyse_scale(hand_arrays([True, True, True, False, True, True]), permutations=10)
+    for result in (every, far_wrong, right_wrong):
+        within = result["within_cat_consistency_both_correct"]
+        assert within["left_L0"]["mean"] == pytest.approx(0.0, abs=1e-12)
+        assert within["left_L0"]["n"] == 2 and within["left_L0"]["centred_over"] == 6
+    assert every["within_cat_consistency_both_correct"] == every["within_cat_consistency_all"]
+    for result in (every, far_wrong):
+        within = result["within_cat_consistency_both_correct"]
+        assert within["right_L0"]["mean"] == pytest.approx(0.8)
+        signed = result["sign_corrected_consistency_both_correct"]["horizontal_L0"]
+        assert signed["mean"] == pytest.approx(HAND_HORIZONTAL) and signed["centred_over"] == 6
+    assert "far_L0" not in far_wrong["within_cat_consistency_both_correct"]
+    assert far_wrong["within_cat_consistency_all"] == every["within_cat_consistency_all"]
+    # The far pairs' own score does not move when a right pair turns wrong.
+    assert right_wrong["within_cat_consistency_both_correct"]["far_L0"]["mean"] == pytest.approx(1.0)
+    assert right_wrong["within_cat_consistency_both_correct"]["right_L0"] == {
+        "mean": None, "std": None, "n": 1, "centring": CENTRING_PAIRS, "centred_over": 6,
+    }  # fmt: skip
+
+
+def test_both_correct_quads_are_centred_over_all_quads():
+    result = analyse_scale(hand_arrays([True] * 6), hand_quads([True, True, False]), permutations=10)
+    every, kept = result["cross_alignment_all"]["L0"], result["cross_alignment_both_correct"]["L0"]
+    assert every["per_sample_mean"] == pytest.approx(4 / (3 * np.sqrt(5)))
+    assert kept["per_sample_mean"] == pytest.approx(2 / np.sqrt(5))  # not 1, as centring the two alone gave
+    assert (every["n"], every["centred_over"], kept["n"], kept["centred_over"]) == (3, 3, 2, 3)
+
+
+def test_every_consistency_and_alignment_json_records_the_centring(tmp_path):
+    result = analyse_scale(
+        hand_arrays([True, True, True, True, False, False]), hand_quads([True, True, False]), permutations=10
+    )
+    write_scale(result, "s", tmp_path)
+    for tag in ("all", "both_correct"):
+        for kind in ("within_cat_consistency", "sign_corrected_consistency"):
+            blocks = json.loads((tmp_path / "json" / f"{kind}_s_{tag}.json").read_text())
+            assert blocks, (kind, tag)
+            for key, block in blocks.items():
+                assert block["centring"] == CENTRING_PAIRS and block["centred_over"] == 6, (kind, tag, key)
+        blocks = json.loads((tmp_path / "json" / f"cross_alignment_s_{tag}.json").read_text())
+        assert set(blocks) == {"L0"}
+        assert blocks["L0"]["centring"] == CENTRING_QUADS and blocks["L0"]["centred_over"] == 3
+    consistency = pl.read_csv(tmp_path / "csv" / "consistency_s.csv")
+    assert set(consistency["centred_over"]) == {6} and set(consistency["centring"]) == {CENTRING_PAIRS}
+    alignment = pl.read_csv(tmp_path / "csv" / "cross_alignment_s.csv")
+    assert alignment["centred_over"].to_list() == [3, 3] and alignment["n"].to_list() == [3, 2]

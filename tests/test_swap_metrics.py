@@ -10,6 +10,8 @@ import pytest
 
 from vlmflow.data.swap_pairs import AXES, CATEGORIES
 from vlmflow.probing.metrics import (
+    CENTRING_PAIRS,
+    CENTRING_QUADS,
     category_validity,
     centre,
     check_answer,
@@ -262,3 +264,88 @@ def test_category_validity() -> None:
     assert strict["far"]["reliable"] is False
     boundary = category_validity(["under", "under"], [True, True], [True, False], threshold=0.75)
     assert boundary["under"]["reliable"] is True
+
+
+# Hand-computed centring. Six 2-d pair deltas; their mean over all six rows (the analysis set) is
+#   x: (4 + 2 + 0 - 2 + 3 + 5) / 6 = 2,  y: (2 + 4 - 2 + 0 + 3 + 5) / 6 = 2  ->  [2, 2].
+HAND_DELTAS = np.array([[4.0, 2.0], [2.0, 4.0], [0.0, -2.0], [-2.0, 0.0], [3.0, 3.0], [5.0, 5.0]])
+HAND_LABELS = ["left", "left", "right", "right", "far", "far"]
+# Centred by [2, 2]:  left [2, 0], [0, 2];  right [-2, -4], [-4, -2];  far [1, 1], [3, 3].
+HAND_CENTRED = np.array([[2.0, 0.0], [0.0, 2.0], [-2.0, -4.0], [-4.0, -2.0], [1.0, 1.0], [3.0, 3.0]])
+# Within category:  left  cos([2,0],[0,2]) = 0
+#                   right cos([-2,-4],[-4,-2]) = (8 + 8) / (sqrt(20) sqrt(20)) = 0.8
+#                   far   cos([1,1],[3,3]) = 1
+HAND_WITHIN = {"left": 0.0, "right": 0.8, "far": 1.0}
+# Sign-corrected horizontal: flip right -> [2, 4], [4, 2]; the six cosines are
+#   l1.l2 = 0, l1.r1 = 4/(2 sqrt20) = 1/sqrt5, l1.r2 = 8/(2 sqrt20) = 2/sqrt5,
+#   l2.r1 = 2/sqrt5, l2.r2 = 1/sqrt5, r1.r2 = 0.8   ->  mean = (6/sqrt5 + 0.8) / 6 = 0.580547
+HAND_HORIZONTAL = (6 / math.sqrt(5) + 0.8) / 6
+
+
+def test_hand_computed_centring_over_the_analysis_set() -> None:
+    np.testing.assert_allclose(centre(HAND_DELTAS), HAND_CENTRED)
+    within = within_category_consistency(HAND_DELTAS, HAND_LABELS)
+    for category, value in HAND_WITHIN.items():
+        assert within[category]["mean"] == pytest.approx(value, abs=1e-12), category
+        assert within[category]["n"] == 2
+        assert within[category]["centred_over"] == 6
+        assert within[category]["centring"] == CENTRING_PAIRS
+    signed = sign_corrected_consistency(HAND_DELTAS, HAND_LABELS)
+    assert signed["horizontal"]["mean"] == pytest.approx(HAND_HORIZONTAL, abs=1e-12)
+    assert signed["horizontal"]["n"] == 4 and signed["horizontal"]["centred_over"] == 6
+    assert signed["distance"]["mean"] == pytest.approx(1.0)  # far only: nothing flipped
+
+
+def test_a_kept_subset_is_scored_on_the_analysis_set_centring() -> None:
+    """Dropping the far pairs (say the model got them wrong) leaves left and right unchanged: the
+    mean is still [2, 2], over all six rows. Centring over the four kept rows instead would use
+    [(4+2+0-2)/4, (2+4-2+0)/4] = [1, 1]: left [3, 1], [1, 3], cosine 6/10 = 0.6, not 0."""
+    keep = np.array([True, True, True, True, False, False])
+    within = within_category_consistency(HAND_DELTAS, HAND_LABELS, keep=keep)
+    assert set(within) == {"left", "right"}
+    assert within["left"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert within["right"]["mean"] == pytest.approx(0.8)
+    assert within["left"]["centred_over"] == 6 and within["left"]["n"] == 2
+    signed = sign_corrected_consistency(HAND_DELTAS, HAND_LABELS, keep=keep)
+    assert set(signed) == {"horizontal"}
+    assert signed["horizontal"]["mean"] == pytest.approx(HAND_HORIZONTAL)
+    # The old behaviour, the subset treated as its own analysis set, gives a different left score.
+    own = within_category_consistency(HAND_DELTAS[keep], [c for c, k in zip(HAND_LABELS, keep) if k])
+    assert own["left"]["mean"] == pytest.approx(0.6) and own["left"]["centred_over"] == 4
+    # Whatever else is dropped, a category's score only follows its own kept rows.
+    only_left = within_category_consistency(HAND_DELTAS, HAND_LABELS, keep=[True, True, False, False, False, False])
+    assert only_left["left"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="keep has shape"):
+        within_category_consistency(HAND_DELTAS, HAND_LABELS, keep=[True])
+
+
+def test_no_centring_is_recorded_as_none() -> None:
+    within = within_category_consistency(HAND_DELTAS, HAND_LABELS, centre_first=False)
+    # raw left [4,2], [2,4]: 16 / 20 = 0.8
+    assert within["left"]["mean"] == pytest.approx(0.8)
+    assert within["left"]["centring"] == "none" and within["left"]["centred_over"] == 0
+
+
+def test_hand_computed_cross_group_alignment_centring() -> None:
+    """Three quads. vertical [3,1], [1,3], [2,5] has mean [2,3] -> centred [1,-2], [-1,0], [0,2];
+    distance [2,0], [0,2], [4,1] has mean [2,1] -> centred [0,-1], [-2,1], [2,0].
+    Per-quad cosines: 2/sqrt5, 2/sqrt5, 0 -> mean 4/(3 sqrt5) = 0.596285.
+    Uncentred mean deltas: cos([2,3],[2,1]) = 7/sqrt65."""
+    vertical = np.array([[3.0, 1.0], [1.0, 3.0], [2.0, 5.0]])
+    distance = np.array([[2.0, 0.0], [0.0, 2.0], [4.0, 1.0]])
+    result = cross_group_alignment(vertical, distance, n_permutations=10, seed=0)
+    assert result["per_sample_mean"] == pytest.approx(4 / (3 * math.sqrt(5)))
+    assert result["per_sample_std"] == pytest.approx(np.std([2 / math.sqrt(5), 2 / math.sqrt(5), 0.0]))
+    assert result["mean_delta_alignment"] == pytest.approx(7 / math.sqrt(65))
+    assert result["n"] == 3 and result["centred_over"] == 3 and result["centring"] == CENTRING_QUADS
+    # Keep the first two quads: the same centred rows, cosines 2/sqrt5 each. (Centring the two
+    # alone, by [2,2] and [1,1], would give [1,-1], [-1,1] for both matrices and cosine 1.)
+    # The mean deltas of the kept rows, uncentred: cos([2,2],[1,1]) = 1.
+    kept = cross_group_alignment(vertical, distance, n_permutations=10, seed=0, keep=[True, True, False])
+    assert kept["per_sample_mean"] == pytest.approx(2 / math.sqrt(5))
+    assert kept["mean_delta_alignment"] == pytest.approx(1.0)
+    assert kept["n"] == 2 and kept["centred_over"] == 3
+    alone = cross_group_alignment(vertical[:2], distance[:2], n_permutations=10, seed=0)
+    assert alone["per_sample_mean"] == pytest.approx(1.0) and alone["centred_over"] == 2
+    few = cross_group_alignment(vertical, distance, keep=[True, False, False])
+    assert few["n"] == 1 and math.isnan(few["per_sample_mean"]) and few["centred_over"] == 3

@@ -4,6 +4,13 @@
 Every consistency is computed twice, over all pairs and over the pairs whose original and swapped
 questions were both answered correctly (`tag` "all" / "both_correct"): a model that gets a
 relation wrong has no reason to encode it consistently.
+
+Centring is per analysis set, the same for every metric and tag: at each layer the mean delta over
+all pairs of the scale (all quads, for the cross-group alignment: one mean per delta matrix) is
+subtracted, and a tag only chooses which of those centred deltas are scored. So `both_correct` is
+a subset of the `all` deltas, and a category's `both_correct` score does not depend on which other
+categories the model got right. Each block of the consistency and alignment JSONs and CSVs records
+it: `centring` (the description) and `centred_over` (the number of rows the mean was taken over).
 """
 
 from __future__ import annotations
@@ -47,7 +54,11 @@ def analyse_scale(
 ) -> dict[str, Any]:
     """pred_stats, category_validity, the category similarity per layer, and per tag the
     within-category and sign-corrected consistency and (given the quads' arrays) the cross-group
-    alignment per layer, keyed like the seed's JSON files (`<category>_L<n>`, `<group>_L<n>`, `L<n>`)."""
+    alignment per layer, keyed like the seed's JSON files (`<category>_L<n>`, `<group>_L<n>`, `L<n>`).
+
+    Every metric gets a layer's whole analysis set (all pairs, or all quads) and the tag's rows as
+    `keep`, so the deltas are centred by the analysis-set mean whatever the tag; each block carries
+    `centring` and `centred_over`. A tag with fewer than `min_pairs` pairs gets no consistency."""
     correct_orig = arrays["correct_orig"].astype(bool)
     correct_swap = arrays["correct_swap"].astype(bool)
     categories = [str(c) for c in arrays["category"]]
@@ -67,11 +78,12 @@ def analyse_scale(
         within: dict[str, Any] = {}
         signed: dict[str, Any] = {}
         if keep.sum() >= min_pairs:
-            chosen = [c for c, k in zip(categories, keep) if k]
             for layer in arrays["layers"]:
-                deltas = arrays[f"delta_L{layer}"][keep].astype(np.float64)
-                within |= {f"{c}_L{layer}": _clean(v) for c, v in within_category_consistency(deltas, chosen).items()}
-                signed |= {f"{g}_L{layer}": _clean(v) for g, v in sign_corrected_consistency(deltas, chosen).items()}
+                deltas = arrays[f"delta_L{layer}"].astype(np.float64)  # the analysis set: every pair
+                scores = within_category_consistency(deltas, categories, keep=keep)
+                within |= {f"{c}_L{layer}": _clean(v) for c, v in scores.items()}
+                scores = sign_corrected_consistency(deltas, categories, keep=keep)
+                signed |= {f"{g}_L{layer}": _clean(v) for g, v in scores.items()}
         result[f"within_cat_consistency_{tag}"] = within
         result[f"sign_corrected_consistency_{tag}"] = signed
     if cross is not None:
@@ -80,7 +92,11 @@ def analyse_scale(
             result[f"cross_alignment_{tag}"] = {
                 f"L{layer}": _clean(
                     cross_group_alignment(
-                        cross[f"delta_vert_L{layer}"][keep], cross[f"delta_dist_L{layer}"][keep], permutations, seed
+                        cross[f"delta_vert_L{layer}"].astype(np.float64),  # the analysis set: every quad
+                        cross[f"delta_dist_L{layer}"].astype(np.float64),
+                        permutations,
+                        seed,
+                        keep=keep,
                     )
                 )
                 for layer in cross["layers"]
@@ -89,7 +105,8 @@ def analyse_scale(
 
 
 def consistency_frame(result: Mapping[str, Any], scale: str) -> pl.DataFrame:
-    """The per-layer consistencies as one tidy table: scale, tag, kind, unit, layer, mean, std, n."""
+    """The per-layer consistencies as one tidy table: scale, tag, kind, unit, layer, mean, std, n,
+    centring, centred_over."""
     rows = []
     for tag in TAGS:
         for kind in ("within_cat_consistency", "sign_corrected_consistency"):
@@ -105,6 +122,8 @@ def consistency_frame(result: Mapping[str, Any], scale: str) -> pl.DataFrame:
                         "mean": block["mean"],
                         "std": block["std"],
                         "n": block["n"],
+                        "centring": block["centring"],
+                        "centred_over": block["centred_over"],
                     }
                 )
     schema = {
@@ -116,20 +135,24 @@ def consistency_frame(result: Mapping[str, Any], scale: str) -> pl.DataFrame:
         "mean": pl.Float64,
         "std": pl.Float64,
         "n": pl.Int64,
+        "centring": pl.String,
+        "centred_over": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema)
 
 
 def alignment_frame(result: Mapping[str, Any], scale: str) -> pl.DataFrame:
-    """The cross-group alignment per tag and layer as one tidy table."""
+    """The cross-group alignment per tag and layer as one tidy table (with the centring fields)."""
     rows = [
         {"scale": scale, "tag": tag, "layer": int(key.removeprefix("L")), **block}
         for tag in TAGS
         for key, block in result.get(f"cross_alignment_{tag}", {}).items()
     ]
-    schema = {"scale": pl.String, "tag": pl.String, "layer": pl.Int64} | {
-        key: pl.Int64 if key == "n" else pl.Float64 for key in ALIGNMENT_KEYS
-    }
+    schema = (
+        {"scale": pl.String, "tag": pl.String, "layer": pl.Int64}
+        | {key: pl.Int64 if key == "n" else pl.Float64 for key in ALIGNMENT_KEYS}
+        | {"centring": pl.String, "centred_over": pl.Int64}
+    )
     return pl.DataFrame(rows, schema=schema)
 
 
