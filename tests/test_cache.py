@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import json
 import shutil
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.io import read_jsonl
-from vlmflow.core.records import Record
+from vlmflow.core.records import Record, image_file_stamp, read_records
 from vlmflow.data.cache import FORMAT_READERS, cache_dataset
 from vlmflow.data.kvasir import kvasir_question_id, read_kvasir
 from vlmflow.data.select import load_case_ids, select
@@ -165,8 +166,13 @@ def test_cache_dataset_round_trip(raw: Path, tmp_path: Path) -> None:
         rows = read_jsonl(out)
         assert n == len(rows) == expected.get(name, n) and n > 0
         records = [Record.from_json(r) for r in rows]
-        assert records == FORMAT_READERS[spec["format"]](spec, dataset=name, images_out_dir=tmp_path / "images" / name)
         assert all(Path(r.image).is_file() for r in records)
+        assert all(r.image_file == image_file_stamp(r.image) for r in records)  # stamped when cached
+        assert read_records(out) == records
+        unstamped = [dataclasses.replace(r, image_file=None) for r in records]
+        assert unstamped == FORMAT_READERS[spec["format"]](
+            spec, dataset=name, images_out_dir=tmp_path / "images" / name
+        )
 
 
 def test_cache_dataset_options(raw: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 from vlmflow.core.errors import InputError
 from vlmflow.core.io import write_jsonl
 from vlmflow.core.records import Record
+from vlmflow.data.common import stamp_images
 from vlmflow.data.kvasir import read_kvasir
 from vlmflow.data.question_types import enrich
 from vlmflow.data.select import load_case_ids, select
@@ -76,11 +77,17 @@ def cache_dataset(
     other_specs: dict[str, Spec],
 ) -> int:
     """Read dataset `name`, apply its case list / subsample / limit, write `out_jsonl`; returns the
-    number of records. On any input error nothing is written. With `question_types: true` the
-    records get candidates per inferred question type (`vlmflow.data.question_types.enrich`).
+    number of records. With `question_types: true` the records get candidates per inferred
+    question type (`vlmflow.data.question_types.enrich`).
 
-    The text of every record is validated; images are checked (and extracted) only for the records
-    kept, so `limit: 50` on a 6,500-image parquet touches 50 questions' images.
+    The text of every record is validated; images are checked (decoded in full) and extracted only
+    for the records kept, so `limit: 50` on a 6,500-image parquet touches 50 questions' images.
+    Every record carries its image's size, modification time and hash (`Record.image_file`), so
+    `read_records` can name an image replaced after caching.
+
+    On any input error nothing is written: `out_jsonl` and `images_out_dir` keep what they held
+    (extracted images go to a temporary folder that replaces `images_out_dir` only once all of
+    them decoded; the cache file is written last, atomically).
     """
     records = read_dataset(name, spec, None, check_images=False)
     case_ids = None
@@ -97,7 +104,7 @@ def cache_dataset(
     )
     keep = [r.question_id for r in chosen]
     with_images = {r.question_id: r for r in read_dataset(name, spec, images_out_dir, only=set(keep))}
-    kept = [with_images[qid] for qid in keep]
+    kept = stamp_images([with_images[qid] for qid in keep])
     if spec.get("question_types"):
         kept = enrich(kept)
     return write_jsonl(out_jsonl, (r.to_json() for r in kept))

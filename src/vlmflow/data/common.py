@@ -6,15 +6,20 @@ broken download sees exactly where to look instead of a KeyError deep in a later
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from vlmflow.core.errors import InputError
-from vlmflow.core.records import Record
+from vlmflow.core.io import atomic_directory
+from vlmflow.core.records import Record, image_file_stamp
 
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
@@ -70,25 +75,80 @@ def check_unique(ids: list[str], path: Path, where: list[str], field: str = "que
         first[qid] = i
 
 
+def image_path(folder: Path | None, name: str, path: Path, record: str, field: str) -> str:
+    """`folder / name` as a string ("" when `folder` is None), where `name` is an image file name
+    built from the data (an id and a suffix): it must be one plain file name, so the path stays
+    inside `folder` wherever it is read or written. An absolute name, a separator, `..` or a
+    leading dot (hidden, `.`, `..`) raises `InputError` naming the data file, record and field the
+    name came from. `name` is checked even when `folder` is None, so a bad id fails the same way
+    whether or not images are extracted."""
+    problem = None
+    if not name or "\x00" in name:
+        problem = "is empty or holds a NUL character"
+    elif os.path.isabs(name) or Path(name).drive:
+        problem = "is an absolute path"
+    elif "/" in name or "\\" in name or os.sep in name:
+        problem = "holds a path separator"
+    elif name.startswith("."):
+        problem = "starts with a dot"
+    if problem is None and folder is not None:
+        inside = os.path.abspath(folder)
+        if os.path.dirname(os.path.abspath(os.path.join(folder, name))) != inside:
+            problem = f"leaves the folder {folder}"
+    if problem is not None:
+        raise InputError(
+            path,
+            f"unusable image file name {name!r}: it {problem}; an image id must be a plain file name "
+            "that stays inside its images folder",
+            record=record,
+            field=field,
+        )
+    return "" if folder is None else str(Path(folder) / name)
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+@contextlib.contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Truncated images raise even where a library switched Pillow's tolerance on globally."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def _decode(source: str | Path | IO[bytes]) -> None:
+    """Check the structure (`verify`, e.g. PNG checksums), then decode every pixel (`load`):
+    `verify` alone does not read JPEG scan data, so a truncated JPEG would pass it."""
+    with _strict_decoding():
+        with Image.open(source) as im:
+            im.verify()
+        if not isinstance(source, (str, Path)):
+            source.seek(0)
+        with Image.open(source) as im:
+            im.load()
+
+
 def verify_image_file(image: Path, question_id: str) -> None:
-    """The image a record points to must exist and decode; the error names both."""
+    """The image a record points to must exist and decode in full; the error names both."""
     if not image.is_file():
         raise InputError(image, "image file not found", record=f"question_id {question_id}", field="image")
     try:
-        with Image.open(image) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        _decode(image)
+    except _DECODE_ERRORS as err:
         raise InputError(
             image, f"unreadable image ({err})", record=f"question_id {question_id}", field="image"
         ) from err
 
 
 def verify_image_bytes(data: bytes, path: Path, record: str, field: str) -> None:
-    """Embedded image bytes (parquet, base64) must decode as an image."""
+    """Embedded image bytes (parquet, base64) must decode in full as an image."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        _decode(io.BytesIO(data))
+    except _DECODE_ERRORS as err:
         raise InputError(path, f"unreadable image ({err})", record=record, field=field) from err
 
 
@@ -99,3 +159,42 @@ def verify_images(records: list[Record]) -> None:
         if r.image not in seen:
             verify_image_file(Path(r.image), r.question_id)
             seen.add(r.image)
+
+
+def stamp_images(records: list[Record]) -> list[Record]:
+    """Copies of `records` carrying their image's size, modification time and hash
+    (`Record.image_file`), taken once per distinct image, for `read_records` to notice an image
+    replaced after caching. Records without an image ("") are kept as they are."""
+    stamps: dict[str, dict[str, Any]] = {}
+    stamped = []
+    for r in records:
+        if r.image and r.image not in stamps:
+            stamps[r.image] = image_file_stamp(r.image)
+        stamped.append(dataclasses.replace(r, image_file=stamps[r.image]) if r.image else r)
+    return stamped
+
+
+def write_extracted_image(path: Path, data: bytes, source: Path) -> None:
+    """Write image bytes taken out of `source` (a parquet, a TSV), dated like `source`: extracting
+    the same input again then gives the same `Record.image_file` stamps, so the cache file is
+    byte-identical and the resume keys of later stages (a hash of the cache) still match."""
+    path.write_bytes(data)
+    mtime_ns = os.stat(source).st_mtime_ns
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A temporary folder to extract images into, moved onto `folder` only on success
+    (`atomic_directory`): on error `folder` is left as it was, and parent folders created for it
+    are removed again, so a failed extraction writes nothing."""
+    folder = Path(folder)
+    created = [p for p in (folder.parent, *folder.parent.parents) if not p.exists()]
+    try:
+        with atomic_directory(folder) as tmp:
+            yield tmp
+    except BaseException:
+        for parent in created:  # deepest first; only folders still empty go
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise

@@ -14,9 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlmflow.core.errors import InputError
-from vlmflow.core.io import atomic_write
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, verify_image_bytes
+from vlmflow.data.common import check_unique, image_path, staged_folder, verify_image_bytes, write_extracted_image
 
 TEXT_COLUMNS: tuple[str, ...] = ("source", "question", "answer", "img_id")
 _BATCH_ROWS = 256
@@ -62,8 +61,14 @@ def read_kvasir(
 ) -> list[Record]:
     """One record per row, answers=[answer] (possibly ';'-separated). Each img_id's image bytes
     (from its first row) are written once to `images_out_dir/{img_id}.jpg`; with None, nothing
-    is extracted and image is "". The text columns are validated before any image is written;
-    with `only` (question ids), images are checked and extracted for those records alone."""
+    is extracted and image is "". With `only` (question ids), images are checked and extracted
+    for those records alone.
+
+    The text columns are validated first, and every `img_id` must be a plain file name (no
+    `..`, separator or absolute path: the image must land inside `images_out_dir`). Images are
+    extracted into a temporary folder that replaces `images_out_dir` only when every one decoded:
+    on any error `images_out_dir` is left as it was (absent stays absent), and on success it holds
+    exactly the extracted images."""
     path = Path(parquet_path)
     parquet = _open(path)
     records: list[Record] = []
@@ -79,7 +84,7 @@ def read_kvasir(
                 )
         img_id = row["img_id"]
         first_row.setdefault(img_id, i)
-        image = "" if images_out_dir is None else str(Path(images_out_dir) / f"{img_id}.jpg")
+        image = image_path(images_out_dir, f"{img_id}.jpg", path, f"row {i}", "img_id")
         records.append(
             Record(
                 question_id=kvasir_question_id(img_id, row["question"]),
@@ -91,9 +96,12 @@ def read_kvasir(
             )
         )
     check_unique([r.question_id for r in records], path, [f"row {i}" for i in range(len(records))])
-    if check_images or images_out_dir is not None:
-        wanted = {r.source["img_id"] for r in records if only is None or r.question_id in only}
-        _extract_images(parquet, path, records, first_row, wanted, images_out_dir, check_images)
+    wanted = {r.source["img_id"] for r in records if only is None or r.question_id in only}
+    if images_out_dir is not None:
+        with staged_folder(Path(images_out_dir)) as staging:
+            _extract_images(parquet, path, records, first_row, wanted, staging, check_images)
+    elif check_images:
+        _extract_images(parquet, path, records, first_row, wanted, None, check_images)
     return records
 
 
@@ -106,7 +114,8 @@ def _extract_images(
     images_out_dir: Path | None,
     check_images: bool,
 ) -> None:
-    """Stream the image column, so only one batch of image bytes is in memory at a time."""
+    """Stream the image column, so only one batch of image bytes is in memory at a time; each
+    wanted image is checked (decoded in full) and written as `images_out_dir/{img_id}.jpg`."""
     for i, row in enumerate(_batches(parquet, path, ["image"])):
         img_id = records[i].source["img_id"]
         if first_row[img_id] != i or img_id not in wanted:
@@ -119,5 +128,4 @@ def _extract_images(
         if check_images:
             verify_image_bytes(data, path, rec, "image")
         if images_out_dir is not None:
-            with atomic_write(records[i].image, "wb") as handle:
-                handle.write(data)
+            write_extracted_image(images_out_dir / f"{img_id}.jpg", data, path)

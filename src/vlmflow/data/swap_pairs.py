@@ -12,9 +12,8 @@ from collections.abc import Collection
 from pathlib import Path
 
 from vlmflow.core.errors import InputError
-from vlmflow.core.io import atomic_write
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, verify_image_bytes
+from vlmflow.data.common import check_unique, image_path, staged_folder, verify_image_bytes, write_extracted_image
 
 COLUMNS: tuple[str, ...] = (
     "index", "question_id", "image_base64", "original_question", "swapped_question",
@@ -80,7 +79,9 @@ def read_swap_pairs(
     """Two records per row (`{question_id}_orig`, `{question_id}_swap`); the image is decoded
     once per row to `images_out_dir/{question_id}.jpg` (skipped, image "", when it is None).
     Nothing is written until every row has been validated; with `only` (question ids), images
-    are checked and written for the rows of those records alone."""
+    are checked and written for the rows of those records alone. A `question_id` must be a plain
+    file name (no `..`, separator or absolute path). The images go to a temporary folder that
+    replaces `images_out_dir` as a whole once all are written; on error it is left as it was."""
     tsv_path = Path(tsv_path)
     records: list[Record] = []
     images: dict[str, bytes] = {}
@@ -88,13 +89,9 @@ def read_swap_pairs(
     for line, row in _rows(tsv_path):
         qid = row["question_id"].strip()
         rec = f"line {line} (question_id {qid})"
-        if not qid or any(c in qid for c in "/\\") or qid.startswith("."):
-            raise InputError(
-                tsv_path,
-                f"unusable question_id {qid!r}",
-                record=f"line {line}",
-                field="question_id",
-            )
+        if not qid:
+            raise InputError(tsv_path, "empty value", record=f"line {line}", field="question_id")
+        image = image_path(images_out_dir, f"{qid}.jpg", tsv_path, f"line {line}", "question_id")
         try:
             index = int(row["index"])
         except ValueError as err:
@@ -124,9 +121,8 @@ def read_swap_pairs(
         selected = only is None or f"{qid}_orig" in only or f"{qid}_swap" in only
         if check_images and selected:
             verify_image_bytes(data, tsv_path, rec, "image_base64")
-        image = "" if images_out_dir is None else str(Path(images_out_dir) / f"{qid}.jpg")
         if images_out_dir is not None and selected:
-            images[image] = data
+            images[f"{qid}.jpg"] = data
         for role, question, answer, qtype in (
             ("orig", row["original_question"], row["original_answer"], category),
             ("swap", row["swapped_question"], row["swapped_answer"], OPPOSITE[category]),
@@ -153,7 +149,8 @@ def read_swap_pairs(
         pair_ids.append(qid)
         lines.append(f"line {line}")
     check_unique(pair_ids, tsv_path, lines)
-    for path, data in images.items():
-        with atomic_write(path, "wb") as handle:
-            handle.write(data)
+    if images_out_dir is not None:
+        with staged_folder(Path(images_out_dir)) as staging:
+            for name, data in images.items():
+                write_extracted_image(staging / name, data, tsv_path)
     return records

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, load_json, require, require_str_list, verify_images
+from vlmflow.data.common import check_unique, image_path, load_json, require, require_str_list, verify_images
 
 
 def read_textvqa(
@@ -17,7 +17,8 @@ def read_textvqa(
     only: Collection[str] | None = None,
 ) -> list[Record]:
     """One record per entry of `data`; the image is `images_dir/{image_id}.jpg` (upstream keeps
-    train and val images together in train_images/)."""
+    train and val images together in train_images/). An `image_id` that would lead out of
+    `images_dir` (`..`, a separator, an absolute path) is an `InputError`."""
     json_path, images_dir = Path(json_path), Path(images_dir)
     entries = require(load_json(json_path), "data", list, json_path, "top level")
     records, ids = [], []
@@ -29,7 +30,7 @@ def read_textvqa(
         records.append(
             Record(
                 question_id=str(qid),
-                image=str(images_dir / f"{image_id}.jpg"),
+                image=image_path(images_dir, f"{image_id}.jpg", json_path, rec, "image_id"),
                 question=require(entry, "question", str, json_path, rec),
                 answers=require_str_list(entry, "answers", json_path, rec),
                 dataset=dataset,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, load_json, require, verify_images
+from vlmflow.data.common import check_unique, image_path, load_json, require, verify_images
 
 
 def _items(path: Path, key: str) -> tuple[dict, list]:
@@ -20,6 +20,10 @@ def _record_name(item: object, key: str, i: int) -> str:
     return f"question_id {qid}" if isinstance(qid, int) else f"{key}[{i}]"
 
 
+def _coco_name(subtype: str, image_id: int) -> str:
+    return f"COCO_{subtype}_{image_id:012d}.jpg"
+
+
 def read_vqav2(
     questions_path: Path,
     annotations_path: Path,
@@ -30,12 +34,14 @@ def read_vqav2(
 ) -> list[Record]:
     """Join questions and annotations by question_id, in the questions file's order.
 
-    Image names follow COCO: `COCO_{data_subtype}_{image_id:012d}.jpg` under `images_dir`.
+    Image names follow COCO: `COCO_{data_subtype}_{image_id:012d}.jpg` under `images_dir`; a
+    `data_subtype` that would lead out of `images_dir` is an `InputError`.
     """
     questions_path, annotations_path = Path(questions_path), Path(annotations_path)
     images_dir = Path(images_dir)
     q_top, questions = _items(questions_path, "questions")
     subtype = require(q_top, "data_subtype", str, questions_path, "top level")
+    image_path(images_dir, _coco_name(subtype, 0), questions_path, "top level", "data_subtype")
     _, annotations = _items(annotations_path, "annotations")
 
     q_ids = []
@@ -95,7 +101,9 @@ def read_vqav2(
         records.append(
             Record(
                 question_id=str(qid),
-                image=str(images_dir / f"COCO_{subtype}_{q['image_id']:012d}.jpg"),
+                image=image_path(
+                    images_dir, _coco_name(subtype, q["image_id"]), questions_path, f"question_id {qid}", "image_id"
+                ),
                 question=q["question"],
                 answers=[x["answer"] for x in a["answers"]],
                 dataset=dataset,
