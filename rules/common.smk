@@ -3,24 +3,22 @@
 # rules, in rules/functions/<family>.smk, which its rules/<family>.smk includes. Everything here
 # reads `config`, so the rules stay declarative.
 
+import os
 import re
 from dataclasses import asdict
 from functools import cache
 
-from vlmflow.core.settings import GenerationSettings, batch_divisor
+from vlmflow.core.settings import GenerationSettings
 
-# A GPU job that fails (out of memory, typically) is retried with its batch divided by 2, then 4.
-GPU_RETRIES = 2
-
-
-def oom_batch_divisor(wildcards, attempt):
-    return batch_divisor(attempt)
-
+# No network at run time: every job (they inherit this environment, on SLURM too) loads models
+# and processors from local folders only; a missing file is an error, never a download.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 # All GPU rules ask for the same resources: one GPU (capped by `--resources gpu=N` locally,
-# `--gpus` on SLURM), memory and time for a 7B model, and the batch divisor of its retry. A site
-# tunes them per rule in its profile (`set-resources`), never in the rules.
-GPU_RESOURCES = {"gpu": 1, "mem_mb": 32000, "runtime": 720, "batch_divisor": oom_batch_divisor}
+# `--gpus` on SLURM), memory and time for a 7B model. A site tunes them per rule in its profile
+# (`set-resources`), never in the rules. Running out of memory is handled inside the job (the
+# batch is halved), so no rule retries by default; `snakemake --retries N` still applies.
+GPU_RESOURCES = {"gpu": 1, "mem_mb": 32000, "runtime": 720}
 
 # Generation settings every family that asks the models questions inherits (vqa, guided, probing).
 GENERATION_DEFAULTS = {

@@ -36,10 +36,9 @@ rule sanity_overfit:
         "results/benchmarks/sanity_overfit/{experiment}.tsv"
     wildcard_constraints:
         experiment=one_of(finetune_experiments()),
-    retries: GPU_RETRIES
     conda:
         "../envs/vlmflow.yaml"
-    threads: 2
+    threads: setting(finetune_spec, "threads")
     resources:
         **GPU_RESOURCES,
     params:
@@ -64,7 +63,6 @@ rule train_model:
         experiment=one_of(finetune_experiments()),
         step=r"\d+",
     priority: 10  # the long pole: training starts before the shorter jobs that are also ready
-    retries: GPU_RETRIES
     conda:
         "../envs/vlmflow.yaml"
     threads: setting(finetune_spec, "threads")

@@ -21,7 +21,6 @@ rule guided_decode:
     wildcard_constraints:
         experiment=one_of(guided_experiments()),
         method="guided",
-    retries: GPU_RETRIES
     conda:
         "../envs/vlmflow.yaml"
     threads: setting(guided_spec, "threads")

@@ -21,7 +21,6 @@ rule extract_swap_features:
     wildcard_constraints:
         experiment=one_of(probing_experiments()),
         scale=one_of(probing_scale_names()),
-    retries: GPU_RETRIES
     conda:
         "../envs/vlmflow.yaml"
     threads: setting(probing_spec, "threads")

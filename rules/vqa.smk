@@ -18,7 +18,6 @@ rule infer_vqa:
         "results/benchmarks/infer_vqa/{experiment}.tsv"
     wildcard_constraints:
         experiment=VQA_EXPERIMENT,
-    retries: GPU_RETRIES
     conda:
         "../envs/vlmflow.yaml"
     threads: setting(vqa_experiment, "threads")

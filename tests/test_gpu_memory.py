@@ -1,26 +1,64 @@
-"""GPU memory: the pre-load check names the processes holding memory; OOM retries halve the batch."""
+"""GPU memory: the pre-load check names the processes holding memory; a job that runs out of
+memory halves its batch (inference) or its micro-batch (training) and goes on."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from vlmflow.core import gpu_memory
-from vlmflow.core.settings import batch_divisor, retry_batch_size
+from vlmflow.core.settings import TrainSettings, halved_micro_batch
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_batch_halves_per_attempt() -> None:
-    assert [batch_divisor(a) for a in (1, 2, 3)] == [1, 2, 4]
-    assert [retry_batch_size(16, batch_divisor(a)) for a in (1, 2, 3)] == [16, 8, 4]
-    assert retry_batch_size(1, 4) == 1
+@pytest.mark.parametrize(
+    ("batch", "accum", "expected"),
+    [(16, 1, (8, 2)), (6, 2, (3, 4)), (5, 1, (1, 5)), (2, 3, (1, 6))],
+)
+def test_halved_micro_batch_keeps_the_effective_batch(batch, accum, expected) -> None:
+    settings = halved_micro_batch(TrainSettings(batch_size=batch, grad_accum=accum))
+    assert (settings.batch_size, settings.grad_accum) == expected
+    assert settings.effective_batch_size == batch * accum
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits() -> None:
+    sizes = []
+
+    def run(batch_size: int) -> int:
+        sizes.append(batch_size)
+        gpu_memory.inject_oom(batch_size)
+        return batch_size
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(gpu_memory.INJECT_OOM_ABOVE, "3")
+        assert gpu_memory.halving_batch_size(run, 16) == 2
+    assert sizes == [16, 8, 4, 2]
+
+
+def test_any_other_error_fails_at_once() -> None:
+    calls = []
+
+    def run(batch_size: int) -> None:
+        calls.append(batch_size)
+        raise ValueError("a truncated image")
+
+    with pytest.raises(ValueError, match="truncated image"):
+        gpu_memory.halving_batch_size(run, 16)
+    assert calls == [16]
+
+
+def test_no_injection_without_the_variable(monkeypatch) -> None:
+    monkeypatch.delenv(gpu_memory.INJECT_OOM_ABOVE, raising=False)
+    gpu_memory.inject_oom(10_000)
+    monkeypatch.setenv(gpu_memory.INJECT_OOM_ABOVE, "4")
+    gpu_memory.inject_oom(4)
+    with pytest.raises(torch.OutOfMemoryError):
+        gpu_memory.inject_oom(5)
 
 
 def test_weights_estimate_follows_the_load_dtype(tmp_path: Path) -> None:
@@ -40,39 +78,8 @@ def test_too_little_free_memory_names_the_holders(monkeypatch) -> None:
     gpu_memory.check_free_memory(400)  # enough: no error
 
 
-def test_oom_retry_halves_the_batch_through_snakemake(tmp_path: Path) -> None:
-    """A job that raises CUDA's out-of-memory error is retried with the rules' `attempt` resource
-    function, its batch halved each time, until it fits (here: batches above 4 'do not fit')."""
-    (tmp_path / "Snakefile").write_text(
-        textwrap.dedent("""
-        import torch
-        from vlmflow.core.settings import batch_divisor, retry_batch_size
-
-        rule infer:
-            output: "predictions.txt"
-            retries: 2
-            resources: batch_divisor=lambda wildcards, attempt: batch_divisor(attempt)
-            run:
-                batch = retry_batch_size(16, resources.batch_divisor)
-                with open("attempts.txt", "a") as log:
-                    log.write(f"{batch}\\n")
-                if batch > 4:
-                    raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-                with open(output[0], "w") as out:
-                    out.write(str(batch))
-    """)
-    )
-    snakemake = str(Path(sys.executable).parent / "snakemake")
-    run = subprocess.run([snakemake, "--cores", "1"], cwd=tmp_path, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "attempts.txt").read_text().split() == ["16", "8", "4"]
-    assert (tmp_path / "predictions.txt").read_text() == "4"
-
-
-@pytest.mark.parametrize("rule_file", ["rules/vqa.smk", "rules/finetune.smk", "rules/guided.smk", "rules/probing.smk"])
-def test_gpu_rules_retry_with_a_smaller_batch(rule_file: str) -> None:
-    text = (REPO / rule_file).read_text()
-    gpu_rules = text.count("**GPU_RESOURCES,")
-    assert gpu_rules and text.count("retries: GPU_RETRIES") == gpu_rules
-    common = (REPO / "rules" / "common.smk").read_text()
-    assert '"batch_divisor": oom_batch_divisor' in common.split("GPU_RESOURCES = ")[1].splitlines()[0]
+def test_no_rule_retries_by_default() -> None:
+    """Out of memory is handled inside the job; any other failure fails once (`--retries` still
+    applies when a user passes it)."""
+    for path in sorted((REPO / "rules").rglob("*.smk")):
+        assert not re.search(r"^\s+retries:", path.read_text(), flags=re.MULTILINE), path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
 from vlmflow.core.checkpoint import sample_order
+from vlmflow.core.gpu_memory import INJECT_OOM_ABOVE
 from vlmflow.core.models import load_vlm
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import (
@@ -146,6 +148,40 @@ def test_killed_training_resumes_to_the_same_weights_and_curve(tiny_checkpoints,
     logged = [__import__("json").loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert logged == pytest.approx(losses, abs=1e-5)
     assert_same_weights(out, tmp_path / "ref")
+
+
+def test_a_base_model_replaced_at_the_same_path_trains_from_scratch(tiny_checkpoints, data, tmp_path):
+    """Issue 19 (2): kill training, rebuild the base model at its path, rerun: the old run's
+    checkpoint must not be restored over the new base weights."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    base = tmp_path / "base"
+    shutil.copytree(tiny_checkpoints["qwen2_vl"], base)
+    stage(base, data, tmp_path / "first", tmp_path / "run", until=4)  # leaves run/checkpoint at step 4
+    model = AutoModelForImageTextToText.from_pretrained(base)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+    model.save_pretrained(base)
+    rows = stage(base, data, tmp_path / "out", tmp_path / "run", until=6)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6], "a new base starts at step 1"
+    stage(base, data, tmp_path / "ref", tmp_path / "ref-run", until=6)
+    assert_same_weights(tmp_path / "out", tmp_path / "ref")
+
+
+def test_out_of_memory_halves_the_micro_batch_with_the_same_samples(tiny_checkpoints, data, tmp_path, monkeypatch):
+    """Micro-batches above 1 'do not fit': the run goes on at 1 x 2 accumulation, exactly as a run
+    configured that way, and its checkpoints keep the configured run's resume fingerprint."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = tiny_checkpoints["qwen2_vl"]
+    halved = TrainSettings(**{**LORA.__dict__, "batch_size": 1, "grad_accum": 2})
+    reference = stage(model, data, tmp_path / "ref", tmp_path / "ref-run", until=4, settings=halved)
+    monkeypatch.setenv(INJECT_OOM_ABOVE, "1")
+    rows = stage(model, data, tmp_path / "out", tmp_path / "run", until=4)
+    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in reference], abs=1e-6)
+    assert_same_weights(tmp_path / "out", tmp_path / "ref")
+    monkeypatch.delenv(INJECT_OOM_ABOVE)
+    resumed = stage(model, data, tmp_path / "out6", tmp_path / "run", until=6)
+    assert [r["step"] for r in resumed] == [5, 6], "the configured run resumes the halved run's checkpoint"
 
 
 def test_scales_chain_to_the_uninterrupted_run(tiny_checkpoints, data, tmp_path):

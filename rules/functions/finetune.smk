@@ -135,6 +135,13 @@ def check_finetune():
         raise ValueError(f"config: finetune.experiments.{name}: the name is already a model in `models`")
     for name, spec in finetune_experiments().items():
         check_reference(f"finetune.experiments.{name}.model", "model", spec["model"])
+        steps = finetune_spec(name)["steps"]
+        beyond = [scale for scale in finetune_spec(name)["scales"] if scale > steps]
+        if beyond:
+            raise ValueError(
+                f"config: finetune.experiments.{name}.scales: {beyond} past the experiment's steps ({steps}); "
+                "a scale is a checkpoint kept on the way"
+            )
         for key in ("datasets", "eval"):
             for dataset in spec.get(key, []):
                 check_reference(f"finetune.experiments.{name}.{key}", "dataset", dataset)

@@ -179,14 +179,12 @@ def guided_summary_entries():
 
 def check_guided():
     for name in guided_experiments():
-        spec = guided_spec(name)
-        for role in ("guide", "decode"):
+        spec = merged_settings("guided", GUIDED_DEFAULTS, guided_experiments()[name])  # before the metric is looked up
+        for role in ("guide", "decode", "dataset"):
             if role not in spec:
-                raise ValueError(
-                    f"config: guided.experiments.{name}: no {role} model (set it there or in guided.defaults)"
-                )
-            check_reference(f"guided.experiments.{name}.{role}", "model", spec[role])
-        check_reference(f"guided.experiments.{name}.dataset", "dataset", spec["dataset"])
+                raise ValueError(f"config: guided.experiments.{name}: no {role} (set it there or in guided.defaults)")
+            kind = "dataset" if role == "dataset" else "model"
+            check_reference(f"guided.experiments.{name}.{role}", kind, spec[role])
     for name, spec in guided_comparisons().items():
         for role in ("baseline", "variant"):
             experiment = spec[role]

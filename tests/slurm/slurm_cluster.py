@@ -113,7 +113,7 @@ class LocalSlurmCluster:
                     "AccountingStorageType=accounting_storage/none",
                     "JobCompType=jobcomp/none",
                     "ReturnToService=2",
-                    "MinJobAge=600",  # keeps finished jobs visible to squeue (status command)
+                    "MinJobAge=36000",  # finished jobs stay visible to squeue for 10 h, however slow the machine
                     "MailProg=/bin/true",
                     f"SlurmctldPidFile={r / 'slurmctld.pid'}",
                     f"SlurmdPidFile={r / 'slurmd.pid'}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -266,6 +267,80 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
     )
 
 
+def rerun(workdir: Path, config: dict, target: str, rule: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run one target again with `rule` forced, after writing `config`."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return subprocess.run(
+        [SNAKEMAKE, "--cores", "2", target, "--forcerun", rule],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_out_of_memory_is_handled_inside_the_real_jobs(finished_run, tmp_path):
+    """infer_vqa and train_model, run by Snakemake with batches above a size 'out of memory',
+    halve their batch inside the job and give what a run configured at the smaller batch gives;
+    a non-memory error fails once, with its message in the log (and every attempt kept)."""
+    workdir = tmp_path / "oom"
+    shutil.copytree(finished_run, workdir, symlinks=True)
+    inject = {"VLMFLOW_INJECT_OOM_ABOVE": "2"}
+    predictions, log = "results/vqa/guide_vqav2/predictions.jsonl", "logs/vqa/guide_vqav2/infer.log"
+
+    config = reduced_config()  # batch 4 (vqa.defaults)
+    run = rerun(workdir, config, predictions, "infer_vqa", inject)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "out of memory: batch size halved to 2" in (workdir / log).read_text()
+    assert "Trying to restart" not in run.stderr
+    halved = (workdir / predictions).read_bytes()
+    config["vqa"]["experiments"]["guide_vqav2"]["batch_size"] = 2
+    run = rerun(workdir, config, predictions, "infer_vqa")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (workdir / predictions).read_bytes() == halved
+
+    step, train_log = "results/finetune/tiny_sft/step-2", "logs/finetune/tiny_sft/step-2.log"
+    config = reduced_config()  # micro-batch 2, no accumulation
+    run = rerun(workdir, config, step, "train_model", {"VLMFLOW_INJECT_OOM_ABOVE": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "out of memory; micro-batch 1 x 2 accumulation from now on" in (workdir / train_log).read_text()
+    losses = [json.loads(line)["loss"] for line in (workdir / step / "train_log.jsonl").read_text().splitlines()]
+    shutil.rmtree(workdir / "results/finetune/tiny_sft/run")  # else the same-fingerprint state is restored
+    config["finetune"]["experiments"]["tiny_sft"] |= {"batch_size": 1, "grad_accum": 2}
+    run = rerun(workdir, config, step, "train_model")
+    assert run.returncode == 0, run.stderr[-3000:]
+    expected = [json.loads(line)["loss"] for line in (workdir / step / "train_log.jsonl").read_text().splitlines()]
+    assert losses == pytest.approx(expected, abs=1e-6) and len(losses) == 2
+
+    image = workdir / json.loads((workdir / "results/cache/vqav2_val.jsonl").read_text().splitlines()[0])["image"]
+    image.write_bytes(image.read_bytes()[:200])  # damaged after caching
+    attempts = workdir / (log + ".attempts")
+    before = attempts.read_text().count("attempt started")
+    run = rerun(workdir, reduced_config(), predictions, "infer_vqa")
+    assert run.returncode != 0 and "Trying to restart" not in run.stderr, "a real error fails once"
+    assert image.name in (workdir / log).read_text()
+    assert attempts.read_text().count("attempt started") == before + 1
+    assert not (workdir / predictions).exists()
+
+
+def test_two_runs_from_scratch_agree(finished_run, tmp_path_factory):
+    """The reduced default, run again from scratch in another folder, gives the same value for
+    every row of results/summary.csv (timings aside)."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("again"), reduced_config())
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-5000:]
+    timing = pl.col("metric").str.contains("samples_per_s|generation_time|seconds")
+    key = ["experiment", "family", "model", "dataset", "metric"]
+    first = pl.read_csv(finished_run / "results" / "summary.csv").filter(~timing)
+    second = pl.read_csv(workdir / "results" / "summary.csv").filter(~timing)
+    assert first.height == second.height > 500
+    joined = first.join(second, on=key, how="full", suffix="_again", nulls_equal=True, coalesce=True)
+    assert joined.filter(pl.col("n").is_null() | pl.col("n_again").is_null()).height == 0, "same rows"
+    differ = joined.filter((pl.col("n") != pl.col("n_again")) | (pl.col("value") != pl.col("value_again")))
+    assert differ.height == 0, differ.select(*key, "value", "value_again").head(10)
+
+
 def test_config_errors_name_the_key(tmp_path):
     config = reduced_config()
     config["datasets"]["vqav2_val"]["limt"] = 3
@@ -277,6 +352,17 @@ def test_config_errors_name_the_key(tmp_path):
     run = snakemake(copy_workflow(tmp_path / "ref", config), "-n")
     assert run.returncode != 0
     assert "vqa.experiments.guide_vqav2.model: unknown model 'gide'" in run.stdout + run.stderr
+
+    config = reduced_config()
+    config["guided"]["experiments"]["tiny_guided"]["dataset"] = "vqav2_vall"  # was a bare KeyError
+    run = snakemake(copy_workflow(tmp_path / "guided", config), "-n")
+    assert run.returncode != 0
+    assert "guided.experiments.tiny_guided.dataset: unknown dataset 'vqav2_vall'" in run.stdout + run.stderr
+
+    config = reduced_config()
+    config["finetune"]["experiments"]["tiny_sft"]["scales"] = [2, 8]  # steps: 4
+    run = snakemake(copy_workflow(tmp_path / "scales", config), "-n")
+    assert run.returncode != 0 and "finetune.experiments.tiny_sft.scales: [8] past" in run.stdout + run.stderr
 
     config = reduced_config()
     config["probing"]["experiments"]["tiny_probe"]["finetune"] = "tiny_sfft"

@@ -44,7 +44,14 @@ def sample_order(n: int, seed: int, start: int, count: int) -> list[int]:
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """Every RNG a training step draws from, in types `torch.load(weights_only=True)` reads back."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.copy()), "pos": position}
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": {**numpy_state, "has_gauss": has_gauss, "cached_gaussian": cached},
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -53,7 +60,10 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy = state["numpy"]
+    np.random.set_state(
+        (numpy["name"], numpy["keys"].numpy(), numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"])
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -70,6 +80,7 @@ def save_state(directory: Path, model, optimizer, scheduler, step: int, fingerpr
     write_json(tmp / "state.json", {"step": step, "fingerprint": fingerprint})
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)  # a leftover of a kill: older than `directory`
         os.replace(directory, old)
     os.replace(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
@@ -93,7 +104,7 @@ def load_state(directory: Path, model, optimizer, scheduler) -> None:
     with torch.no_grad():
         for name, tensor in weights.items():
             params[name].copy_(tensor)
-    other = torch.load(directory / "optimizer.pt", weights_only=False)
+    other = torch.load(directory / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(other["optimizer"])
     scheduler.load_state_dict(other["scheduler"])
     set_rng_state(other["rng"])

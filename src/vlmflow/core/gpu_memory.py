@@ -1,20 +1,35 @@
-"""GPU memory: fail early when another process holds the device, and shrink the batch on retry.
+"""GPU memory: fail early when another process holds the device, and halve the batch when a job
+runs out of memory.
 
 A model that does not fit fails minutes into a job with a bare CUDA out-of-memory error; a
 forgotten process on the node (the surgical-VQA seed lost days to one) looks exactly the same. So a
 GPU job checks free memory before loading and names the processes that hold it. A job that still
-runs out of memory is retried by Snakemake (`retries:`) with the batch halved per attempt
-(`vlmflow.core.settings.batch_divisor`).
+runs out of memory handles it itself, inside the job: inference halves its batch and goes on from
+the first row not yet written (accelerate's `find_executable_batch_size`), training halves its
+micro-batch and doubles the accumulation (same samples per optimizer step). Any other error fails
+the job once, with its message in the log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+from accelerate.utils import find_executable_batch_size
+from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
+
+# Test hook: with this variable set to N, any batch larger than N raises torch.OutOfMemoryError, as
+# a GPU too small for it would (the workflow test runs the real rules with it).
+INJECT_OOM_ABOVE = "VLMFLOW_INJECT_OOM_ABOVE"
+
+T = TypeVar("T")
 
 
 class InsufficientGpuMemory(RuntimeError):
@@ -55,3 +70,37 @@ def check_free_memory(required_mib: float, device: int = 0) -> None:
         f"{required_mib:.0f} MiB. Processes holding GPU memory:\n{listing}\n"
         "Stop them, or run this job on another device."
     )
+
+
+def inject_oom(batch_size: int) -> None:
+    """Raise torch.OutOfMemoryError for a batch above `$VLMFLOW_INJECT_OOM_ABOVE` (when it is set)."""
+    limit = os.environ.get(INJECT_OOM_ABOVE)
+    if limit and batch_size > int(limit):
+        raise torch.OutOfMemoryError(f"CUDA out of memory. (injected: batch {batch_size} > {INJECT_OOM_ABOVE}={limit})")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a device (or host allocator) out-of-memory error, as accelerate reads it."""
+    return isinstance(error, torch.OutOfMemoryError) or should_reduce_batch_size(error)
+
+
+def free_memory() -> None:
+    """Release what a failed batch left cached on the device."""
+    clear_device_cache(garbage_collection=True)
+
+
+def halving_batch_size(
+    run: Callable[[int], T], batch_size: int, log: logging.Logger | None = None, what: str = "batch"
+) -> T:
+    """`run(batch_size)`, called again with half the batch size after each out-of-memory error
+    (down to 1, then the error stands). `run` must start from its durable state each time."""
+    size = batch_size
+
+    def halve() -> int:
+        nonlocal size
+        size //= 2
+        if log and size:
+            log.warning("out of memory: %s size halved to %d", what, size)
+        return size
+
+    return find_executable_batch_size(run, starting_batch_size=batch_size, reduce_batch_size_fn=halve)()

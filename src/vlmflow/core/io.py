@@ -1,7 +1,9 @@
 """Atomic file and folder writes and JSON-lines helpers.
 
 Every output is written to a temporary file in the destination folder and renamed into place,
-so a killed job never leaves a half-written file that looks complete.
+so a killed job never leaves a half-written file that looks complete. Files and folders get the
+permissions the process's umask gives (as `open` and `mkdir` would), not the private 0600 / 0700 of
+temporary files, so colleagues on a shared cluster can read the results.
 """
 
 from __future__ import annotations
@@ -18,6 +20,17 @@ from typing import IO, Any
 from vlmflow.core.errors import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path: str | Path, directory: bool = False) -> None:
+    """Give a temporary file or folder the mode a plain `open` / `mkdir` would have given it."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; rename it onto `path` on success."""
@@ -30,6 +43,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        public_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -44,6 +58,7 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    public_mode(tmp, directory=True)
     try:
         yield tmp
         if path.exists():
@@ -52,6 +67,17 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def folder_signature(path: str | Path) -> dict[str, list[int]]:
+    """Every file under a folder (a checkpoint) with its size and modification time, or the file's
+    own: what a resumed job compares to know the model is the one it started with, not just a
+    model at the same path (rebuilt, replaced or retrained there since)."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return {
+        str(f.relative_to(path) if path.is_dir() else f.name): [f.stat().st_size, f.stat().st_mtime_ns] for f in files
+    }
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -69,25 +69,11 @@ class PruningSettings:
     seed: int = 0  # of the random ranking
 
 
-def batch_divisor(attempt: int) -> int:
-    """1 on a job's first attempt, then 2, 4, ...: a GPU job retried after running out of memory
-    runs with its batch divided by this (Snakemake passes `attempt` to resource functions)."""
-    return 2 ** (max(1, attempt) - 1)
-
-
-def retry_batch_size(batch_size: int, divisor: int) -> int:
-    return max(1, batch_size // max(1, divisor))
-
-
-def retried_generation(settings: GenerationSettings, divisor: int) -> GenerationSettings:
-    """Inference settings of a retried out-of-memory job: the batch divided by `divisor`."""
-    return replace(settings, batch_size=retry_batch_size(settings.batch_size, divisor))
-
-
-def retried_training(settings: TrainSettings, divisor: int) -> TrainSettings:
-    """Training settings of a retried out-of-memory job: smaller micro-batches, more of them, so
-    every optimizer step sees the same samples (and the run can resume from its checkpoint)."""
-    batch = retry_batch_size(settings.batch_size, divisor)
+def halved_micro_batch(settings: TrainSettings) -> TrainSettings:
+    """The settings of a training job that ran out of memory: the largest micro-batch that divides
+    the current one and is at most half of it, with the accumulation raised to match, so every
+    optimizer step still sees the same samples (and the run's resume fingerprint stays the same)."""
+    batch = max(d for d in range(1, settings.batch_size // 2 + 1) if settings.batch_size % d == 0)
     return replace(settings, batch_size=batch, grad_accum=settings.grad_accum * settings.batch_size // batch)
 
 

@@ -10,6 +10,7 @@ last checkpoint; a later stage (a larger step count) continues from an earlier s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import shutil
@@ -33,12 +34,15 @@ from vlmflow.core.checkpoint import (
     save_state,
     truncate_log,
 )
-from vlmflow.core.io import atomic_directory, write_json
+from vlmflow.core.gpu_memory import free_memory, inject_oom, out_of_memory
+from vlmflow.core.io import atomic_directory, folder_signature, write_json
 from vlmflow.core.models import load_vlm
 from vlmflow.core.records import Record
-from vlmflow.core.settings import GenerationSettings, TrainSettings
+from vlmflow.core.settings import GenerationSettings, TrainSettings, halved_micro_batch
 from vlmflow.finetune.examples import collate
 from vlmflow.finetune.tracking import OfflineWandbRun
+
+logger = logging.getLogger("vlmflow")
 
 PROJECTOR_NAMES = ("merger", "multi_modal_projector", "mm_projector", "connector")
 VISION_NAMES = ("visual", "vision_tower", "vision_model")
@@ -138,17 +142,40 @@ class Trainer:
             batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
         return batch
 
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step over `grad_accum` micro-batches; returns its log row."""
-        start = time.perf_counter()
+    def accumulate(self) -> float:
+        """Forward and backward over this step's `grad_accum` micro-batches; the step's loss."""
         accum = self.settings.grad_accum
         total = 0.0
         for a in range(accum):
+            inject_oom(self.settings.batch_size)
             batch = self.micro_batch(self.step * accum + a)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 loss = self.model(**batch).loss / accum
             loss.backward()
             total += loss.item()
+        return total
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over `grad_accum` micro-batches; returns its log row. Out of device
+        memory, the step starts again with half the micro-batch and twice the accumulation: the same
+        samples, the same effective batch, the same resume fingerprint."""
+        start = time.perf_counter()
+        while True:
+            try:
+                total = self.accumulate()
+                break
+            except Exception as error:
+                if not out_of_memory(error) or self.settings.batch_size == 1:
+                    raise
+                self.optimizer.zero_grad(set_to_none=True)
+                free_memory()
+                self.settings = halved_micro_batch(self.settings)
+                logger.warning(
+                    "step %d: out of memory; micro-batch %d x %d accumulation from now on",
+                    self.step + 1,
+                    self.settings.batch_size,
+                    self.settings.grad_accum,
+                )
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for g in self.optimizer.param_groups for p in g["params"]], self.settings.max_grad_norm
         )
@@ -215,11 +242,12 @@ def train_fingerprint(
 ) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one for its state to be reusable.
 
-    The effective batch counts, not its split into micro-batches: a job retried after running out
-    of memory (half the micro-batch, twice the accumulation) sees the same samples per step."""
+    The base model's files count, not its path (a model rebuilt at the same path starts over). The
+    effective batch counts, not its split into micro-batches: a job that ran out of memory (half the
+    micro-batch, twice the accumulation) sees the same samples per step."""
     train = {k: v for k, v in asdict(settings).items() if k not in ("batch_size", "grad_accum")}
     train["effective_batch_size"] = settings.effective_batch_size
-    return {"base": str(base_path), "data": data_digest, "train": train, "prompt": asdict(generation)}
+    return {"base": folder_signature(base_path), "data": data_digest, "train": train, "prompt": asdict(generation)}
 
 
 def loss_reached(rows: Sequence[dict[str, float]], threshold: float) -> tuple[bool, float]:

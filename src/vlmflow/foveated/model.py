@@ -355,14 +355,15 @@ def from_parts(
     """A fresh model from a DINOv2 checkpoint and a causal-LM checkpoint (e.g. local copies of
     facebook/dinov2-small and HuggingFaceTB/SmolLM2-135M-Instruct); the connector and queries are
     initialised from `seed`. Returns (model, tokenizer, image processor)."""
-    vision = AutoModel.from_pretrained(vision_path)
+    offline = {"local_files_only": True}  # local folders only: no hub at run time
+    vision = AutoModel.from_pretrained(vision_path, use_safetensors=True, **offline)
     if not isinstance(vision, Dinov2Model):
         raise ValueError(f"{vision_path}: the foveated query needs a DINOv2 encoder, found {type(vision).__name__}")
-    language = AutoModelForCausalLM.from_pretrained(language_path)
+    language = AutoModelForCausalLM.from_pretrained(language_path, use_safetensors=True, **offline)
     torch.manual_seed(seed)
     model = _assemble(vision, language, settings)
-    tokenizer = AutoTokenizer.from_pretrained(language_path)
-    return model, tokenizer, AutoImageProcessor.from_pretrained(vision_path)
+    tokenizer = AutoTokenizer.from_pretrained(language_path, **offline)
+    return model, tokenizer, AutoImageProcessor.from_pretrained(vision_path, **offline)
 
 
 def load_frame_lm(directory: str | Path) -> tuple[FrameLM, Any, Any]:
@@ -380,6 +381,6 @@ def load_frame_lm(directory: str | Path) -> tuple[FrameLM, Any, Any]:
         )
     return (
         model,
-        AutoTokenizer.from_pretrained(directory),
-        AutoImageProcessor.from_pretrained(directory),
+        AutoTokenizer.from_pretrained(directory, local_files_only=True),
+        AutoImageProcessor.from_pretrained(directory, local_files_only=True),
     )

@@ -11,13 +11,13 @@ killed job resumes after its last complete chunk.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.core.answer_modes import (
@@ -27,10 +27,11 @@ from vlmflow.core.answer_modes import (
     extract_answer,
     format_followed,
 )
+from vlmflow.core.io import folder_signature
 from vlmflow.core.models import load_vlm
 from vlmflow.core.prompts import encode_batch, load_image
 from vlmflow.core.records import Record
-from vlmflow.core.resumable import ResumableJsonl
+from vlmflow.core.resumable import ResumableJsonl, answer_in_batches
 from vlmflow.core.settings import GenerationSettings, PruningSettings
 from vlmflow.guided.attention_stats import write_importance
 from vlmflow.guided.early_exit import exit_score
@@ -285,9 +286,10 @@ class PrunedRunner:
 def pruning_fingerprint(
     decode_path, guide_path, cache_sha256: str, generation: GenerationSettings, pruning: PruningSettings
 ) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: both models' files, the data, the settings."""
     return {
-        "decode": str(decode_path),
-        "guide": str(guide_path),
+        "decode": folder_signature(decode_path),
+        "guide": folder_signature(guide_path) if guide_path else None,
         "data_sha256": cache_sha256,
         "generation": asdict(generation),
         "pruning": asdict(pruning),
@@ -300,24 +302,22 @@ def run_pruned(
     output: str | Path,
     resume_key: dict[str, Any],
     importance_path: str | Path | None = None,
+    log: logging.Logger | None = None,
 ) -> int:
     """Write one row per record to `output` (and, for `guided`, the guide's importance per question
-    to `importance_path` as parquet), resuming a partial run. Returns the rows already done."""
+    to `importance_path` as parquet), resuming a partial run; a batch that runs out of device
+    memory is halved. Returns the rows already done."""
     g = runner.generation
-    writer = ResumableJsonl(output, resume_key, unit=g.batch_size, total=len(records))
+    ids = [r.question_id for r in records]
+    writer = ResumableJsonl(output, resume_key, unit=g.batch_size, expected_ids=ids)
     done = len(writer.rows)
-    chunk: list[dict[str, Any]] = []
-    with tqdm(
-        total=len(records), initial=done, desc=f"{runner.pruning.method} {Path(output).parent.name}", unit="q"
-    ) as bar:
-        for start in range(done, len(records), g.batch_size):
-            batch = records[start : start + g.batch_size]
-            chunk.extend(runner.answer(batch))
-            bar.update(len(batch))
-            if len(chunk) >= g.chunk_batches * g.batch_size:
-                writer.append(chunk)
-                chunk = []
-        writer.append(chunk)
+
+    def answer(batch: Sequence[Record], batch_size: int) -> list[dict[str, Any]]:
+        return runner.answer(batch)
+
+    desc = f"{runner.pruning.method} {Path(output).parent.name}"
+    answer_in_batches(writer, records, answer, g.chunk_batches, desc, log)
+    writer.check_complete()
     if importance_path is not None:
         write_importance(
             importance_path, [{"question_id": r["question_id"], "importance": r["importance"]} for r in writer.rows]

@@ -9,6 +9,7 @@ position is every sample's last prompt token.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.core.errors import InputError
+from vlmflow.core.gpu_memory import halving_batch_size, inject_oom
 from vlmflow.core.io import atomic_write
 from vlmflow.core.models import decoder_layers
 from vlmflow.core.prompts import encode_batch, generate_encoded
@@ -97,6 +99,7 @@ def extract_swap_features(
     settings: GenerationSettings,
     layers: Sequence[int] | None,
     dtype: str = "float16",
+    log: logging.Logger | None = None,
 ) -> dict[str, np.ndarray]:
     """Original, swapped and delta vectors per requested layer for every pair, with ids,
     categories, groups, answers and correctness: the arrays of one NPZ.
@@ -107,13 +110,21 @@ def extract_swap_features(
     ordered = [record for pair in pairs for record in pair]  # orig, swap, orig, swap, ...
     _, modules = decoder_layers(model)
     wanted = resolve_layers(layers, len(modules))
-    states: dict[int, list[np.ndarray]] = {layer: [] for layer in wanted}
-    answers: list[str] = []
-    for start in tqdm(range(0, len(ordered), settings.batch_size), desc="swap features", unit="batch"):
-        inputs = encode_batch(model, processor, ordered[start : start + settings.batch_size], settings)
-        for layer, values in last_token_states(model, dict(inputs), wanted).items():
-            states[layer].append(values)
-        answers += generate_encoded(model, processor, inputs, settings.max_new_tokens)
+
+    def extract(batch_size: int) -> tuple[dict[int, list[np.ndarray]], list[str]]:
+        states: dict[int, list[np.ndarray]] = {layer: [] for layer in wanted}
+        answers: list[str] = []
+        for start in tqdm(range(0, len(ordered), batch_size), desc="swap features", unit="batch"):
+            batch = ordered[start : start + batch_size]
+            inject_oom(len(batch))
+            inputs = encode_batch(model, processor, batch, settings)
+            for layer, values in last_token_states(model, dict(inputs), wanted).items():
+                states[layer].append(values)
+            answers += generate_encoded(model, processor, inputs, settings.max_new_tokens)
+        return states, answers
+
+    # out of device memory: start again with half the batch (nothing is written until the end)
+    states, answers = halving_batch_size(extract, settings.batch_size, log, "batch")
     orig_answers, swap_answers = answers[0::2], answers[1::2]
     out: dict[str, np.ndarray] = {
         "layers": np.array(wanted),

@@ -9,12 +9,12 @@ constrained to the record's candidates, or the candidates ranked by likelihood).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.core.answer_modes import (
@@ -25,9 +25,10 @@ from vlmflow.core.answer_modes import (
     format_followed,
     user_prompt,
 )
+from vlmflow.core.io import folder_signature
 from vlmflow.core.prompts import encode_batch, generate_encoded
 from vlmflow.core.records import Record
-from vlmflow.core.resumable import ResumableJsonl
+from vlmflow.core.resumable import ResumableJsonl, answer_in_batches
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.vqa.constrained import constrained_generate, rank_candidates
 
@@ -107,15 +108,11 @@ def answer_batch(
     ]
 
 
-def _batches(records: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
-    for start in range(0, len(records), size):
-        yield records[start : start + size]
-
-
 def fingerprint(model_path: str | Path, cache_path: str | Path, settings: GenerationSettings) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one for its rows to be reusable."""
+    """What a resumed run must share with the interrupted one for its rows to be reusable: the
+    model's files (not just its path), the data's digest and the settings."""
     digest = hashlib.sha256(Path(cache_path).read_bytes()).hexdigest()
-    return {"model": str(model_path), "data_sha256": digest, "settings": asdict(settings)}
+    return {"model": folder_signature(model_path), "data_sha256": digest, "settings": asdict(settings)}
 
 
 def run_inference(
@@ -125,23 +122,21 @@ def run_inference(
     output: str | Path,
     settings: GenerationSettings,
     resume_key: dict[str, Any],
+    log: logging.Logger | None = None,
 ) -> int:
-    """Write one prediction row per record to `output`, resuming a previous partial run.
+    """Write one prediction row per record to `output`, resuming a previous partial run; a batch
+    that runs out of device memory is halved (`answer_in_batches`).
 
     Returns the number of rows that were already done when this run started.
     """
     check_settings(settings)
-    writer = ResumableJsonl(output, resume_key, unit=settings.batch_size, total=len(records))
+    ids = [r.question_id for r in records]
+    writer = ResumableJsonl(output, resume_key, unit=settings.batch_size, expected_ids=ids)
     done = len(writer.rows)
-    todo = records[done:]
-    chunk: list[dict[str, Any]] = []
-    with tqdm(total=len(records), initial=done, desc=f"infer {Path(output).parent.name}", unit="q") as bar:
-        for batch in _batches(todo, settings.batch_size):
-            chunk.extend(answer_batch(model, processor, batch, settings))
-            bar.update(len(batch))
-            if len(chunk) >= settings.chunk_batches * settings.batch_size:
-                writer.append(chunk)
-                chunk = []
-        writer.append(chunk)
+
+    def answer(batch: Sequence[Record], batch_size: int) -> list[dict[str, Any]]:
+        return answer_batch(model, processor, batch, replace(settings, batch_size=batch_size))
+
+    answer_in_batches(writer, records, answer, settings.chunk_batches, f"infer {Path(output).parent.name}", log)
     writer.finish()
     return done

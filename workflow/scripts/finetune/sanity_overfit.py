@@ -9,15 +9,13 @@ from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.io import write_json
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
-from vlmflow.core.settings import GenerationSettings, TrainSettings, retried_training
+from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import sanity_overfit
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
-if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
-    settings = retried_training(settings, snakemake.resources.batch_divisor)
 gate = snakemake.params.sanity
 records = read_records(snakemake.input.caches)
 chosen = sample_order(len(records), settings.seed, 0, min(gate["samples"], len(records)))

@@ -8,18 +8,13 @@ import torch
 from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
-from vlmflow.core.settings import GenerationSettings, TrainSettings, retried_training
+from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import train_stage
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
-if snakemake.resources.batch_divisor > 1:  # a retry after running out of memory
-    settings = retried_training(settings, snakemake.resources.batch_divisor)
-    log.warning(
-        "attempt %d: micro-batch %d x %d accumulation", snakemake.attempt, settings.batch_size, settings.grad_accum
-    )
 records = read_records(snakemake.input.caches)
 digest = hashlib.sha256(b"".join(Path(p).read_bytes() for p in snakemake.input.caches)).hexdigest()
 previous = Path(snakemake.input.previous) if "previous" in snakemake.input.keys() else None

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from vlmflow.core.gpu_slots import gpu_slot
+from vlmflow.core.io import folder_signature
 from vlmflow.core.models import pick_device
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import FoveatedSettings
@@ -25,7 +26,8 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     model, tokenizer, processor = from_parts(
         parts["vision"], parts["language"], snakemake.params.settings, settings.seed
     )
-    fingerprint = {"parts": parts, "data": digest, "settings": snakemake.params.settings}
+    signatures = {role: folder_signature(path) for role, path in parts.items()}  # contents, not paths
+    fingerprint = {"parts": signatures, "data": digest, "settings": snakemake.params.settings}
     trainer = FoveatedTrainer(model, tokenizer, processor, train, val, settings, fingerprint, device)
     state = Path(snakemake.params.state)
     log.info(

@@ -7,14 +7,14 @@ import torch
 
 from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.records import read_records
-from vlmflow.core.scripting import generation_settings, log_to
-from vlmflow.core.settings import PruningSettings
+from vlmflow.core.scripting import log_to
+from vlmflow.core.settings import GenerationSettings, PruningSettings
 from vlmflow.core.timing import ForwardClock
 from vlmflow.guided.runner import PrunedRunner, load_pair, pruning_fingerprint, run_pruned
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-generation = generation_settings(snakemake, log)
+generation = GenerationSettings(**snakemake.params.generation)
 pruning = PruningSettings(**snakemake.params.pruning)
 guide = snakemake.input.get("guide")
 records = read_records(snakemake.input.cache)
@@ -41,6 +41,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
             snakemake.output.rows,
             key,
             snakemake.output.get("importance"),
+            log,
         )
     clock.write(snakemake.log[0])
     log.info("resumed after %d rows; wrote %s", done, snakemake.output.rows)

@@ -6,7 +6,8 @@ import torch
 from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.models import load_vlm
 from vlmflow.core.records import read_records
-from vlmflow.core.scripting import generation_settings, log_to
+from vlmflow.core.scripting import log_to
+from vlmflow.core.settings import GenerationSettings
 from vlmflow.core.timing import ForwardClock
 from vlmflow.probing.extraction import (
     cross_group_arrays,
@@ -18,7 +19,7 @@ from vlmflow.probing.quads import read_boxes, vertical_pairs
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-settings = generation_settings(snakemake, log)
+settings = GenerationSettings(**snakemake.params.generation)
 records = read_records(snakemake.input.cache)
 boxes = read_boxes(snakemake.input.boxes) if "boxes" in snakemake.input.keys() else {}
 vertical = vertical_pairs(swap_pairs(records), boxes, snakemake.params.vertical_template)
@@ -32,8 +33,8 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     log.info("model %s on %s (%s)", snakemake.input.model, model.device, model.dtype)
     layers, dtype = snakemake.params.layers, snakemake.params.dtype
     with ForwardClock(model) as clock:
-        pairs = extract_swap_features(model, processor, records, settings, layers, dtype)
-        quads = extract_swap_features(model, processor, vertical, settings, layers, dtype) if vertical else None
+        pairs = extract_swap_features(model, processor, records, settings, layers, dtype, log)
+        quads = extract_swap_features(model, processor, vertical, settings, layers, dtype, log) if vertical else None
     clock.write(snakemake.log[0])
 write_npz(snakemake.output.vectors, pairs)
 write_npz(snakemake.output.cross, cross_group_arrays(pairs, quads))

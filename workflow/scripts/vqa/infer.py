@@ -5,13 +5,14 @@ import torch
 from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.models import load_vlm
 from vlmflow.core.records import read_records
-from vlmflow.core.scripting import generation_settings, log_to
+from vlmflow.core.scripting import log_to
+from vlmflow.core.settings import GenerationSettings
 from vlmflow.core.timing import ForwardClock
 from vlmflow.vqa.inference import fingerprint, run_inference
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-settings = generation_settings(snakemake, log)
+settings = GenerationSettings(**snakemake.params.generation)
 records = read_records(snakemake.input.cache)
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
@@ -22,6 +23,6 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
     log.info("model %s on %s (%s), %d questions", snakemake.input.model, model.device, model.dtype, len(records))
     key = fingerprint(snakemake.input.model, snakemake.input.cache, settings)
     with ForwardClock(model) as clock:
-        done = run_inference(model, processor, records, snakemake.output.predictions, settings, key)
+        done = run_inference(model, processor, records, snakemake.output.predictions, settings, key, log)
     clock.write(snakemake.log[0])
     log.info("resumed after %d rows; wrote %s", done, snakemake.output.predictions)
