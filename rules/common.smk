@@ -3,16 +3,14 @@
 # rules, in rules/functions/<family>.smk, which its rules/<family>.smk includes. Everything here
 # reads `config`, so the rules stay declarative.
 
-import os
 import re
 from dataclasses import asdict
 from functools import cache
 
+from vlmflow.core.offline import stay_offline
 from vlmflow.core.settings import GenerationSettings
 
-# No network at run time: every job (they inherit this environment, on SLURM too) loads models
-# and processors from local folders only; a missing file is an error, never a download.
-os.environ["HF_HUB_OFFLINE"] = "1"
+stay_offline()  # no network at run time: every job loads from local folders only
 
 # All GPU rules ask for the same resources: one GPU (capped by `--resources gpu=N` locally,
 # `--gpus` on SLURM), memory and time for a 7B model. A site tunes them per rule in its profile
