@@ -8,6 +8,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from vlmflow.core.records import Record
+from vlmflow.synth.kvasir import write_kvasir
+from vlmflow.synth.swap_pairs import write_swap_pairs
+from vlmflow.synth.textvqa import write_textvqa
+from vlmflow.synth.vqav2 import write_vqav2
 from vlmflow.zoo.build import build_checkpoint
 
 COLORS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (30, 60, 220), "yellow": (230, 210, 30)}
@@ -84,3 +88,19 @@ def make_records(folder: Path, n: int, dataset: str = "toy") -> list[Record]:
             )
         )
     return records
+
+
+RAW_SIZE = 48  # image side of the `raw` fixture's synthetic data
+RAW_ITEMS = 5  # images (swap pairs: pairs) per format in the `raw` fixture
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small val split of every upstream format, written by the synthetic generators:
+    vqav2/, textvqa/, kvasir.parquet, swap.tsv. Copy it before breaking it."""
+    root = tmp_path_factory.mktemp("raw")
+    write_vqav2(root / "vqav2", "val", RAW_ITEMS, 0, image_size=RAW_SIZE)
+    write_textvqa(root / "textvqa", "val", RAW_ITEMS, 0, image_size=RAW_SIZE)
+    write_kvasir(root / "kvasir.parquet", "val", RAW_ITEMS, 0, image_size=RAW_SIZE)
+    write_swap_pairs(root / "swap.tsv", "val", RAW_ITEMS, 0, image_size=RAW_SIZE)
+    return root

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import RAW_ITEMS, RAW_SIZE
 from PIL import Image
 
 from vlmflow.core.errors import InputError
@@ -28,24 +29,10 @@ from vlmflow.data.kvasir import read_kvasir
 from vlmflow.data.swap_pairs import read_swap_pairs
 from vlmflow.data.textvqa import read_textvqa
 from vlmflow.data.vqav2 import read_vqav2
-from vlmflow.synth.kvasir import write_kvasir
-from vlmflow.synth.swap_pairs import write_swap_pairs
-from vlmflow.synth.textvqa import write_textvqa
-from vlmflow.synth.vqav2 import write_vqav2
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = 48
-N = 4
-
-
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw")
-    write_vqav2(root / "vqav2", "val", N, 0, image_size=SIZE)
-    write_textvqa(root / "textvqa", "val", N, 0, image_size=SIZE)
-    write_kvasir(root / "kvasir.parquet", "val", N, 0, image_size=SIZE)
-    write_swap_pairs(root / "swap.tsv", "val", N, 0, image_size=SIZE)
-    return root
+SIZE = RAW_SIZE
+N = RAW_ITEMS
 
 
 @pytest.fixture
