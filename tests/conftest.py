@@ -104,3 +104,22 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_kvasir(root / "kvasir.parquet", "val", RAW_ITEMS, 0, image_size=RAW_SIZE)
     write_swap_pairs(root / "swap.tsv", "val", RAW_ITEMS, 0, image_size=RAW_SIZE)
     return root
+
+
+def raw_specs(root: Path) -> dict[str, dict]:
+    """The `raw` fixture's four datasets as config entries (`datasets:` in config.yaml)."""
+    return {
+        "vqav2_val": {
+            "format": "vqav2",
+            "questions": str(root / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json"),
+            "annotations": str(root / "vqav2/v2_mscoco_val2014_annotations.json"),
+            "images": str(root / "vqav2/val2014"),
+        },
+        "textvqa_val": {
+            "format": "textvqa",
+            "json": str(root / "textvqa/TextVQA_0.5.1_val.json"),
+            "images": str(root / "textvqa/train_images"),
+        },
+        "kvasir": {"format": "kvasir", "parquet": str(root / "kvasir.parquet")},
+        "swap": {"format": "swap_pairs", "tsv": str(root / "swap.tsv")},
+    }

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import RAW_ITEMS, RAW_SIZE
+from conftest import raw_specs as specs
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.io import read_jsonl
@@ -35,24 +36,6 @@ def copy(raw: Path, tmp_path: Path) -> Path:
     """A private copy of the raw data that a test may break."""
     shutil.copytree(raw, tmp_path / "raw")
     return tmp_path / "raw"
-
-
-def specs(root: Path) -> dict[str, dict]:
-    return {
-        "vqav2_val": {
-            "format": "vqav2",
-            "questions": str(root / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json"),
-            "annotations": str(root / "vqav2/v2_mscoco_val2014_annotations.json"),
-            "images": str(root / "vqav2/val2014"),
-        },
-        "textvqa_val": {
-            "format": "textvqa",
-            "json": str(root / "textvqa/TextVQA_0.5.1_val.json"),
-            "images": str(root / "textvqa/train_images"),
-        },
-        "kvasir": {"format": "kvasir", "parquet": str(root / "kvasir.parquet")},
-        "swap": {"format": "swap_pairs", "tsv": str(root / "swap.tsv")},
-    }
 
 
 def vqav2_paths(root: Path) -> tuple[Path, Path, Path]:

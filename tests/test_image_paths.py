@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import RAW_ITEMS, RAW_SIZE
+from conftest import raw_specs as specs
 from PIL import Image
 
 from vlmflow.core.errors import InputError
@@ -40,24 +41,6 @@ def work(raw: Path, tmp_path: Path) -> Path:
     """A private tree: raw/ (a copy that a test may break) and, later, results/."""
     shutil.copytree(raw, tmp_path / "raw")
     return tmp_path
-
-
-def specs(root: Path) -> dict[str, dict]:
-    return {
-        "vqav2_val": {
-            "format": "vqav2",
-            "questions": str(root / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json"),
-            "annotations": str(root / "vqav2/v2_mscoco_val2014_annotations.json"),
-            "images": str(root / "vqav2/val2014"),
-        },
-        "textvqa_val": {
-            "format": "textvqa",
-            "json": str(root / "textvqa/TextVQA_0.5.1_val.json"),
-            "images": str(root / "textvqa/train_images"),
-        },
-        "kvasir": {"format": "kvasir", "parquet": str(root / "kvasir.parquet")},
-        "swap": {"format": "swap_pairs", "tsv": str(root / "swap.tsv")},
-    }
 
 
 def cache(work: Path, name: str) -> tuple[Path, Path | None]:
