@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,15 @@ def raw_specs(root: Path) -> dict[str, dict]:
         "kvasir": {"format": "kvasir", "parquet": str(root / "kvasir.parquet")},
         "swap": {"format": "swap_pairs", "tsv": str(root / "swap.tsv")},
     }
+
+
+def tsv_rows(path: Path) -> list[list[str]]:
+    """The rows of a swap-pair TSV (its base64 image fields exceed csv's default field limit)."""
+    csv.field_size_limit(sys.maxsize)
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle, delimiter="\t"))
+
+
+def write_tsv(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import base64
-import csv
 import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import RAW_ITEMS, RAW_SIZE
+from conftest import RAW_ITEMS, RAW_SIZE, tsv_rows, write_tsv
 from conftest import raw_specs as specs
 
 from vlmflow.core.errors import InputError
@@ -50,17 +48,6 @@ def edit_json(path: Path, change) -> None:
     obj = json.loads(path.read_text())
     change(obj)
     path.write_text(json.dumps(obj))
-
-
-def tsv_rows(path: Path) -> list[list[str]]:
-    csv.field_size_limit(sys.maxsize)
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle, delimiter="\t"))
-
-
-def write_tsv(path: Path, rows: list[list[str]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
 
 
 def mk_records(n: int) -> list[Record]:

@@ -4,7 +4,6 @@ replaced after caching is named when the cache is read, and a failed cache write
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import os
@@ -17,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import RAW_ITEMS, RAW_SIZE
+from conftest import RAW_ITEMS, RAW_SIZE, tsv_rows, write_tsv
 from conftest import raw_specs as specs
 from PIL import Image
 
@@ -71,17 +70,6 @@ def set_kvasir_column(path: Path, column: str, change) -> list:
     index = table.schema.get_field_index(column)
     pq.write_table(table.set_column(index, column, pa.array(values, table.schema.field(column).type)), path)
     return values
-
-
-def tsv_rows(path: Path) -> list[list[str]]:
-    csv.field_size_limit(sys.maxsize)
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.reader(handle, delimiter="\t"))
-
-
-def write_tsv(path: Path, rows: list[list[str]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
 
 
 def noisy_jpeg(seed: int = 0, size: int = 96) -> bytes:
