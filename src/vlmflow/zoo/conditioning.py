@@ -40,7 +40,7 @@ from transformers import (
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from vlmflow.core.io import atomic_directory
-from vlmflow.zoo.build import qwen_vl_tokenizer
+from vlmflow.zoo.families.qwen2_vl import qwen_vl_tokenizer
 from vlmflow.zoo.tokenizer import train_bpe
 
 SPECIAL_TOKENS = [
