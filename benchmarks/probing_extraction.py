@@ -22,18 +22,18 @@ import numpy as np
 import torch
 
 from vlmflow.core.io import write_json
-from vlmflow.core.models import decoder_layers, load_vlm
+from vlmflow.core.models import load_vlm
 from vlmflow.core.prompts import encode_batch
 from vlmflow.core.records import read_records
 from vlmflow.core.settings import GenerationSettings
-from vlmflow.probing.extraction import last_token_states
+from vlmflow.probing.extraction import hooked_layers, last_token_states
 
 SETTINGS = GenerationSettings()
 
 
 def seed_style(model, processor, records, max_new_tokens: int) -> np.ndarray:
     """Per question: hooks on every layer, generate(), keep the prefill's last token of each layer."""
-    _, layers = decoder_layers(model)
+    _, layers = hooked_layers(model)
     captured: dict[int, torch.Tensor] = {}
 
     def hook(index):
@@ -61,7 +61,7 @@ def seed_style(model, processor, records, max_new_tokens: int) -> np.ndarray:
 
 
 def batched(model, processor, records, batch_size: int) -> np.ndarray:
-    _, layers = decoder_layers(model)
+    _, layers = hooked_layers(model)
     parts = []
     for start in range(0, len(records), batch_size):
         states = last_token_states(

@@ -7,12 +7,13 @@ import pytest
 import torch
 from conftest import make_records
 
-from vlmflow.core.models import decoder_layers, load_vlm
+from vlmflow.core.models import load_vlm
 from vlmflow.core.prompts import build_messages, load_image
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.probing.extraction import (
     extract_swap_features,
+    hooked_layers,
     last_token_states,
     swap_pairs,
     write_npz,
@@ -37,7 +38,7 @@ def encode(processor, records, extra_words=True):
 def test_hooks_equal_output_hidden_states(tiny_checkpoints, tmp_path, family):
     model, processor = load_vlm(tiny_checkpoints[family], device="cpu")
     inputs = encode(processor, make_records(tmp_path, 4))  # ragged prompts: a left-padded batch
-    path, layers = decoder_layers(model)
+    path, layers = hooked_layers(model)
     states = last_token_states(model, dict(inputs), None)
     with torch.inference_mode():
         reference = model(**inputs, output_hidden_states=True).hidden_states
@@ -54,7 +55,7 @@ def test_hooks_equal_output_hidden_states(tiny_checkpoints, tmp_path, family):
 
 def test_the_prefill_stops_after_the_deepest_requested_layer(tiny_checkpoints, tmp_path):
     model, processor = load_vlm(tiny_checkpoints["qwen2_vl"], device="cpu")
-    _, layers = decoder_layers(model)
+    _, layers = hooked_layers(model)
     ran = []
     handles = [layer.register_forward_hook(lambda _m, _a, _o, i=i: ran.append(i)) for i, layer in enumerate(layers)]
     states = last_token_states(model, dict(encode(processor, make_records(tmp_path, 2))), [0])
@@ -63,15 +64,11 @@ def test_the_prefill_stops_after_the_deepest_requested_layer(tiny_checkpoints, t
     assert list(states) == [0] and ran == [0]
 
 
-def test_an_unknown_layout_names_the_module_lists_it_has():
-    class Odd(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.trunk = torch.nn.Module()
-            self.trunk.blocks = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
-
-    with pytest.raises(ValueError, match=r"module lists in this model: trunk\.blocks"):
-        decoder_layers(Odd())
+def test_an_unknown_family_is_a_clear_error(tiny_checkpoints):
+    model, _ = load_vlm(tiny_checkpoints["qwen2_vl"], device="cpu")
+    model.config.model_type = "blip_x"
+    with pytest.raises(UnsupportedStage, match=r"model family 'blip_x' does not support stage 'hooks'"):
+        hooked_layers(model)
 
 
 def swap_records(folder, n_pairs):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import TINY_SPECS, make_records
-from transformers import AutoProcessor
+from transformers import AutoConfig, AutoProcessor
 
+from vlmflow.architectures.registry import architecture_of
 from vlmflow.core.prompts import build_messages
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.finetune.examples import IGNORE_INDEX, collate, label_report
@@ -20,7 +21,7 @@ SETTINGS = GenerationSettings(
 def test_supervised_positions_decode_to_answer_and_end_of_turn(family, tiny_checkpoints, tmp_path):
     processor = AutoProcessor.from_pretrained(tiny_checkpoints[family])
     records = make_records(tmp_path, 4)
-    batch = collate(processor, records, SETTINGS)
+    batch = collate(architecture_of(AutoConfig.from_pretrained(tiny_checkpoints[family])), processor, records, SETTINGS)
     for row, report in enumerate(label_report(processor, batch, [r.question_id for r in records])):
         answer = records[row].answers[0]
         expected = answer + END_OF_TURN[family] if family == "qwen2_vl" else f" {answer}{END_OF_TURN[family]}"
@@ -36,7 +37,7 @@ def test_training_sequence_starts_with_the_inference_prompt(family, tiny_checkpo
     """No marker text: the tokens before the answer are exactly what inference feeds the model."""
     processor = AutoProcessor.from_pretrained(tiny_checkpoints[family])
     record = make_records(tmp_path, 1)[0]
-    batch = collate(processor, [record], SETTINGS)
+    batch = collate(architecture_of(AutoConfig.from_pretrained(tiny_checkpoints[family])), processor, [record], SETTINGS)
     prompt = processor.apply_chat_template(
         build_messages(record.question, SETTINGS), add_generation_prompt=True, tokenize=False
     )

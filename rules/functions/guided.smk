@@ -14,6 +14,7 @@ GUIDED_DEFAULTS = {
     "chunk_batches": GENERATION_DEFAULTS["chunk_batches"],
     "prompt": GENERATION_DEFAULTS["prompt"],
     "system_prompt": None,
+    "prompt_template": None,
     "device": "auto",
     "threads": GENERATION_DEFAULTS["threads"],
 }
@@ -26,6 +27,7 @@ GUIDED_GENERATION_KEYS = (
     "chunk_batches",
     "prompt",
     "system_prompt",
+    "prompt_template",
 )
 
 

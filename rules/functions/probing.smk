@@ -13,11 +13,12 @@ PROBING_DEFAULTS = {
     "vertical_template": "Is the {a} above or under the {b}?",
     "prompt": GENERATION_DEFAULTS["prompt"],
     "system_prompt": None,
+    "prompt_template": None,
     "device": "auto",
     "threads": GENERATION_DEFAULTS["threads"],
 }
 PROBING_TAGS = ("all", "both_correct")  # every consistency over all pairs and over both-correct ones
-PROBING_GENERATION_KEYS = ("batch_size", "max_new_tokens", "prompt", "system_prompt")
+PROBING_GENERATION_KEYS = ("batch_size", "max_new_tokens", "prompt", "system_prompt", "prompt_template")
 
 
 def probing_experiments():

@@ -7,8 +7,6 @@ on a GPU, free memory is checked first (`vlmflow.core.gpu_memory`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -16,7 +14,6 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
     ProcessorMixin,
 )
 
@@ -60,46 +57,3 @@ def load_vlm(
     # Decoder-only generation needs the prompts flush right, so new tokens line up across a batch.
     processor.tokenizer.padding_side = "left"
     return model, processor
-
-
-@contextmanager
-def padding_side(tokenizer: PreTrainedTokenizerBase, side: str) -> Iterator[None]:
-    """Pad on `side` inside the block (training and likelihood scoring pad right; generation,
-    the loaded default, pads left) and restore the previous side even on error."""
-    previous, tokenizer.padding_side = tokenizer.padding_side, side
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = previous
-
-
-# Where the zoo's families (and their relatives) keep the language model's decoder layers.
-LAYER_PATHS = (
-    "model.language_model.layers",  # Qwen2-VL, Qwen2.5-VL, LLaVA, Idefics3, InternVL (transformers 5)
-    "model.language_model.model.layers",
-    "language_model.model.layers",
-    "model.text_model.layers",
-    "model.llm.model.layers",  # NVILA-style
-    "model.layers",
-)
-
-
-def _get(module: torch.nn.Module, path: str) -> torch.nn.Module | None:
-    for part in path.split("."):
-        module = getattr(module, part, None)
-        if module is None:
-            return None
-    return module
-
-
-def decoder_layers(model: PreTrainedModel) -> tuple[str, torch.nn.ModuleList]:
-    """The language model's decoder layers and their module path; an error lists the candidates."""
-    for path in LAYER_PATHS:
-        layers = _get(model, path)
-        if isinstance(layers, torch.nn.ModuleList) and len(layers):
-            return path, layers
-    candidates = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)]
-    raise ValueError(
-        f"{type(model).__name__}: no decoder layer list at {', '.join(LAYER_PATHS)}; "
-        f"module lists in this model: {', '.join(candidates) or 'none'}"
-    )

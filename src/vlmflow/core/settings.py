@@ -19,6 +19,9 @@ class GenerationSettings:
     max_new_tokens: int = 10
     prompt: str = DEFAULT_PROMPT  # "{question}" is replaced by the record's question
     system_prompt: str | None = None
+    # A raw prompt ("{question}" replaced) instead of the chat template, for processors without
+    # one (PaliGemma: "answer en {question}"); the processor adds its image tokens itself.
+    prompt_template: str | None = None
     chunk_batches: int = 4  # batches per durable flush
     mode: str = "normal"  # answer mode: normal | prompt | two_pass | explicit_cot
     decoding: str = "free"  # free | constrained (to the candidates) | likelihood (rank them)

@@ -15,8 +15,8 @@ from types import TracebackType
 
 import torch
 
+from vlmflow.architectures.registry import architecture
 from vlmflow.core.io import write_json
-from vlmflow.core.models import decoder_layers
 
 VISION_TOWERS = ("visual", "vision_tower", "vision_model")
 
@@ -24,7 +24,11 @@ VISION_TOWERS = ("visual", "vision_tower", "vision_model")
 def timed_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The model and the submodules that do its heavy work when called on their own."""
     inner = getattr(model, "model", None)
-    modules = [model, *([inner] if isinstance(inner, torch.nn.Module) else []), *decoder_layers(model)[1]]
+    modules = [
+        model,
+        *([inner] if isinstance(inner, torch.nn.Module) else []),
+        *architecture(model).decoder_layers(model)[1],
+    ]
     inner = inner if isinstance(inner, torch.nn.Module) else model
     modules += [
         getattr(inner, name) for name in VISION_TOWERS if isinstance(getattr(inner, name, None), torch.nn.Module)

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from transformers import ProcessorMixin
 
-from vlmflow.core.models import padding_side
-from vlmflow.core.prompts import load_image, prompt_and_target
+from vlmflow.architectures.base import Architecture
+from vlmflow.core.prompts import load_image, processor_batch, prompt_and_target
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.data.vqa_metric import normalize_answer
@@ -36,19 +36,14 @@ def training_answer(record: Record) -> str:
 
 
 def collate(
-    processor: ProcessorMixin, records: Sequence[Record], settings: GenerationSettings
+    arch: Architecture, processor: ProcessorMixin, records: Sequence[Record], settings: GenerationSettings
 ) -> dict[str, torch.Tensor]:
     """A right-padded training batch of prompt + answer with answer-only `labels`."""
     tokenizer = processor.tokenizer
     pairs = [prompt_and_target(processor, r.question, training_answer(r), settings) for r in records]
     prompts, targets = [p for p, _ in pairs], [t for _, t in pairs]
-    with padding_side(tokenizer, "right"):
-        batch = processor(
-            text=[p + t for p, t in zip(prompts, targets)],
-            images=[load_image(r) for r in records],
-            padding=True,
-            return_tensors="pt",
-        )
+    texts = [p + t for p, t in zip(prompts, targets)]
+    batch = processor_batch(arch, processor, texts, [load_image(r) for r in records], "right")
     labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
     for row, (record, target) in enumerate(zip(records, targets)):
         answer_ids = tokenizer(target, add_special_tokens=False)["input_ids"]

@@ -26,6 +26,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin, get_cosine_schedule_with_warmup
 
+from vlmflow.architectures.base import Architecture
+from vlmflow.architectures.registry import architecture
 from vlmflow.core.checkpoint import (
     checkpoint_candidates,
     read_state_step,
@@ -46,8 +48,10 @@ logger = logging.getLogger("vlmflow")
 
 PROJECTOR_NAMES = ("merger", "multi_modal_projector", "mm_projector", "connector")
 VISION_NAMES = ("visual", "vision_tower", "vision_model")
-LANGUAGE_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-VISION_LORA_TARGETS = r".*(visual\.blocks|vision_tower).*\.(qkv|proj|q_proj|k_proj|v_proj|out_proj|fc1|fc2)$"
+LANGUAGE_PROJECTIONS = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+VISION_LORA_TARGETS = (
+    r".*(visual\.blocks|vision_tower|vision_model).*\.(qkv|proj|q_proj|k_proj|v_proj|out_proj|fc1|fc2)$"
+)
 
 
 def component(name: str) -> str:
@@ -60,9 +64,16 @@ def component(name: str) -> str:
     return "language"
 
 
+def language_lora_targets(arch: Architecture) -> str:
+    """LoRA's target pattern: the attention and MLP projections inside the family's language model."""
+    return rf".*\.{arch.language_module_name()}\..*\.{LANGUAGE_PROJECTIONS}$"
+
+
 def prepare_model(model: PreTrainedModel, settings: TrainSettings) -> PreTrainedModel:
     """Wrap with LoRA (language model by default) or unfreeze everything (but a frozen vision
     tower) for a full fine-tune."""
+    arch = architecture(model)
+    arch.require("full_finetune" if settings.mode == "full" else "lora")
     if settings.mode == "full":
         model.requires_grad_(True)
         if settings.freeze_vision:
@@ -71,9 +82,9 @@ def prepare_model(model: PreTrainedModel, settings: TrainSettings) -> PreTrained
         return model
     if settings.mode != "lora":
         raise ValueError(f"unknown training mode '{settings.mode}'; choose lora or full")
-    targets = LANGUAGE_LORA_TARGETS
+    targets = language_lora_targets(arch)
     if settings.train_vision:
-        targets = f"({LANGUAGE_LORA_TARGETS})|({VISION_LORA_TARGETS})"
+        targets = f"({targets})|({VISION_LORA_TARGETS})"
     projector = sorted({n.split(".")[-1] for n, _ in model.named_modules() if n.split(".")[-1] in PROJECTOR_NAMES})
     config = LoraConfig(
         r=settings.lora_r,
@@ -117,6 +128,7 @@ class Trainer:
         if not records:
             raise ValueError("no training records")
         self.processor, self.records, self.settings, self.generation = processor, records, settings, generation
+        self.arch = architecture(model)
         self.fingerprint = fingerprint
         random.seed(settings.seed)
         np.random.seed(settings.seed)
@@ -136,7 +148,7 @@ class Trainer:
     def micro_batch(self, index: int) -> dict[str, torch.Tensor]:
         bs = self.settings.batch_size
         order = sample_order(len(self.records), self.settings.seed, index * bs, bs)
-        batch = collate(self.processor, [self.records[i] for i in order], self.generation)
+        batch = collate(self.arch, self.processor, [self.records[i] for i in order], self.generation)
         batch = {k: v.to(self.device) for k, v in batch.items()}
         if "pixel_values" in batch and self.model.dtype != torch.float32:
             batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)

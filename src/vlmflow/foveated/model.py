@@ -284,13 +284,13 @@ class FoveatedVLM(FrameLM):
             out = self.language.model(
                 inputs_embeds=token.unsqueeze(1),
                 attention_mask=frame_mask[:, : t + 1].long(),
-                past_key_values=past,
+                cache=past,
                 use_cache=True,
             )
             query = self.query_head(out.last_hidden_state[:, -1])
         text = self.language.get_input_embeddings()(input_ids)
         mask = torch.cat([frame_mask.long(), attention_mask], dim=1)
-        logits = self.language(inputs_embeds=text, attention_mask=mask, past_key_values=past if frames else None).logits
+        logits = self.language(inputs_embeds=text, attention_mask=mask, cache=past if frames else None).logits
         loss, losses, correct = text_loss(logits, input_ids, loss_mask)
         return FrameLMOutput(loss, loss, None, losses, correct, {"fine": weights} if weights is not None else {})
 

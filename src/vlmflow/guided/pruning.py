@@ -9,18 +9,24 @@ own padding mask. Works on a left-padded batch, each sample keeping its own toke
 
 The same loop serves the guide: `observe` hooks see each layer's attention weights as they are
 computed (eager attention), and `forced` tokens re-score a given answer instead of generating.
-The model's own embedding and vision code prepares the inputs (`prepare_inputs`), so any family
-whose VLM class hands `inputs_embeds` and `position_ids` to a decoder-only language model works.
+The model's own embedding and vision code prepares the inputs (`prepare_inputs`); what the families
+do differently inside their language model (per-layer rotary, bidirectional image or prefix
+attention, deepstack features) the family's adapter (`vlmflow.architectures`) supplies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from vlmflow.architectures.base import causal_allowed
+from vlmflow.architectures.registry import architecture
+from vlmflow.guided.shared_vision import SharedVision
 
 
 @dataclass
@@ -31,6 +37,11 @@ class LanguageInputs:
     positions: torch.Tensor  # (B, L), or (3, B, L) for multimodal rotary positions
     mask: torch.Tensor  # (B, L) bool, False on padding
     visual: torch.Tensor  # (B, L) bool, True on the image tokens
+    allowed: torch.Tensor | None = None  # (B, L, L) bool prefill attention (None: causal without padding)
+    extras: dict[str, Any] = field(default_factory=dict)  # what else the family's layers need (deepstack)
+
+    def prefill_allowed(self) -> torch.Tensor:
+        return causal_allowed(self.mask) if self.allowed is None else self.allowed
 
     @property
     def visual_counts(self) -> list[int]:
@@ -50,13 +61,10 @@ class _Captured(Exception):
 
 
 def language_model(model: PreTrainedModel) -> torch.nn.Module:
-    inner = model.model if hasattr(model, "model") else model
-    if not hasattr(inner, "language_model"):
-        raise TypeError(
-            f"{type(model).__name__}: no `language_model` found; token pruning needs a VLM whose "
-            "language model is a separate decoder-only module"
-        )
-    return inner.language_model
+    """The decoder-only language model the loop drives; a family without pruning support fails here."""
+    arch = architecture(model)
+    arch.require("pruning")
+    return arch.language_model(model)
 
 
 def image_token_id(model: PreTrainedModel) -> int:
@@ -69,53 +77,41 @@ def image_token_id(model: PreTrainedModel) -> int:
     return value
 
 
-def vision_tower_states(model: PreTrainedModel, pixel_values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Patch features before the projector (Qwen2-VL-style `visual` with a `merger`), computed once
-    when two models share one vision tower."""
-    visual = model.model.visual
-    return visual(pixel_values.to(visual.dtype), grid_thw=grid).last_hidden_state
-
-
-def shares_projector_interface(model: PreTrainedModel) -> bool:
-    """Whether the model's projector can take precomputed tower states (Qwen2-VL-style families)."""
-    visual = getattr(getattr(model, "model", None), "visual", None)
-    return visual is not None and hasattr(visual, "merger")
-
-
 @torch.inference_mode()
 def prepare_inputs(
-    model: PreTrainedModel, inputs: dict[str, torch.Tensor], tower_states: torch.Tensor | None = None
+    model: PreTrainedModel, inputs: dict[str, torch.Tensor], shared: SharedVision | None = None
 ) -> LanguageInputs:
     """Run the VLM's own embedding, vision and position code up to its language model, and stop.
 
-    With `tower_states` (patch features another model's identical tower computed), only this
-    model's projector runs on them."""
+    With `shared`, the vision tower's blocks run once for all models that share it (the first
+    model's pass is recorded, the others replay it)."""
+    arch = architecture(model)
     lm = language_model(model)
-    captured: dict[str, torch.Tensor | None] = {}
+    captured: dict[str, Any] = {}
 
     def grab(_module, _args, kwargs):
-        captured.update(embeds=kwargs.get("inputs_embeds"), positions=kwargs.get("position_ids"))
+        captured.update(kwargs)
         raise _Captured
 
-    kwargs = dict(inputs)
-    if tower_states is not None:
-        grid = kwargs["image_grid_thw"]
-        merged = model.model.visual.merger(tower_states.to(model.model.visual.dtype))
-        sizes = (grid.prod(-1) // model.model.visual.spatial_merge_size**2).tolist()
-        kwargs.pop("pixel_values")
-        kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=torch.split(merged, sizes))}
     handle = lm.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        model.model(**kwargs)
-    except _Captured:
-        pass
+        with shared.run(model) if shared is not None else nullcontext(), suppress(_Captured):
+            model.model(**inputs)
     finally:
         handle.remove()
     mask = inputs["attention_mask"].bool()
-    positions = captured.get("positions")
-    if positions is None:  # 1D rotary: what generate() derives from a left-padded mask
+    positions = captured.get("position_ids")
+    if positions is None or positions.dim() == 2:  # 1D rotary: what generate() derives from a left-padded mask
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    return LanguageInputs(captured["embeds"], positions, mask, inputs["input_ids"] == image_token_id(model))
+    visual = inputs["input_ids"] == image_token_id(model)
+    return LanguageInputs(
+        captured["inputs_embeds"],
+        positions,
+        mask,
+        visual,
+        arch.prefill_allowed(mask, visual, inputs),
+        arch.language_extras(captured),
+    )
 
 
 def additive_mask(keys: torch.Tensor, queries: int, dtype: torch.dtype) -> torch.Tensor:
@@ -123,8 +119,20 @@ def additive_mask(keys: torch.Tensor, queries: int, dtype: torch.dtype) -> torch
     length = keys.shape[1]
     query_at = torch.arange(length - queries, length, device=keys.device)[:, None]
     causal = torch.arange(length, device=keys.device)[None, :] <= query_at
-    allowed = causal[None, None] & keys[:, None, None, :]
-    return torch.zeros(allowed.shape, dtype=dtype, device=keys.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return additive(causal[None] & keys[:, None, :], dtype)
+
+
+def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, 1, Q, K) additive attention mask from a (B, Q, K) bool one."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)[
+        :, None
+    ]
+
+
+def gather_allowed(allowed: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The (B, L', L') prefill attention among the kept positions `index` (B, L')."""
+    rows = allowed.gather(1, index[..., None].expand(-1, -1, allowed.shape[2]))
+    return rows.gather(2, index[:, None, :].expand(-1, index.shape[1], -1))
 
 
 def take(positions: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -199,6 +207,7 @@ def generate(
     called with each layer's attention weights (eager attention): `active` is None at the prefill
     and, at each later step, which samples are still generating.
     """
+    arch = architecture(model)
     lm = language_model(model)
     layers = lm.layers
     K = prune_at
@@ -209,7 +218,15 @@ def generate(
         raise ValueError("FastV ranks by the attention of layer K-1: it needs K >= 1 (raise prune_layer)")
     if prune and not fastv and scores is None:
         raise ValueError("pruning needs scores (guide importance or random) or fastv=True")
+    steps = forced.shape[1] if forced is not None else max_new_tokens
+    arch.check_length(model.config, inputs.embeds.shape[1] + steps)
     head = model.lm_head if hasattr(model, "lm_head") else model.get_output_embeddings()
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+
+    def next_logits(last: torch.Tensor) -> torch.Tensor:
+        logits = head(lm.norm(last))[:, -1].float()
+        return torch.tanh(logits / softcap) * softcap if softcap else logits
+
     batch = inputs.embeds.shape[0]
     cache = DynamicCache(config=lm.config)
     dtype = inputs.embeds.dtype
@@ -232,23 +249,23 @@ def generate(
     try:
         # Prefill: every token up to layer K, the kept ones from K on.
         hidden, positions, keys = inputs.embeds, inputs.positions, inputs.mask
-        full_keys, kept = keys, None
+        allowed = inputs.prefill_allowed()
+        full_keys, kept, index = keys, None, None
         for i, layer in enumerate(layers):
             if prune and i == K:
                 ranking = fastv_scores(captured["weights"], inputs) if fastv else scores
                 index, keys, kept = keep_index(inputs, ranking, keep_ratio)
                 hidden = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
                 positions = take(positions, index)
+                allowed = gather_allowed(allowed, index) & keys[:, None, :]
             if i == 0 or (prune and i == K):
-                rotary = lm.rotary_emb(hidden, positions)
-                mask = additive_mask(keys, hidden.shape[1], dtype)
-            hidden = layer(
-                hidden, attention_mask=mask, position_embeddings=rotary, past_key_values=cache, use_cache=True
-            )
+                rotary = arch.position_embeddings(lm, hidden, positions)
+                mask = additive(allowed, dtype)
+            hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary[i], cache=cache, use_cache=True)
+            hidden = arch.after_layer(i, hidden, inputs.extras, index)
         pruned_keys = keys
-        logits = head(lm.norm(hidden[:, -1:]))[:, -1].float()
+        logits = next_logits(hidden[:, -1:])
         next_position = _last(inputs.positions) + 1
-        steps = forced.shape[1] if forced is not None else max_new_tokens
         eos = torch.tensor(list(eos_token_ids), device=hidden.device)
         tokens = torch.full((batch, steps), pad_token_id, dtype=torch.long, device=hidden.device)
         logprobs = torch.zeros(batch, steps, device=hidden.device)
@@ -271,17 +288,15 @@ def generate(
             # One new token: its embedding, its original-count position, both key masks grown by one.
             hidden = lm.get_input_embeddings()(token[:, None])
             step_positions = _step_positions(inputs.positions, next_position + t)
-            rotary = lm.rotary_emb(hidden, step_positions)
+            rotary = arch.position_embeddings(lm, hidden, step_positions)
             grown = torch.ones(batch, 1, dtype=torch.bool, device=hidden.device)
             full_keys = torch.cat([full_keys, grown], 1)
             pruned_keys = torch.cat([pruned_keys, grown], 1) if prune else full_keys
             masks = (additive_mask(full_keys, 1, dtype), additive_mask(pruned_keys, 1, dtype))
             for i, layer in enumerate(layers):
                 mask = masks[1] if prune and i >= K else masks[0]
-                hidden = layer(
-                    hidden, attention_mask=mask, position_embeddings=rotary, past_key_values=cache, use_cache=True
-                )
-            logits = head(lm.norm(hidden))[:, -1].float()
+                hidden = layer(hidden, attention_mask=mask, position_embeddings=rotary[i], cache=cache, use_cache=True)
+            logits = next_logits(hidden)
     finally:
         for handle in hooks:
             handle.remove()

@@ -47,11 +47,9 @@ from vlmflow.guided.pruning import (
     language_model,
     prepare_inputs,
     prune_layer_index,
-    shares_projector_interface,
-    vision_tower_states,
 )
 from vlmflow.guided.rows import keep_label
-from vlmflow.zoo.hybrid import same_vision_tower
+from vlmflow.guided.shared_vision import SharedVision, shared_vision_reason
 
 METHODS = ("guided", "fastv", "random")
 TEXT_MODES = ("none", "short_rationale")
@@ -84,19 +82,6 @@ class Pair:
     guide: PreTrainedModel | None = None
     guide_processor: ProcessorMixin | None = None
     shared_vision: bool = False
-
-
-def shared_vision_reason(
-    guide: PreTrainedModel, guide_processor, decode: PreTrainedModel, decode_processor
-) -> str | None:
-    """Why the two models cannot share one vision pass, or None when they can."""
-    if not same_vision_tower(guide.config, decode.config):
-        return "their vision-tower configs differ"
-    if guide_processor.image_processor.to_dict() != decode_processor.image_processor.to_dict():
-        return "their image processors differ"
-    if not (shares_projector_interface(guide) and shares_projector_interface(decode)):
-        return f"feeding precomputed tower features is implemented for Qwen2-VL-style models, not {guide.config.model_type}"
-    return None
 
 
 def load_pair(
@@ -164,7 +149,7 @@ class PrunedRunner:
         self.pair, self.generation, self.pruning = pair, generation, pruning
         self.device = pair.decode.device
 
-    def _guide(self, records, images, tower_states) -> tuple[LanguageInputs, list[dict[str, Any]], list[torch.Tensor]]:
+    def _guide(self, records, images, shared) -> tuple[LanguageInputs, list[dict[str, Any]], list[torch.Tensor]]:
         """The guide's greedy answer with its attention summed onto the visual tokens."""
         model, processor, p, g = self.pair.guide, self.pair.guide_processor, self.pruning, self.generation
         cot = p.guide_reasoning_mode == "short_cot"
@@ -172,7 +157,7 @@ class PrunedRunner:
         inputs = encode_batch(
             model, processor, records, g, [template.format(question=r.question) for r in records], images
         )
-        language = prepare_inputs(model, inputs, tower_states)
+        language = prepare_inputs(model, inputs, shared)
         num_layers = len(language_model(model).layers)
         importance = ImportanceAccumulator(language, num_layers, p.guide_layers, p.guide_rows)
         eos, pad = _special_ids(model, processor)
@@ -208,7 +193,7 @@ class PrunedRunner:
         ]
         if p.guide_text_mode == "short_rationale":
             asks = [RATIONALE_PROMPT.format(question=r.question) for r in records]
-            why = prepare_inputs(model, encode_batch(model, processor, records, g, asks, images), tower_states)
+            why = prepare_inputs(model, encode_batch(model, processor, records, g, asks, images), shared)
             notes = generate(model, why, max_new_tokens=g.reasoning_tokens, eos_token_ids=eos, pad_token_id=pad)
             for row, text in zip(rows, _decode_text(processor, notes.tokens)):
                 row["rationale"] = " ".join(text.split())
@@ -219,15 +204,12 @@ class PrunedRunner:
         p, g, pair = self.pruning, self.generation, self.pair
         images = [load_image(r) for r in records]
         asks = [g.prompt.format(question=r.question) for r in records]
-        tower_states = None
-        if pair.shared_vision:
-            pixels = pair.decode_processor.image_processor(images=images, return_tensors="pt").to(self.device)
-            tower_states = vision_tower_states(pair.decode, pixels["pixel_values"], pixels["image_grid_thw"])
+        shared = SharedVision() if pair.shared_vision else None
         extras: list[dict[str, Any]] = [{} for _ in records]
         scores = None
         guide_inputs = None
         if p.method == "guided":
-            guide_inputs, guide_rows, scores = self._guide(records, images, tower_states)
+            guide_inputs, guide_rows, scores = self._guide(records, images, shared)
             for extra, row, score in zip(extras, guide_rows, scores):
                 rationale = row.pop("rationale", None)
                 extra.update(guide=row, importance=score.tolist())
@@ -239,7 +221,7 @@ class PrunedRunner:
                     for r, e in zip(records, extras)
                 ]
         inputs = prepare_inputs(
-            pair.decode, encode_batch(pair.decode, pair.decode_processor, records, g, asks, images), tower_states
+            pair.decode, encode_batch(pair.decode, pair.decode_processor, records, g, asks, images), shared
         )
         if guide_inputs is not None:
             check_grids(records, guide_inputs, inputs)

@@ -18,10 +18,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, ProcessorMixin
 
+from vlmflow.architectures.registry import architecture
 from vlmflow.core.errors import InputError
 from vlmflow.core.gpu_memory import halving_batch_size, inject_oom
 from vlmflow.core.io import atomic_write
-from vlmflow.core.models import decoder_layers
 from vlmflow.core.prompts import encode_batch, generate_encoded
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
@@ -42,13 +42,20 @@ def resolve_layers(requested: Sequence[int] | None, num_layers: int) -> list[int
     return sorted({i % num_layers for i in requested})
 
 
+def hooked_layers(model: PreTrainedModel) -> tuple[str, torch.nn.ModuleList]:
+    """The decoder layers whose outputs the hooks read; a family without hook support fails here."""
+    arch = architecture(model)
+    arch.require("hooks")
+    return arch.decoder_layers(model)
+
+
 @torch.inference_mode()
 def last_token_states(
     model: PreTrainedModel, inputs: dict[str, torch.Tensor], layers: Sequence[int]
 ) -> dict[int, np.ndarray]:
     """{layer: (batch, hidden) float32} of the last position after each requested decoder layer,
     from one prefill that stops after the deepest of them."""
-    _, modules = decoder_layers(model)
+    _, modules = hooked_layers(model)
     wanted = resolve_layers(layers, len(modules))
     states: dict[int, np.ndarray] = {}
 
@@ -108,7 +115,7 @@ def extract_swap_features(
     greedy generation (`settings.max_new_tokens`)."""
     pairs = swap_pairs(records)
     ordered = [record for pair in pairs for record in pair]  # orig, swap, orig, swap, ...
-    _, modules = decoder_layers(model)
+    _, modules = hooked_layers(model)
     wanted = resolve_layers(layers, len(modules))
 
     def extract(batch_size: int) -> tuple[dict[int, list[np.ndarray]], list[str]]:

@@ -9,14 +9,13 @@ so they agree with each other and with what fine-tuning taught the model to prod
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import torch
 from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 
-from vlmflow.core.models import padding_side
-from vlmflow.core.prompts import build_messages, load_image, prompt_and_target
+from vlmflow.architectures.registry import architecture
+from vlmflow.core.prompts import load_image, processor_inputs, prompt_and_target, render_prompt
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
 
@@ -84,19 +83,7 @@ class CandidateTrie:
 
 
 def _prompt(processor: ProcessorMixin, record: Record, settings: GenerationSettings) -> str:
-    messages = build_messages(record.question, settings)
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
-def _model_inputs(
-    model: PreTrainedModel, processor: ProcessorMixin, texts: list[str], images: list[Image.Image]
-) -> dict[str, Any]:
-    """Inputs as `generate_batch` builds them: padded texts, images in the model's dtype."""
-    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
-    inputs = inputs.to(model.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    return dict(inputs)
+    return render_prompt(processor, record.question, settings)
 
 
 @torch.inference_mode()
@@ -111,6 +98,7 @@ def constrained_generate(
     Rows without candidates generate freely (up to `settings.max_new_tokens`), as in
     `generate_batch`. Answers are decoded and stripped, so LLaVA's " red" comes back as "red".
     """
+    architecture(model).require("scoring")
     tokenizer = processor.tokenizer
     pad_id = model.generation_config.pad_token_id
     tries = [
@@ -125,8 +113,7 @@ def constrained_generate(
     ]
     prompts = [_prompt(processor, r, settings) for r in records]
     images = [load_image(r) for r in records]
-    with padding_side(tokenizer, "left"):  # prompts end together: row i's answer is ids[i, n:]
-        inputs = _model_inputs(model, processor, prompts, images)
+    inputs = processor_inputs(model, processor, prompts, images, "left")  # row i's answer is ids[i, n:]
     prompt_length = inputs["input_ids"].shape[1]
     vocabulary = list(range(model.config.get_text_config().vocab_size))
 
@@ -158,8 +145,7 @@ def _score_pairs(
     """
     tokenizer = processor.tokenizer
     sequences = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in targets]
-    with padding_side(tokenizer, "right"):
-        inputs = _model_inputs(model, processor, [p + t for p, t in zip(prompts, targets)], images)
+    inputs = processor_inputs(model, processor, [p + t for p, t in zip(prompts, targets)], images, "right")
     ends = inputs["attention_mask"].sum(dim=1).tolist()
     starts = [end - len(sequence) for end, sequence in zip(ends, sequences)]
     width = inputs["input_ids"].shape[1]
@@ -192,6 +178,7 @@ def rank_candidates(
     All (record, candidate) pairs of `settings.batch_size` records share one forward pass; ties
     go to the first candidate.
     """
+    architecture(model).require("scoring")
     ranked = []
     for first in range(0, len(records), settings.batch_size):
         chunk = records[first : first + settings.batch_size]

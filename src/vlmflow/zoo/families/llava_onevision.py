@@ -1,0 +1,96 @@
+"""LLaVA-OneVision: SigLIP (no head), an MLP projector and Qwen2, with one anyres tile and llava-hf's template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import (
+    LlavaOnevisionConfig,
+    LlavaOnevisionForConditionalGeneration,
+    LlavaOnevisionImageProcessor,
+    LlavaOnevisionProcessor,
+    LlavaOnevisionVideoProcessor,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    ProcessorMixin,
+)
+
+from vlmflow.zoo.tokenizer import train_bpe
+
+# llava-hf/llava-onevision-qwen2-0.5b-ov-hf's chat_template.json: ChatML without a default system turn,
+# "<|im_start|>user <image>\nWhat color?<|im_end|><|im_start|>assistant\n" (images first, then text).
+LLAVA_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}"
+    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ '\n' + content['text'] }}{% endfor %}{% else %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
+    "{{'<|im_end|>'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+LLAVA_ONEVISION_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
+
+PATCH_SIZE = 28  # the tiny default (SigLIP's own is 14): a 56 px image is a 2x2 patch grid
+
+
+def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """SigLIP + 2-layer MLP projector + Qwen2, anyres with a single `image_size`² grid pinpoint.
+
+    With p = image_size / patch_size, a square image gives p² base-image tokens, p² tokens of its one
+    anyres tile and p image-newline tokens (p = 2: 10 tokens). An image of another aspect ratio has
+    its tile unpadded, so it gives fewer tile and newline tokens, as in the real model.
+    """
+    tok = train_bpe(lines, spec["vocab_size"], LLAVA_ONEVISION_SPECIAL_TOKENS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
+    )
+    size = spec["image_size"]
+    vision = {
+        "model_type": "siglip_vision_model",
+        "image_size": size,
+        "patch_size": PATCH_SIZE,
+        "vision_use_head": False,
+        **spec["vision"],
+    }
+    num_image_tokens = (size // vision["patch_size"]) ** 2
+    pinpoints = [[size, size]]  # one anyres tile, the size of the base image
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(
+            size={"height": size, "width": size}, image_grid_pinpoints=pinpoints
+        ),
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": size, "width": size}),
+        num_image_tokens=num_image_tokens,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+    )
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in LLAVA_ONEVISION_SPECIAL_TOKENS}
+    config = LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 4096,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            **spec["text"],
+        },
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor
