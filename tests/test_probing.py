@@ -7,6 +7,7 @@ import pytest
 import torch
 from conftest import make_records
 
+from vlmflow.architectures.base import UnsupportedStage
 from vlmflow.core.models import load_vlm
 from vlmflow.core.prompts import build_messages, load_image
 from vlmflow.core.records import Record
