@@ -55,6 +55,42 @@ TINY_SPECS = {
     },
 }
 
+# One tiny spec per model family the zoo builds (a few visual tokens per 56 px image each).
+FAMILY_TEXT = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
+QWEN_VISION = {"depth": 2, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2}
+VIT_VISION = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+FAMILY_SPECS = {
+    "qwen2_vl": TINY_SPECS["qwen2_vl"],
+    "qwen2_5_vl": {"family": "qwen2_5_vl", "image_size": 56, "vision": QWEN_VISION},
+    "qwen3_vl": {"family": "qwen3_vl", "image_size": 64, "vision": QWEN_VISION},
+    "internvl": {"family": "internvl", "image_size": 56, "vision": VIT_VISION},
+    "idefics3": {"family": "idefics3", "image_size": 56, "vision": {**VIT_VISION, "hidden_size": 32}},
+    "smolvlm": {"family": "smolvlm", "image_size": 128, "vision": {**VIT_VISION, "hidden_size": 32}},
+    "llava": TINY_SPECS["llava"],
+    "llava_onevision": {"family": "llava_onevision", "image_size": 56, "vision": VIT_VISION},
+    "gemma3": {"family": "gemma3", "image_size": 56, "vision": {**VIT_VISION, "hidden_size": 32}},
+    "paligemma": {"family": "paligemma", "image_size": 56, "vision": {**VIT_VISION, "hidden_size": 32}},
+}
+for _spec in FAMILY_SPECS.values():
+    _spec.setdefault("seed", 0)
+    _spec.setdefault("vocab_size", 320)
+    _spec.setdefault("text", FAMILY_TEXT)
+
+
+@pytest.fixture(scope="session")
+def family_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One tiny checkpoint per model family, built once per test session."""
+    root = tmp_path_factory.mktemp("families")
+    for family, spec in FAMILY_SPECS.items():
+        build_checkpoint(spec, CORPUS, root / family)
+    return {family: root / family for family in FAMILY_SPECS}
+
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:

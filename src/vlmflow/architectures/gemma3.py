@@ -51,6 +51,6 @@ class Gemma3(Architecture):
 ARCHITECTURE = Gemma3(
     family="gemma3",
     model_types=("gemma3",),
-    vision_blocks_path="model.vision_tower.vision_model.encoder.layers",
+    vision_blocks_path="model.vision_tower.encoder.layers",
     nested_images=True,
 )

@@ -3,5 +3,5 @@
 from vlmflow.architectures.base import Architecture
 
 ARCHITECTURE = Architecture(
-    family="llava", model_types=("llava",), vision_blocks_path="model.vision_tower.vision_model.encoder.layers"
+    family="llava", model_types=("llava",), vision_blocks_path="model.vision_tower.encoder.layers"
 )

@@ -5,5 +5,5 @@ from vlmflow.architectures.base import Architecture
 ARCHITECTURE = Architecture(
     family="llava_onevision",
     model_types=("llava_onevision",),
-    vision_blocks_path="model.vision_tower.vision_model.encoder.layers",
+    vision_blocks_path="model.vision_tower.encoder.layers",
 )

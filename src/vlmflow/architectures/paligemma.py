@@ -32,6 +32,6 @@ class PaliGemma(Architecture):
 ARCHITECTURE = PaliGemma(
     family="paligemma",
     model_types=("paligemma",),
-    vision_blocks_path="model.vision_tower.vision_model.encoder.layers",
+    vision_blocks_path="model.vision_tower.encoder.layers",
     unsupported={"scoring": SUFFIX, "lora": SUFFIX, "full_finetune": SUFFIX},
 )

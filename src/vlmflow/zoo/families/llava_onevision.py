@@ -17,20 +17,19 @@ from transformers import (
 
 from vlmflow.zoo.tokenizer import train_bpe
 
-# llava-hf/llava-onevision-qwen2-0.5b-ov-hf's chat_template.json: ChatML without a default system turn,
-# "<|im_start|>user <image>\nWhat color?<|im_end|><|im_start|>assistant\n" (images first, then text).
+# llava-hf/llava-onevision-qwen2-0.5b-ov-hf's first chat template (as transformers'
+# convert_llava_onevision_weights_to_hf.py writes it). The hub's current one renders the assistant
+# turn as "assistant \n…" but the generation prompt as "assistant\n", so a prompt followed by an
+# answer would not extend the prompt and answer-only training labels could not be built.
 LLAVA_ONEVISION_CHAT_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
     "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>' }}{% endfor %}"
+    "{{ '<image>\n' }}{% endfor %}"
     "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
-    "{{ '<video>' }}{% endfor %}"
-    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ '\n' + content['text'] }}{% endfor %}{% else %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
-    "{{'<|im_end|>'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{{ '<video>\n' }}{% endfor %}"
+    "{# Render all text next #}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] }}{% endfor %}{{'<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 LLAVA_ONEVISION_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
