@@ -327,7 +327,7 @@ def test_corpus_covers_generated_text(data: Path) -> None:
 def test_tokenizer_trained_on_the_corpus_keeps_prompts_short() -> None:
     """The chat scaffold is in the corpus: the default prompt costs words, not single bytes."""
     from vlmflow.core.settings import DEFAULT_PROMPT
-    from vlmflow.zoo.build import QWEN2_VL_SPECIAL_TOKENS
+    from vlmflow.zoo.families.qwen2_vl import QWEN2_VL_SPECIAL_TOKENS
     from vlmflow.zoo.tokenizer import train_bpe
 
     tokenizer = train_bpe(corpus_lines(), 512, QWEN2_VL_SPECIAL_TOKENS)
