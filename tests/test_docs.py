@@ -21,8 +21,8 @@ FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 
 
-def config_reference():
-    spec = importlib.util.spec_from_file_location("config_reference", DOCS / "config_reference.py")
+def config_reference(name: str = "config_reference"):
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -52,6 +52,12 @@ def test_configuration_reference_is_up_to_date():
         "docs/configuration.md is out of date with workflow/schemas/config.schema.yaml: "
         "run `python docs/config_reference.py`"
     )
+
+
+def test_family_table_is_generated_from_the_adapters():
+    """docs/families.md is the family x stage matrix of tests/test_families.py, as the adapters declare it."""
+    current = (DOCS / "families.md").read_text(encoding="utf-8")
+    assert current == config_reference("family_matrix").render(), "run `python docs/family_matrix.py`"
 
 
 def test_reference_documents_every_section_and_key():
