@@ -37,7 +37,9 @@ def test_training_sequence_starts_with_the_inference_prompt(family, tiny_checkpo
     """No marker text: the tokens before the answer are exactly what inference feeds the model."""
     processor = AutoProcessor.from_pretrained(tiny_checkpoints[family])
     record = make_records(tmp_path, 1)[0]
-    batch = collate(architecture_of(AutoConfig.from_pretrained(tiny_checkpoints[family])), processor, [record], SETTINGS)
+    batch = collate(
+        architecture_of(AutoConfig.from_pretrained(tiny_checkpoints[family])), processor, [record], SETTINGS
+    )
     prompt = processor.apply_chat_template(
         build_messages(record.question, SETTINGS), add_generation_prompt=True, tokenize=False
     )

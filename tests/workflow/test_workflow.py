@@ -152,6 +152,22 @@ def test_guided_pruning_family(finished_run):
     assert "avg_top16_overlap" in set(summary.filter(pl.col("experiment") == "tiny_cot_attention")["metric"])
 
 
+def test_every_model_family_answers_and_both_qwen_pairs_prune(finished_run):
+    """One inference experiment per zoo family, and guided pruning on a Qwen2.5-VL and a Qwen3-VL pair."""
+    summary = pl.read_csv(finished_run / "results" / "summary.csv")
+    accuracy = summary.filter(pl.col("metric") == "vqa_accuracy")
+    families = ["qwen2_5_vl", "qwen3_vl", "internvl", "idefics3", "smolvlm", "llava_onevision", "gemma3", "paligemma"]
+    for family in families:
+        rows = accuracy.filter(pl.col("experiment") == f"{family}_vqav2")
+        assert rows.height == 1 and rows["n"][0] == 10, family
+        predictions = finished_run / "results" / "vqa" / f"{family}_vqav2" / "predictions.jsonl"
+        assert len(predictions.read_text().splitlines()) == 10, family
+    for pair in ("qwen2_5_vl", "qwen3_vl"):
+        for keep in ("1.0", "0.5"):
+            rows = accuracy.filter(pl.col("experiment") == f"{pair}_guided.guided.keep-{keep}")
+            assert rows.height == 1 and rows["n"][0] == 10, (pair, keep)
+
+
 def test_probing_family(finished_run):
     root = finished_run / "results" / "probing" / "tiny_probe"
     scales = ["vanilla", "step-2", "step-4"]  # the base model and tiny_sft's two checkpoints

@@ -31,15 +31,8 @@ VISION_PARTS = {
     "qwen2_vl": VisionParts("model.visual.", "model.visual.merger.", "embed_dim", "embed_dim", "hidden_size"),
     "qwen2_5_vl": VisionParts("model.visual.", "model.visual.merger.", "hidden_size", "hidden_size", "out_hidden_size"),
     "llava": VisionParts("model.vision_tower.", "model.multi_modal_projector.", "hidden_size", "hidden_size", None),
-}
-# Keys that do not change what the tower computes (weights init, bookkeeping, the projector's width).
-NON_TOWER_KEYS = {
-    "initializer_range",
-    "hidden_size",
-    "out_hidden_size",
-    "transformers_version",
-    "_name_or_path",
-    "dtype",
+    # InternViT + pixel shuffle: the seed's "2B vision + 1B text" (InternVL2-2B's tower on a 1B language model)
+    "internvl": VisionParts("model.vision_tower.", "model.multi_modal_projector.", "hidden_size", "hidden_size", None),
 }
 
 
@@ -53,19 +46,6 @@ def vision_parts(model_type: str) -> VisionParts:
             f"hybrid checkpoints support the families {', '.join(sorted(VISION_PARTS))}, not '{model_type}'"
         )
     return VISION_PARTS[model_type]
-
-
-def tower_config(config) -> dict:
-    """The vision config without the keys that do not change the tower's function."""
-    tower = config.vision_config.to_dict()
-    if config.model_type == "qwen2_vl":  # Qwen2-VL's vision hidden_size is the projector output
-        return {k: v for k, v in tower.items() if k not in NON_TOWER_KEYS}
-    return {k: v for k, v in tower.items() if k not in NON_TOWER_KEYS - {"hidden_size"}}
-
-
-def same_vision_tower(config_a, config_b) -> bool:
-    """Whether two VLM configs have the same vision tower (as InternVL2-2B and -8B do)."""
-    return config_a.model_type == config_b.model_type and tower_config(config_a) == tower_config(config_b)
 
 
 def check_graft(config_a, config_b, with_projector: bool, a: str, b: str) -> None:
