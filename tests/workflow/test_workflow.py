@@ -163,7 +163,7 @@ def test_every_model_family_answers_and_both_qwen_pairs_prune(finished_run):
         predictions = finished_run / "results" / "vqa" / f"{family}_vqav2" / "predictions.jsonl"
         assert len(predictions.read_text().splitlines()) == 10, family
     for pair in ("qwen2_5_vl", "qwen3_vl"):
-        for keep in ("1.0", "0.5"):
+        for keep in ("1", "0.5"):
             rows = accuracy.filter(pl.col("experiment") == f"{pair}_guided.guided.keep-{keep}")
             assert rows.height == 1 and rows["n"][0] == 10, (pair, keep)
 
