@@ -33,7 +33,7 @@ checkpoint of that family built by the zoo (`models.<name>.build.family`):
 | `lora` | LoRA trains only the language model; answer-only labels decode to the answer and the end-of-turn token |
 | `full_finetune` | a 16-sample full fine-tune overfits |
 | `hooks` | the hooked decoder-layer outputs equal `output_hidden_states` |
-| `pruning` | guided / FastV / random at keep 1.0 equal `generate` (tokens; log-probabilities within 1e-4); kept tokens keep their original positions |
+| `pruning` | guided / FastV / random at keep 1.0 equal `generate` (tokens; log-probabilities within 1e-5); kept tokens keep their original positions |
 | `shared_vision` | a replayed vision tower gives the model's own features, in order |
 
 A family vlmflow has no adapter for runs `inference` through the Auto classes; every other stage

@@ -137,8 +137,8 @@ def check_hooks(family, model, processor, records, path):
 
 def check_pruning(family, model, processor, records, path):
     """Guided (with the guide's attention observed), FastV and random at keep 1.0 equal plain
-    `generate` (tokens, and log-probabilities within 1e-4); at keep 0.5 the kept tokens keep
-    their original positions."""
+    `generate` (tokens, and log-probabilities within 1e-5: PaliGemma's bidirectional prefix moves
+    them by 3e-5 on a tiny model); at keep 0.5 the kept tokens keep their original positions."""
     inputs = encode_batch(model, processor, records[:4], settings_for(family))
     with torch.inference_mode():
         out = model.generate(
@@ -159,7 +159,7 @@ def check_pruning(family, model, processor, records, path):
         for row in range(4):
             n = int(ours.lengths[row])
             assert ours.tokens[row, :n].tolist() == reference[row, :n].tolist(), method
-            np.testing.assert_allclose(ours.logprobs[row, :n], reference_logprobs[row, :n], atol=1e-4, err_msg=method)
+            np.testing.assert_allclose(ours.logprobs[row, :n], reference_logprobs[row, :n], atol=1e-5, err_msg=method)
 
     seen = []
     rotary = language_model(model).rotary_emb
