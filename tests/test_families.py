@@ -6,14 +6,15 @@ and the stage; docs/families.md is generated from the same adapters (docs/family
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
 import torch
 from conftest import FAMILY_SPECS, make_records
 
-from vlmflow.architectures.base import STAGES, UnsupportedStage
+from vlmflow.architectures import registry
+from vlmflow.architectures.base import STAGES, Architecture, UnsupportedStage
 from vlmflow.architectures.registry import ARCHITECTURES, architecture
 from vlmflow.core.models import load_vlm
 from vlmflow.core.prompts import encode_batch, processor_inputs, prompt_and_target, render_prompt
@@ -264,3 +265,16 @@ def test_a_processor_without_chat_template_needs_a_prompt_template(models):
     _, processor = models("paligemma")
     with pytest.raises(ValueError, match="no chat template: set generation.prompt_template"):
         render_prompt(processor, "What color?", GenerationSettings())
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "gemma3", "paligemma"])
+def test_without_its_adapter_overrides_the_family_fails_its_pruning_cell(family, models, records, monkeypatch):
+    """The cells can fail: with the base answers in place of the family's own (deepstack, per-layer
+    rotary and image attention, the bidirectional prefix), keep 1.0 no longer equals `generate`."""
+    model, processor = models(family)
+    arch = ARCHITECTURES[family]
+    plain = Architecture(**{f.name: getattr(arch, f.name) for f in fields(arch)})
+    for kind in arch.model_types:
+        monkeypatch.setitem(registry._BY_MODEL_TYPE, kind, plain)
+    with pytest.raises((AssertionError, TypeError)):  # Gemma3's rotary embedding needs its layer type
+        check_pruning(family, model, processor, records, None)
