@@ -24,11 +24,9 @@ VISION_TOWERS = ("visual", "vision_tower", "vision_model")
 def timed_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The model and the submodules that do its heavy work when called on their own."""
     inner = getattr(model, "model", None)
-    modules = [
-        model,
-        *([inner] if isinstance(inner, torch.nn.Module) else []),
-        *architecture(model).decoder_layers(model)[1],
-    ]
+    arch = architecture(model)
+    layers = arch.decoder_layers(model)[1] if arch.supports("hooks") else []  # unknown family: the whole model
+    modules = [model, *([inner] if isinstance(inner, torch.nn.Module) else []), *layers]
     inner = inner if isinstance(inner, torch.nn.Module) else model
     modules += [
         getattr(inner, name) for name in VISION_TOWERS if isinstance(getattr(inner, name, None), torch.nn.Module)

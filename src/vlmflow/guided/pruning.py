@@ -34,7 +34,7 @@ class LanguageInputs:
     """What the VLM hands its language model for one left-padded batch."""
 
     embeds: torch.Tensor  # (B, L, D) text embeddings with the image features scattered in
-    positions: torch.Tensor  # (B, L), or (3, B, L) for multimodal rotary positions
+    positions: torch.Tensor  # (B, L), or (3 or 4, B, L) for multimodal rotary positions
     mask: torch.Tensor  # (B, L) bool, False on padding
     visual: torch.Tensor  # (B, L) bool, True on the image tokens
     allowed: torch.Tensor | None = None  # (B, L, L) bool prefill attention (None: causal without padding)
@@ -124,9 +124,8 @@ def additive_mask(keys: torch.Tensor, queries: int, dtype: torch.dtype) -> torch
 
 def additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(B, 1, Q, K) additive attention mask from a (B, Q, K) bool one."""
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)[
-        :, None
-    ]
+    zeros = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return zeros.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
 
 def gather_allowed(allowed: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
