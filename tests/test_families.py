@@ -90,8 +90,17 @@ def check_scoring(family, model, processor, records, path):
 
 
 def check_lora(family, model, processor, records, path):
-    """LoRA trains only the language model by default, and answer-only labels decode to the answer
-    and the end-of-turn token."""
+    """Every parameter belongs to the language model, the vision tower or the projector; LoRA
+    trains only the language model by default; answer-only labels decode to the answer and the
+    end-of-turn token."""
+    arch = architecture(model)
+    parts = {name: component(name) for name, _ in model.named_parameters()}
+    assert set(parts.values()) == {"language", "vision", "projector"}, "per-component learning rates need all three"
+    for name, part in parts.items():
+        if name.startswith(arch.vision_blocks_path):
+            assert part == "vision", name
+        if name.startswith(arch.language_model_path):
+            assert part == "language", name
     fresh, _ = load_vlm(path, device="cpu")
     wrapped = prepare_model(fresh, TrainSettings(mode="lora", lora_r=2))
     trainable = [name for name, param in wrapped.named_parameters() if param.requires_grad]

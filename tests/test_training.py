@@ -32,6 +32,7 @@ LORA = TrainSettings(steps=6, batch_size=2, lr=1e-2, warmup_steps=1, checkpoint_
 
 def test_component_names():
     assert component("model.visual.merger.mlp.0.weight") == "projector"
+    assert component("model.visual.deepstack_merger_list.0.linear_fc1.weight") == "projector"  # Qwen3-VL
     assert component("model.multi_modal_projector.linear_1.weight") == "projector"
     assert component("model.visual.blocks.0.attn.qkv.weight") == "vision"
     assert component("model.vision_tower.encoder.layers.0.fc1.weight") == "vision"

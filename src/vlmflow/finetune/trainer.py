@@ -46,7 +46,7 @@ from vlmflow.finetune.tracking import OfflineWandbRun
 
 logger = logging.getLogger("vlmflow")
 
-PROJECTOR_NAMES = ("merger", "multi_modal_projector", "mm_projector", "connector")
+PROJECTOR_NAMES = ("merger", "deepstack_merger_list", "multi_modal_projector", "mm_projector", "connector")
 VISION_NAMES = ("visual", "vision_tower", "vision_model")
 LANGUAGE_PROJECTIONS = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 VISION_LORA_TARGETS = (
