@@ -1,6 +1,6 @@
 # Inputs that are made, not downloaded: synthetic raw data in the upstream formats, the tiny model
-# zoo and hybrid checkpoints. Real data and checkpoints replace them by pointing config.yaml at
-# local paths.
+# zoo, hybrid checkpoints and InternVL2 chat checkpoints converted to the native format. Real data
+# and checkpoints replace them by pointing config.yaml at local paths.
 
 
 include: "functions/resources.smk"
@@ -136,3 +136,19 @@ rule hybrid_checkpoint:
         projector=hybrid_projector,
     script:
         "../workflow/scripts/resources/hybrid_checkpoint.py"
+
+
+rule convert_internvl_chat:
+    input:
+        source=internvl_chat_source,
+    output:
+        checkpoint=directory("resources/models/{model}"),
+    log:
+        "logs/convert_internvl_chat/{model}.log",
+    wildcard_constraints:
+        model=one_of(converted_models()),
+    priority: 10  # every stage of the model waits for it
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/resources/convert_internvl_chat.py"

@@ -1,4 +1,4 @@
-# Settings and input functions of the resources rules (synthetic data, tiny zoo, hybrids).
+# Settings and input functions of the resources rules (synthetic data, tiny zoo, hybrids, conversions).
 
 
 def synthetic():
@@ -23,6 +23,11 @@ def hybrid_models():
     return [name for name, spec in config["models"].items() if "hybrid" in spec]
 
 
+def converted_models():
+    """Remote-code InternVL2 chat checkpoints, converted to the native format."""
+    return [name for name, spec in config["models"].items() if "internvl_chat" in spec]
+
+
 def model_build_spec(wildcards):
     return config["models"][wildcards.model]["build"]
 
@@ -30,6 +35,10 @@ def model_build_spec(wildcards):
 def hybrid_inputs(wildcards):
     spec = config["models"][wildcards.model]["hybrid"]
     return {"vision": model_path(spec["vision"]), "language": model_path(spec["language"])}
+
+
+def internvl_chat_source(wildcards):
+    return config["models"][wildcards.model]["internvl_chat"]
 
 
 def hybrid_projector(wildcards):
