@@ -22,6 +22,9 @@ WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "envs"]
 
 pytestmark = pytest.mark.workflow
 
+# The zoo families the reduced config runs besides Qwen2-VL and LLaVA (one `<family>_vqav2` each).
+FAMILIES = ["qwen2_5_vl", "qwen3_vl", "internvl", "idefics3", "smolvlm", "llava_onevision", "gemma3", "paligemma"]
+
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, timeout=1800)
@@ -156,8 +159,7 @@ def test_every_model_family_answers_and_both_qwen_pairs_prune(finished_run):
     """One inference experiment per zoo family, and guided pruning on a Qwen2.5-VL and a Qwen3-VL pair."""
     summary = pl.read_csv(finished_run / "results" / "summary.csv")
     accuracy = summary.filter(pl.col("metric") == "vqa_accuracy")
-    families = ["qwen2_5_vl", "qwen3_vl", "internvl", "idefics3", "smolvlm", "llava_onevision", "gemma3", "paligemma"]
-    for family in families:
+    for family in FAMILIES:
         rows = accuracy.filter(pl.col("experiment") == f"{family}_vqav2")
         assert rows.height == 1 and rows["n"][0] == 10, family
         predictions = finished_run / "results" / "vqa" / f"{family}_vqav2" / "predictions.jsonl"
@@ -279,6 +281,19 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
                 for answers in ("keep-1", "keep-0.5", "guide")
             ],
             ("compare_attention", "comparison=tiny_cot_attention"),
+            # one inference experiment per other model family, and the two Qwen pairs' guided runs
+            *[(rule, f"experiment={family}_vqav2") for family in FAMILIES for rule in ("infer_vqa", "evaluate_vqa")],
+            *[
+                row
+                for pair in ("qwen2_5_vl_guided", "qwen3_vl_guided")
+                for row in [
+                    ("guided_decode", f"experiment={pair}, method=guided"),
+                    *[
+                        ("evaluate_pruned", f"experiment={pair}, method=guided, answers={answers}")
+                        for answers in ("keep-1", "keep-0.5", "guide")
+                    ],
+                ]
+            ],
         ]
     )
 
