@@ -24,6 +24,7 @@ GENERATION_DEFAULTS = {
     "variant": "official",
     "device": "auto",
     "threads": 2,
+    "shards": 1,
     "tolerance": {"abs_tol": 0.0, "rel_tol": 0.0},
 }
 # Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match.

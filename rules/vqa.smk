@@ -17,7 +17,7 @@ rule infer_vqa:
     benchmark:
         "results/benchmarks/infer_vqa/{experiment}.tsv"
     wildcard_constraints:
-        experiment=VQA_EXPERIMENT,
+        experiment=unsharded_vqa_experiment(),
     conda:
         "../envs/vlmflow.yaml"
     threads: setting(vqa_experiment, "threads")
@@ -29,6 +29,47 @@ rule infer_vqa:
         trust_remote_code=vqa_remote_code,
     script:
         "../workflow/scripts/vqa/infer.py"
+
+
+rule infer_vqa_shard:
+    input:
+        unpack(infer_inputs),
+    output:
+        predictions="results/vqa/{experiment}/shards/{shard}.jsonl",
+    log:
+        "logs/vqa/{experiment}/infer-{shard}.log",
+    benchmark:
+        "results/benchmarks/infer_vqa/{experiment}-{shard}.tsv"
+    wildcard_constraints:
+        experiment=one_of(sharded_vqa_experiments()),
+        shard=r"\d+-of-\d+",
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: setting(vqa_experiment, "threads")
+    resources:
+        **GPU_RESOURCES,
+    params:
+        generation=generation_params,
+        device=setting(vqa_experiment, "device"),
+        trust_remote_code=vqa_remote_code,
+    script:
+        "../workflow/scripts/vqa/infer.py"
+
+
+rule gather_vqa_shards:
+    input:
+        shards=vqa_shard_files,
+        cache=vqa_cache,
+    output:
+        predictions="results/vqa/{experiment}/predictions.jsonl",
+    log:
+        "logs/vqa/{experiment}/gather.log",
+    wildcard_constraints:
+        experiment=one_of(sharded_vqa_experiments()),
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/vqa/gather.py"
 
 
 rule evaluate_vqa:

@@ -1,5 +1,7 @@
 # Settings and input functions of the VQA evaluation rules (rules/vqa.smk).
 
+from vlmflow.core.shards import shard_labels
+
 
 # The config is fixed once parsed; the experiment tables are built once, not once per job (a sweep
 # of 10,000 experiments would otherwise rebuild them tens of thousands of times while planning).
@@ -24,6 +26,24 @@ def vqa_experiment(name):
     spec = merged_settings("vqa", GENERATION_DEFAULTS, vqa_experiments()[name])
     spec.setdefault("metric", dataset_metric(spec["dataset"]))
     return spec
+
+
+@cache
+def sharded_vqa_experiments():
+    """Experiments with `shards` > 1: one job per shard, then a gather job."""
+    return [name for name in vqa_experiments() if vqa_experiment(name)["shards"] > 1]
+
+
+def unsharded_vqa_experiment():
+    """The experiment wildcard of the one-job inference rule: any path segment but the sharded
+    experiments' names (the segment ends at the '/' after it)."""
+    sharded = sharded_vqa_experiments()
+    return f"(?!(?:{one_of(sharded)})/){VQA_EXPERIMENT}" if sharded else VQA_EXPERIMENT
+
+
+def vqa_shard_files(wildcards):
+    count = vqa_experiment(wildcards.experiment)["shards"]
+    return [f"results/vqa/{wildcards.experiment}/shards/{label}.jsonl" for label in shard_labels(count)]
 
 
 def infer_inputs(wildcards):

@@ -1,0 +1,66 @@
+"""Sharded VQA inference on the reduced default: the same predictions for any shard count, one job
+per shard, and a lost shard redone alone."""
+
+from __future__ import annotations
+
+import pytest
+from test_workflow import copy_workflow, planned_jobs, reduced_config, snakemake
+
+pytestmark = pytest.mark.workflow
+
+EXPERIMENT = "guide_vqav2"
+TARGET = f"results/vqa/{EXPERIMENT}/predictions.jsonl"
+
+
+def sharded_config(shards: int) -> dict:
+    config = reduced_config()
+    config["vqa"]["experiments"][EXPERIMENT]["shards"] = shards
+    return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The experiment's predictions made by 1, 2 and 3 shards, each in its own copy of the workflow."""
+    workdirs = {}
+    for shards in (1, 2, 3):
+        workdir = copy_workflow(tmp_path_factory.mktemp(f"shards{shards}"), sharded_config(shards))
+        run = snakemake(workdir, TARGET)
+        assert run.returncode == 0, run.stderr[-5000:]
+        workdirs[shards] = workdir
+    return workdirs
+
+
+def test_any_shard_count_gives_byte_identical_predictions(runs):
+    one = (runs[1] / TARGET).read_bytes()
+    assert one.count(b"\n") == 10
+    for shards in (2, 3):
+        assert (runs[shards] / TARGET).read_bytes() == one, f"{shards} shards"
+        parts = sorted((runs[shards] / f"results/vqa/{EXPERIMENT}/shards").glob("*-of-*.jsonl"))
+        assert [p.stem for p in parts] == [f"{i}-of-{shards}" for i in range(1, shards + 1)]
+    assert not (runs[1] / f"results/vqa/{EXPERIMENT}/shards").exists()
+
+
+def test_a_dry_run_shows_one_job_per_shard_and_the_gather(tmp_path):
+    workdir = copy_workflow(tmp_path / "dry", sharded_config(3))
+    run = snakemake(workdir, TARGET, "--dry-run")
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = planned_jobs(run.stdout)
+    shards = sorted(w for rule, w in jobs if rule == "infer_vqa_shard")
+    assert shards == [f"experiment={EXPERIMENT}, shard={i}-of-3" for i in range(1, 4)]
+    assert ("gather_vqa_shards", f"experiment={EXPERIMENT}") in jobs
+    assert not [rule for rule, _ in jobs if rule == "infer_vqa"]
+
+
+def test_a_lost_shard_is_redone_alone_and_the_gather_is_the_same(runs):
+    workdir = runs[3]
+    # A killed shard job leaves no output (its rows wait in the .partial file), so the gather never ran.
+    (workdir / f"results/vqa/{EXPERIMENT}/shards/2-of-3.jsonl").unlink()
+    (workdir / TARGET).unlink()
+    plan = snakemake(workdir, TARGET, "--dry-run")
+    assert sorted(planned_jobs(plan.stdout)) == [
+        ("gather_vqa_shards", f"experiment={EXPERIMENT}"),
+        ("infer_vqa_shard", f"experiment={EXPERIMENT}, shard=2-of-3"),
+    ]
+    run = snakemake(workdir, TARGET)
+    assert run.returncode == 0, run.stderr[-5000:]
+    assert (workdir / TARGET).read_bytes() == (runs[1] / TARGET).read_bytes()
