@@ -19,7 +19,7 @@ rule guided_decode:
     benchmark:
         "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
     wildcard_constraints:
-        experiment=one_of(guided_experiments()),
+        experiment=one_of(unsharded_guided_experiments()),
         method="guided",
     conda:
         "../envs/vlmflow.yaml"
@@ -41,7 +41,65 @@ use rule guided_decode as baseline_decode with:
     benchmark:
         "results/benchmarks/guided_decode/{experiment}_{method}.tsv"
     wildcard_constraints:
-        experiment=one_of(guided_experiments()),
+        experiment=one_of(unsharded_guided_experiments()),
+        method=one_of(BASELINE_METHODS),
+
+
+# With `shards`, one decode job per (method, shard), gathered into the files one job writes.
+use rule guided_decode as guided_decode_shard with:
+    output:
+        rows="results/guided/{experiment}/{method}/shards/{shard}.rows.jsonl",
+        importance="results/guided/{experiment}/{method}/shards/{shard}.importance.parquet",
+    log:
+        "logs/guided/{experiment}/{method}-{shard}.log",
+    benchmark:
+        "results/benchmarks/guided_decode/{experiment}_{method}-{shard}.tsv"
+    wildcard_constraints:
+        experiment=one_of(sharded_guided_experiments()),
+        method="guided",
+        shard=r"\d+-of-\d+",
+
+
+use rule guided_decode as baseline_decode_shard with:
+    output:
+        rows="results/guided/{experiment}/{method}/shards/{shard}.rows.jsonl",
+    log:
+        "logs/guided/{experiment}/{method}-{shard}.log",
+    benchmark:
+        "results/benchmarks/guided_decode/{experiment}_{method}-{shard}.tsv"
+    wildcard_constraints:
+        experiment=one_of(sharded_guided_experiments()),
+        method=one_of(BASELINE_METHODS),
+        shard=r"\d+-of-\d+",
+
+
+rule gather_guided_shards:
+    input:
+        rows=guided_shard_files("rows", ".jsonl"),
+        importance=guided_shard_files("importance", ".parquet"),
+        cache=guided_cache,
+    output:
+        rows="results/guided/{experiment}/{method}/rows.jsonl",
+        importance="results/guided/{experiment}/{method}/importance.parquet",
+    log:
+        "logs/guided/{experiment}/{method}-gather.log",
+    wildcard_constraints:
+        experiment=one_of(sharded_guided_experiments()),
+        method="guided",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/guided/gather.py"
+
+
+use rule gather_guided_shards as gather_baseline_shards with:
+    input:
+        rows=guided_shard_files("rows", ".jsonl"),
+        cache=guided_cache,
+    output:
+        rows="results/guided/{experiment}/{method}/rows.jsonl",
+    wildcard_constraints:
+        experiment=one_of(sharded_guided_experiments()),
         method=one_of(BASELINE_METHODS),
 
 

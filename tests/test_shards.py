@@ -10,11 +10,17 @@ from vlmflow.core.shards import gather_jsonl, parse_shard, shard_labels, shard_o
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 12])
-def test_shards_tile_the_records_in_order(count):
+@pytest.mark.parametrize("batch_size", [1, 3, 4])
+def test_shards_tile_the_records_in_order_at_batch_boundaries(count, batch_size):
     items = list(range(10))
-    parts = [shard_of(items, label) for label in shard_labels(count)]
+    parts = [shard_of(items, label, batch_size) for label in shard_labels(count)]
     assert [x for part in parts for x in part] == items
-    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    batches = [items[i : i + batch_size] for i in range(0, 10, batch_size)]
+    assert [
+        batch for part in parts for batch in (part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    ] == batches
+    sizes = [-(-len(part) // batch_size) for part in parts]
+    assert max(sizes) - min(sizes) <= 1, "whole batches spread evenly"
 
 
 @pytest.mark.parametrize("label", ["0-of-3", "4-of-3", "2of3", "a-of-b"])

@@ -1,6 +1,7 @@
 # Settings and input functions of the guided-pruning rules (rules/guided.smk).
 
 from vlmflow.core.settings import PruningSettings
+from vlmflow.core.shards import shard_labels
 from vlmflow.guided.rows import keep_label
 
 # Settings a guided experiment inherits unless `guided.defaults` or the experiment sets them.
@@ -17,6 +18,7 @@ GUIDED_DEFAULTS = {
     "prompt_template": None,
     "device": "auto",
     "threads": GENERATION_DEFAULTS["threads"],
+    "shards": 1,
 }
 PRUNING_KEYS = tuple(asdict(PruningSettings()))
 BASELINE_METHODS = ("fastv", "random")
@@ -59,6 +61,27 @@ def guided_generation(wildcards):
 def guided_remote_code(wildcards):
     spec = guided_spec(wildcards.experiment)
     return [trusts_remote_code(spec[role]) for role in ("decode", "guide")]
+
+
+def sharded_guided_experiments():
+    """Experiments with `shards` > 1: one decode job per (method, shard), then a gather job."""
+    return [name for name in guided_experiments() if guided_spec(name)["shards"] > 1]
+
+
+def unsharded_guided_experiments():
+    return [name for name in guided_experiments() if guided_spec(name)["shards"] == 1]
+
+
+def guided_shard_files(kind, suffix):
+    """An input function: the shards' `kind` files (rows .jsonl, importance .parquet) of a run."""
+
+    def shard_files(wildcards):
+        count = guided_spec(wildcards.experiment)["shards"]
+        folder = f"results/guided/{wildcards.experiment}/{wildcards.method}/shards"
+        return [f"{folder}/{label}.{kind}{suffix}" for label in shard_labels(count)]
+
+    shard_files.__name__ = f"guided_shard_{kind}"
+    return shard_files
 
 
 def guided_run_inputs(wildcards):

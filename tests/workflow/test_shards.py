@@ -1,5 +1,5 @@
-"""Sharded VQA inference on the reduced default: the same predictions for any shard count, one job
-per shard, and a lost shard redone alone."""
+"""Sharded inference on the reduced default (VQA, and guided decoding with the guide's importance):
+the same files for any shard count, one job per shard, and a lost shard redone alone."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ pytestmark = pytest.mark.workflow
 
 EXPERIMENT = "guide_vqav2"
 TARGET = f"results/vqa/{EXPERIMENT}/predictions.jsonl"
+GUIDED = "qwen2_5_vl_guided"
+GUIDED_FILES = [f"results/guided/{GUIDED}/{m}/rows.jsonl" for m in ("guided", "random")] + [
+    f"results/guided/{GUIDED}/guided/importance.parquet"
+]
 
 
 def sharded_config(shards: int) -> dict:
     config = reduced_config()
     config["vqa"]["experiments"][EXPERIMENT]["shards"] = shards
+    config["guided"]["experiments"][GUIDED].update(shards=shards, methods=["guided", "random"])
     return config
 
 
@@ -24,7 +29,7 @@ def runs(tmp_path_factory):
     workdirs = {}
     for shards in (1, 2, 3):
         workdir = copy_workflow(tmp_path_factory.mktemp(f"shards{shards}"), sharded_config(shards))
-        run = snakemake(workdir, TARGET)
+        run = snakemake(workdir, TARGET, *GUIDED_FILES)
         assert run.returncode == 0, run.stderr[-5000:]
         workdirs[shards] = workdir
     return workdirs
@@ -38,6 +43,15 @@ def test_any_shard_count_gives_byte_identical_predictions(runs):
         parts = sorted((runs[shards] / f"results/vqa/{EXPERIMENT}/shards").glob("*-of-*.jsonl"))
         assert [p.stem for p in parts] == [f"{i}-of-{shards}" for i in range(1, shards + 1)]
     assert not (runs[1] / f"results/vqa/{EXPERIMENT}/shards").exists()
+
+
+def test_sharded_guided_decoding_gives_the_same_rows_and_importance(runs):
+    for name in GUIDED_FILES:
+        one = (runs[1] / name).read_bytes()
+        for shards in (2, 3):
+            assert (runs[shards] / name).read_bytes() == one, (name, shards)
+    shard_jobs = sorted((runs[3] / f"results/guided/{GUIDED}/random/shards").glob("*.rows.jsonl"))
+    assert [p.name for p in shard_jobs] == [f"{i}-of-3.rows.jsonl" for i in range(1, 4)]
 
 
 def test_a_dry_run_shows_one_job_per_shard_and_the_gather(tmp_path):

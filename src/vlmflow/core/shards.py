@@ -1,7 +1,10 @@
 """Split an experiment's records into contiguous shards, one job each, and gather their rows back.
 
-Shard `i` of `n` (1-based) holds records [floor((i-1)·N/n), floor(i·N/n)), so the shards tile the
-records in order and the gathered rows are, line for line, the rows one job would have written.
+Shards are cut at batch boundaries: with U = ceil(N / batch_size) batches, shard `i` of `n`
+(1-based) answers batches [floor((i-1)·U/n), floor(i·U/n)). Every batch a shard answers is then
+one the unsharded run answers, padded the same, so the gathered rows are byte for byte the rows
+one job writes (floating-point scores included, on any device), not merely equal up to batch
+effects.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ def shard_labels(count: int) -> list[str]:
     return [f"{i}-of-{count}" for i in range(1, count + 1)]
 
 
-def shard_of(items: Sequence[T], label: str) -> list[T]:
-    """The contiguous part of `items` that shard `label` answers."""
+def shard_of(items: Sequence[T], label: str, batch_size: int = 1) -> list[T]:
+    """The contiguous part of `items` that shard `label` answers, whole batches of `batch_size`."""
     index, count = parse_shard(label)
-    start, end = (index - 1) * len(items) // count, index * len(items) // count
+    batches = -(-len(items) // batch_size)
+    start, end = ((index - 1) * batches // count) * batch_size, (index * batches // count) * batch_size
     return list(items[start:end])
 
 

@@ -38,6 +38,12 @@ def write_importance(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
         frame.write_parquet(handle)
 
 
+def gather_importance(parts: Sequence[str | Path], path: str | Path) -> None:
+    """The shards' importance files, in shard order, as the one file an unsharded run writes."""
+    frame = pl.concat([pl.read_parquet(part) for part in parts])
+    write_importance(path, frame.select("question_id", "importance").to_dicts())
+
+
 def read_importance(path: str | Path) -> dict[str, np.ndarray]:
     """question_id -> float64 score vector, from a file written by `write_importance`."""
     frame = pl.read_parquet(path)

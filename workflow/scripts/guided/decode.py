@@ -1,4 +1,5 @@
-"""Glue for rules guided_decode / baseline_decode: one pruning method at every keep ratio, resumably."""
+"""Glue for rules guided_decode / baseline_decode (and their per-shard versions): one pruning method
+at every keep ratio, resumably."""
 
 import hashlib
 from pathlib import Path
@@ -9,6 +10,7 @@ from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, PruningSettings
+from vlmflow.core.shards import shard_of
 from vlmflow.core.timing import ForwardClock
 from vlmflow.guided.runner import PrunedRunner, load_pair, pruning_fingerprint, run_pruned
 
@@ -18,6 +20,9 @@ generation = GenerationSettings(**snakemake.params.generation)
 pruning = PruningSettings(**snakemake.params.pruning)
 guide = snakemake.input.get("guide")
 records = read_records(snakemake.input.cache)
+shard = dict(snakemake.wildcards.items()).get("shard")
+if shard is not None:
+    records = shard_of(records, shard, generation.batch_size)
 digest = hashlib.sha256(Path(snakemake.input.cache).read_bytes()).hexdigest()
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
@@ -33,7 +38,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
         pair.shared_vision,
         len(records),
     )
-    key = pruning_fingerprint(snakemake.input.decode, guide, digest, generation, pruning)
+    key = {**pruning_fingerprint(snakemake.input.decode, guide, digest, generation, pruning), "shard": shard}
     with ForwardClock(pair.decode, pair.guide) as clock:
         done = run_pruned(
             PrunedRunner(pair, generation, pruning),

@@ -18,7 +18,7 @@ settings = GenerationSettings(**snakemake.params.generation)
 records = read_records(snakemake.input.cache)
 shard = dict(snakemake.wildcards.items()).get("shard")
 if shard is not None:
-    records = shard_of(records, shard)
+    records = shard_of(records, shard, settings.batch_size)
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
     log.info("GPU devices: %s", ",".join(devices) or "none")
