@@ -31,9 +31,8 @@ rule infer_vqa:
         "../workflow/scripts/vqa/infer.py"
 
 
-rule infer_vqa_shard:
-    input:
-        unpack(infer_inputs),
+# With `shards`, one inference job per shard, gathered into the predictions one job writes.
+use rule infer_vqa as infer_vqa_shard with:
     output:
         predictions="results/vqa/{experiment}/shards/{shard}.jsonl",
     log:
@@ -43,17 +42,6 @@ rule infer_vqa_shard:
     wildcard_constraints:
         experiment=one_of(sharded_vqa_experiments()),
         shard=r"\d+-of-\d+",
-    conda:
-        "../envs/vlmflow.yaml"
-    threads: setting(vqa_experiment, "threads")
-    resources:
-        **GPU_RESOURCES,
-    params:
-        generation=generation_params,
-        device=setting(vqa_experiment, "device"),
-        trust_remote_code=vqa_remote_code,
-    script:
-        "../workflow/scripts/vqa/infer.py"
 
 
 rule gather_vqa_shards:

@@ -17,7 +17,7 @@ from vlmflow.architectures import registry
 from vlmflow.architectures.base import STAGES, Architecture, UnsupportedStage
 from vlmflow.architectures.registry import ARCHITECTURES, architecture
 from vlmflow.core.models import load_vlm
-from vlmflow.core.prompts import encode_batch, processor_inputs, prompt_and_target, render_prompt
+from vlmflow.core.prompts import encode_batch, load_image, processor_inputs, prompt_and_target, render_prompt
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.core.timing import ForwardClock
 from vlmflow.finetune.examples import collate, label_report
@@ -78,8 +78,7 @@ def check_scoring(family, model, processor, records, path):
         own = []
         for candidate in record.candidates:
             prompt, target = prompt_and_target(processor, record.question, candidate, settings)
-            image = [__import__("PIL.Image").Image.open(record.image).convert("RGB")]
-            inputs = processor_inputs(model, processor, [prompt + target], image, "right")
+            inputs = processor_inputs(model, processor, [prompt + target], [load_image(record)], "right")
             n = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])
             with torch.inference_mode():
                 logprobs = model(**inputs).logits[0, -n - 1 : -1].float().log_softmax(-1)

@@ -82,10 +82,6 @@ class CandidateTrie:
         return list(node)
 
 
-def _prompt(processor: ProcessorMixin, record: Record, settings: GenerationSettings) -> str:
-    return render_prompt(processor, record.question, settings)
-
-
 @torch.inference_mode()
 def constrained_generate(
     model: PreTrainedModel,
@@ -111,7 +107,7 @@ def constrained_generate(
         else None
         for r in records
     ]
-    prompts = [_prompt(processor, r, settings) for r in records]
+    prompts = [render_prompt(processor, r.question, settings) for r in records]
     images = [load_image(r) for r in records]
     inputs = processor_inputs(model, processor, prompts, images, "left")  # row i's answer is ids[i, n:]
     prompt_length = inputs["input_ids"].shape[1]
@@ -186,7 +182,7 @@ def rank_candidates(
         for record in chunk:
             if not record.candidates:
                 raise ValueError(f"question {record.question_id}: no candidates to rank")
-            prompt, image = _prompt(processor, record, settings), load_image(record)
+            prompt, image = render_prompt(processor, record.question, settings), load_image(record)
             for target in _targets(processor, record.question, record.candidates, settings):
                 prompts.append(prompt)
                 images.append(image)

@@ -40,7 +40,7 @@ from transformers import (
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
 from vlmflow.core.io import atomic_directory
-from vlmflow.zoo.families.qwen2_vl import qwen_vl_tokenizer
+from vlmflow.zoo.families.qwen2_vl import mrope_sections, qwen_vl_tokenizer
 from vlmflow.zoo.tokenizer import train_bpe
 
 SPECIAL_TOKENS = [
@@ -100,9 +100,7 @@ def build_conditioning_models(spec: dict[str, Any], corpus_lines: list[str], out
         )
     )
 
-    # M-RoPE: the rotary half-dimension split into temporal / height / width sections (Qwen3-VL interleaves them).
-    half = text["head_dim"] // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    mrope = mrope_sections(text["head_dim"])  # Qwen3-VL interleaves the sections
     vlm = Qwen3VLForConditionalGeneration(
         Qwen3VLConfig(
             text_config={

@@ -38,6 +38,14 @@ IDEFICS3_SPECIAL_TOKENS = [
     "<end_of_utterance>",
 ]
 
+# The tokenizer attributes Idefics3Processor (and SmolVLMProcessor) look the image tokens up by.
+IMAGE_TOKENS = {
+    "fake_image_token": "<fake_token_around_image>",
+    "image_token": "<image>",
+    "global_image_token": "<global-img>",
+    "end_of_utterance_token": "<end_of_utterance>",
+}
+
 PATCH_SIZE = 14  # SigLIP so400m-patch14, as in Idefics3-8B
 SCALE_FACTOR = 2  # pixel shuffle: 2x2 patches become one visual token
 
@@ -60,12 +68,7 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
         bos_token="<|begin_of_text|>",
         eos_token="<end_of_utterance>",
         pad_token="<|reserved_special_token_0|>",
-        extra_special_tokens={
-            "fake_image_token": "<fake_token_around_image>",
-            "image_token": "<image>",
-            "global_image_token": "<global-img>",
-            "end_of_utterance_token": "<end_of_utterance>",
-        },
+        extra_special_tokens=IMAGE_TOKENS,
     )
     size = spec["image_size"]
     scale = spec.get("scale_factor", SCALE_FACTOR)

@@ -15,6 +15,7 @@ from transformers import (
     ProcessorMixin,
 )
 
+from vlmflow.zoo.families.qwen2_vl import qwen_text_config
 from vlmflow.zoo.tokenizer import train_bpe
 
 # OpenGVLab/InternVL3-1B-hf's chat_template.jinja: ChatML, no default system turn, "<IMG_CONTEXT>\n" per
@@ -78,16 +79,9 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in INTERNVL_SPECIAL_TOKENS}
     config = InternVLConfig(
         vision_config=vision,
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tokenizer),
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            **spec["text"],
-        },
+        text_config=qwen_text_config(
+            tokenizer, spec["text"], {"rope_type": "default", "rope_theta": 1000000.0}, model_type="qwen2"
+        ),
         image_token_id=ids["<IMG_CONTEXT>"],
         image_seq_length=image_seq_length,
         downsample_ratio=DOWNSAMPLE_RATIO,

@@ -14,26 +14,16 @@ from transformers import (
 )
 from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
-from vlmflow.zoo.families.qwen2_vl import QWEN2_VL_SPECIAL_TOKENS, qwen_vl_tokenizer
+from vlmflow.zoo.families.qwen2_vl import (
+    QWEN2_VL_CHAT_TEMPLATE,
+    QWEN2_VL_SPECIAL_TOKENS,
+    mrope_sections,
+    qwen_text_config,
+    qwen_vl_tokenizer,
+)
 from vlmflow.zoo.tokenizer import train_bpe
 
-# Qwen/Qwen2.5-VL-7B-Instruct's chat_template.json (the same template as Qwen2-VL-Instruct's: a default
-# system turn, <|vision_start|><|image_pad|><|vision_end|> per image, optional "Picture N: " ids).
-QWEN2_5_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
-    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}"
-    "Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
-    "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# Qwen/Qwen2.5-VL-7B-Instruct's chat_template.json is Qwen2-VL-Instruct's (QWEN2_VL_CHAT_TEMPLATE).
 
 PATCH_SIZE, MERGE_SIZE = 14, 2  # Qwen2.5-VL's: one visual token per 28x28 px
 
@@ -54,14 +44,11 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
         ),
         tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(),
-        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+        chat_template=QWEN2_VL_CHAT_TEMPLATE,
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2_VL_SPECIAL_TOKENS}
     text = dict(spec["text"])
-    head_dim = text["hidden_size"] // text["num_attention_heads"]
-    # M-RoPE splits the rotary half-dimension into temporal / height / width sections.
-    half = head_dim // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    mrope = mrope_sections(text["hidden_size"] // text["num_attention_heads"])
     vision = {
         "patch_size": PATCH_SIZE,
         "spatial_merge_size": MERGE_SIZE,
@@ -71,15 +58,9 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
     }
     vision.setdefault("fullatt_block_indexes", [vision.get("depth", 32) - 1])
     config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            **text,
-        },
+        text_config=qwen_text_config(
+            tokenizer, text, {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope}
+        ),
         vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

@@ -62,6 +62,30 @@ def qwen_vl_tokenizer(tok: Tokenizer) -> PreTrainedTokenizerFast:
     )
 
 
+def mrope_sections(head_dim: int) -> list[int]:
+    """M-RoPE's split of the rotary half-dimension into temporal / height / width sections."""
+    half = head_dim // 2
+    return [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+
+
+def qwen_text_config(
+    tokenizer: PreTrainedTokenizerFast, text: dict[str, Any], rope_parameters: dict[str, Any], **fields: Any
+) -> dict[str, Any]:
+    """A Qwen2 / Qwen3 language model's config over a ChatML tokenizer (<|endoftext|> begins and pads,
+    <|im_end|> ends a turn), with the spec's `text` overrides last."""
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        **fields,
+        "vocab_size": len(tokenizer),
+        "max_position_embeddings": 4096,
+        "rope_parameters": rope_parameters,
+        "bos_token_id": ids("<|endoftext|>"),
+        "eos_token_id": ids("<|im_end|>"),
+        "pad_token_id": ids("<|endoftext|>"),
+        **text,
+    }
+
+
 def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, ProcessorMixin]:
     """ViT with 2x2 patch merging; `image_size`² px gives (image_size/28)² visual tokens."""
     tokenizer = qwen_vl_tokenizer(train_bpe(lines, spec["vocab_size"], QWEN2_VL_SPECIAL_TOKENS))
@@ -74,20 +98,11 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2_VL_SPECIAL_TOKENS}
     text = dict(spec["text"])
-    head_dim = text["hidden_size"] // text["num_attention_heads"]
-    # M-RoPE splits the rotary half-dimension into temporal / height / width sections.
-    half = head_dim // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    mrope = mrope_sections(text["hidden_size"] // text["num_attention_heads"])
     config = Qwen2VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            **text,
-        },
+        text_config=qwen_text_config(
+            tokenizer, text, {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope}
+        ),
         vision_config={"hidden_size": text["hidden_size"], "patch_size": 14, "spatial_merge_size": 2, **spec["vision"]},
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],

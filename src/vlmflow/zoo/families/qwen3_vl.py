@@ -14,7 +14,12 @@ from transformers import (
 )
 from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
 
-from vlmflow.zoo.families.qwen2_vl import QWEN2_VL_SPECIAL_TOKENS, qwen_vl_tokenizer
+from vlmflow.zoo.families.qwen2_vl import (
+    QWEN2_VL_SPECIAL_TOKENS,
+    mrope_sections,
+    qwen_text_config,
+    qwen_vl_tokenizer,
+)
 from vlmflow.zoo.tokenizer import train_bpe
 
 # Qwen/Qwen3-VL-8B-Instruct's chat_template.json (the Instruct models share it: tools, a system turn
@@ -169,24 +174,9 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2_VL_SPECIAL_TOKENS}
     text = {"head_dim": spec["text"]["hidden_size"] // spec["text"]["num_attention_heads"], **spec["text"]}
-    # M-RoPE: the rotary half-dimension split into temporal / height / width sections (Qwen3-VL interleaves them).
-    half = text["head_dim"] // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    rope = {"rope_type": "default", "rope_theta": 5000000.0, "mrope_interleaved": True}  # Qwen3-VL interleaves M-RoPE
     config = Qwen3VLConfig(
-        text_config={
-            "vocab_size": len(tokenizer),
-            "max_position_embeddings": 4096,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 5000000.0,
-                "mrope_section": mrope,
-                "mrope_interleaved": True,
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            **text,
-        },
+        text_config=qwen_text_config(tokenizer, text, {**rope, "mrope_section": mrope_sections(text["head_dim"])}),
         vision_config={
             "patch_size": PATCH_SIZE,
             "spatial_merge_size": MERGE_SIZE,

@@ -15,6 +15,7 @@ from transformers import (
 )
 from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
+from vlmflow.zoo.families.idefics3 import IMAGE_TOKENS, image_seq_len
 from vlmflow.zoo.tokenizer import train_bpe
 
 # HuggingFaceTB/SmolVLM-256M-Instruct's chat template ("<|im_start|>User:<image>...<end_of_utterance>\nAssistant:");
@@ -43,16 +44,6 @@ PATCH_SIZE = 16  # SmolVLM-256M / -500M: SigLIP base-patch16 at 512 px
 SCALE_FACTOR = 4  # pixel shuffle: 4x4 patches become one visual token, as in SmolVLM-256M / -500M
 
 
-def image_seq_len(image_size: int, patch_size: int, scale_factor: int) -> int:
-    """Visual tokens per image: (image_size/patch_size)² patches, pixel-shuffled by scale_factor²."""
-    side = image_size // patch_size
-    if image_size % patch_size or side % scale_factor:
-        raise ValueError(
-            f"image_size {image_size} must be a multiple of patch_size {patch_size} times scale_factor {scale_factor}"
-        )
-    return (side // scale_factor) ** 2
-
-
 def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, ProcessorMixin]:
     """ViT + pixel shuffle + Llama; one unsplit `image_size`² px image gives (image_size/16/4)² visual tokens."""
     tok = train_bpe(lines, spec["vocab_size"], SMOLVLM_SPECIAL_TOKENS)
@@ -62,12 +53,7 @@ def build(spec: dict[str, Any], lines: list[str]) -> tuple[PreTrainedModel, Proc
         eos_token="<end_of_utterance>",
         pad_token="<|im_end|>",
         unk_token="<|endoftext|>",
-        extra_special_tokens={
-            "fake_image_token": "<fake_token_around_image>",
-            "image_token": "<image>",
-            "global_image_token": "<global-img>",
-            "end_of_utterance_token": "<end_of_utterance>",
-        },
+        extra_special_tokens=IMAGE_TOKENS,
     )
     size = spec["image_size"]
     scale = spec.get("scale_factor", SCALE_FACTOR)
