@@ -3,6 +3,7 @@
 # pair asked on each distance scene (cross-group quads, from the dataset's bbox cache), to NPZ;
 # then per scale the accuracies, consistencies and cross-group alignment (csv/, json/, PCA plots);
 # then one merge across scales (summary CSV, consistency / alignment / accuracy / ablation plots).
+# With `shards`, each scale's extraction is split into jobs over the pairs and gathered.
 
 
 include: "functions/probing.smk"
@@ -19,7 +20,7 @@ rule extract_swap_features:
     benchmark:
         "results/benchmarks/extract_swap_features/{experiment}_{scale}.tsv"
     wildcard_constraints:
-        experiment=one_of(probing_experiments()),
+        experiment=one_of(unsharded_probing_experiments()),
         scale=one_of(probing_scale_names()),
     conda:
         "../envs/vlmflow.yaml"
@@ -32,9 +33,43 @@ rule extract_swap_features:
         dtype=setting(probing_spec, "dtype"),
         vertical_template=setting(probing_spec, "vertical_template"),
         device=setting(probing_spec, "device"),
+        placement=placement(probing_spec),
         trust_remote_code=probing_scale_model,
     script:
         "../workflow/scripts/probing/extract.py"
+
+
+use rule extract_swap_features as extract_swap_features_shard with:
+    output:
+        vectors="results/probing/{experiment}/npz/shards/{scale}/{shard}.vectors.npz",
+        vertical="results/probing/{experiment}/npz/shards/{scale}/{shard}.vertical.npz",
+    log:
+        "logs/probing/{experiment}/extract_{scale}-{shard}.log",
+    benchmark:
+        "results/benchmarks/extract_swap_features/{experiment}_{scale}-{shard}.tsv"
+    wildcard_constraints:
+        experiment=one_of(sharded_probing_experiments()),
+        scale=one_of(probing_scale_names()),
+        shard=r"\d+-of-\d+",
+
+
+rule gather_swap_features:
+    input:
+        cache=probing_cache,
+        vectors=probing_shard_files("vectors"),
+        vertical=probing_shard_files("vertical"),
+    output:
+        vectors="results/probing/{experiment}/npz/vectors_{scale}.npz",
+        cross="results/probing/{experiment}/npz/cross_group_vectors_{scale}.npz",
+    log:
+        "logs/probing/{experiment}/gather_{scale}.log",
+    wildcard_constraints:
+        experiment=one_of(sharded_probing_experiments()),
+        scale=one_of(probing_scale_names()),
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/probing/gather.py"
 
 
 rule analyse_swap_scale:

@@ -14,8 +14,10 @@ from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.probing.extraction import (
     extract_swap_features,
+    gather_shards,
     hooked_layers,
     last_token_states,
+    pair_shard,
     swap_pairs,
     write_npz,
 )
@@ -118,3 +120,41 @@ def test_a_pair_without_its_other_question_is_an_error(tmp_path):
     records = swap_records(tmp_path, 2)
     with pytest.raises(ValueError, match="lack their other question"):
         swap_pairs(records[:3])
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4])
+def test_pair_shards_cover_every_pair_once_cut_at_batches_and_pairs(tmp_path, batch_size):
+    records = swap_records(tmp_path, 7)
+    ordered = [r for pair in swap_pairs(records) for r in pair]
+    for count in (1, 2, 3, 9):
+        parts = [pair_shard(records, f"{i}-of-{count}", batch_size) for i in range(1, count + 1)]
+        assert [r.question_id for part in parts for r in part] == [r.question_id for r in ordered]
+        offsets = np.cumsum([len(part) for part in parts])[:-1]
+        assert all(offset % 2 == 0 and (offset % batch_size == 0 or offset == len(ordered)) for offset in offsets)
+
+
+def test_gathered_shards_equal_one_extraction_and_a_missing_shard_is_an_error(tiny_checkpoints, tmp_path):
+    model, processor = load_vlm(tiny_checkpoints["qwen2_vl"], device="cpu")
+    records = swap_records(tmp_path / "img", 5)
+    settings = GenerationSettings(batch_size=2, max_new_tokens=2)
+    whole = extract_swap_features(model, processor, records, settings, layers=[0, -1], dtype="float32")
+    vectors, verticals = [], []
+    for label in ("1-of-3", "2-of-3", "3-of-3"):
+        part = pair_shard(records, label, settings.batch_size)
+        write_npz(
+            tmp_path / f"{label}.vectors.npz",
+            extract_swap_features(model, processor, part, settings, [0, -1], "float32"),
+        )
+        write_npz(
+            tmp_path / f"{label}.vertical.npz",
+            extract_swap_features(model, processor, [], settings, [0, -1], "float32"),
+        )
+        vectors.append(tmp_path / f"{label}.vectors.npz")
+        verticals.append(tmp_path / f"{label}.vertical.npz")
+    pairs, cross = gather_shards(vectors, verticals, records)
+    assert list(pairs) == list(whole)
+    for key, values in whole.items():
+        assert np.array_equal(pairs[key], values), key
+    assert len(cross["pair_id"]) == 0 and cross["delta_vert_L1"].shape == (0, 32)
+    with pytest.raises(ValueError, match="shards hold 3 swap pairs for 5"):
+        gather_shards(vectors[:2], verticals[:2], records)

@@ -1,5 +1,7 @@
 # Settings and input functions of the probing rules (rules/probing.smk).
 
+from vlmflow.core.shards import shard_labels
+
 # Settings a probing experiment inherits unless `probing.defaults` or the experiment sets them.
 PROBING_DEFAULTS = {
     "layers": None,
@@ -15,7 +17,9 @@ PROBING_DEFAULTS = {
     "system_prompt": None,
     "prompt_template": None,
     "device": "auto",
+    **PLACEMENT_DEFAULTS,
     "threads": GENERATION_DEFAULTS["threads"],
+    "shards": 1,
 }
 PROBING_TAGS = ("all", "both_correct")  # every consistency over all pairs and over both-correct ones
 PROBING_GENERATION_KEYS = ("batch_size", "max_new_tokens", "prompt", "system_prompt", "prompt_template")
@@ -49,6 +53,27 @@ def probing_scales(name):
     return {scale: (model, model_path(model)) for scale, model in spec["scales"].items()}
 
 
+def sharded_probing_experiments():
+    """Experiments with `shards` > 1: one extraction job per (scale, shard), then a gather job."""
+    return [name for name in probing_experiments() if probing_spec(name)["shards"] > 1]
+
+
+def unsharded_probing_experiments():
+    return [name for name in probing_experiments() if probing_spec(name)["shards"] == 1]
+
+
+def probing_shard_files(suffix):
+    """An input function: the shards' `<shard>.<suffix>.npz` of the job's experiment and scale."""
+
+    def shard_files(wildcards):
+        root = f"results/probing/{wildcards.experiment}/npz/shards/{wildcards.scale}"
+        count = probing_spec(wildcards.experiment)["shards"]
+        return [f"{root}/{label}.{suffix}.npz" for label in shard_labels(count)]
+
+    shard_files.__name__ = f"probing_shard_{suffix}"
+    return shard_files
+
+
 def probing_scale_names():
     return sorted({scale for name in probing_experiments() for scale in probing_scales(name)})
 
@@ -65,6 +90,10 @@ def probing_extract_inputs(wildcards):
     if boxes:
         inputs["boxes"] = boxes
     return inputs
+
+
+def probing_cache(wildcards):
+    return cache_outputs(probing_spec(wildcards.experiment)["dataset"])["cache"]
 
 
 def probing_generation(wildcards):

@@ -1,8 +1,10 @@
-"""Sharded inference on the reduced default (VQA, and guided decoding with the guide's importance):
-the same files for any shard count, one job per shard, and a lost shard redone alone."""
+"""Sharded inference on the reduced default (VQA, guided decoding with the guide's importance,
+hidden-state extraction): the same files for any shard count, one job per shard, and a lost shard
+redone alone."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from test_workflow import copy_workflow, planned_jobs, reduced_config, snakemake
 
@@ -15,11 +17,15 @@ GUIDED_FILES = [f"results/guided/{GUIDED}/{m}/rows.jsonl" for m in ("guided", "r
     f"results/guided/{GUIDED}/guided/importance.parquet"
 ]
 
+PROBE = "tiny_probe"
+PROBING_FILES = [f"results/probing/{PROBE}/npz/{kind}_vanilla.npz" for kind in ("vectors", "cross_group_vectors")]
+
 
 def sharded_config(shards: int) -> dict:
     config = reduced_config()
     config["vqa"]["experiments"][EXPERIMENT]["shards"] = shards
     config["guided"]["experiments"][GUIDED].update(shards=shards, methods=["guided", "random"])
+    config["probing"]["experiments"][PROBE]["shards"] = shards
     return config
 
 
@@ -29,7 +35,7 @@ def runs(tmp_path_factory):
     workdirs = {}
     for shards in (1, 2, 3):
         workdir = copy_workflow(tmp_path_factory.mktemp(f"shards{shards}"), sharded_config(shards))
-        run = snakemake(workdir, TARGET, *GUIDED_FILES)
+        run = snakemake(workdir, TARGET, *GUIDED_FILES, *PROBING_FILES)
         assert run.returncode == 0, run.stderr[-5000:]
         workdirs[shards] = workdir
     return workdirs
@@ -54,15 +60,33 @@ def test_sharded_guided_decoding_gives_the_same_rows_and_importance(runs):
     assert [p.name for p in shard_jobs] == [f"{i}-of-3.rows.jsonl" for i in range(1, 4)]
 
 
+def test_sharded_extraction_gives_the_same_hidden_states(runs):
+    for name in PROBING_FILES:
+        with np.load(runs[1] / name) as one_job:
+            one = dict(one_job)
+        assert len(one["pair_id"]) > 0
+        for shards in (2, 3):
+            with np.load(runs[shards] / name) as gathered:
+                assert list(gathered) == list(one), (name, shards)
+                for key, values in one.items():
+                    assert np.array_equal(gathered[key], values), (name, shards, key)
+            assert (runs[shards] / name).read_bytes() == (runs[1] / name).read_bytes(), (name, shards)
+    parts = sorted((runs[3] / f"results/probing/{PROBE}/npz/shards/vanilla").glob("*.vectors.npz"))
+    assert [p.name for p in parts] == [f"{i}-of-3.vectors.npz" for i in range(1, 4)]
+
+
 def test_a_dry_run_shows_one_job_per_shard_and_the_gather(tmp_path):
     workdir = copy_workflow(tmp_path / "dry", sharded_config(3))
-    run = snakemake(workdir, TARGET, "--dry-run")
+    run = snakemake(workdir, TARGET, *PROBING_FILES, "--dry-run")
     assert run.returncode == 0, run.stderr[-3000:]
     jobs = planned_jobs(run.stdout)
     shards = sorted(w for rule, w in jobs if rule == "infer_vqa_shard")
     assert shards == [f"experiment={EXPERIMENT}, shard={i}-of-3" for i in range(1, 4)]
     assert ("gather_vqa_shards", f"experiment={EXPERIMENT}") in jobs
-    assert not [rule for rule, _ in jobs if rule == "infer_vqa"]
+    assert not [rule for rule, _ in jobs if rule in ("infer_vqa", "extract_swap_features")]
+    extraction = sorted(w for rule, w in jobs if rule == "extract_swap_features_shard")
+    assert extraction == [f"experiment={PROBE}, scale=vanilla, shard={i}-of-3" for i in range(1, 4)]
+    assert ("gather_swap_features", f"experiment={PROBE}, scale=vanilla") in jobs
 
 
 def test_a_lost_shard_is_redone_alone_and_the_gather_is_the_same(runs):

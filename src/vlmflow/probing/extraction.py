@@ -10,6 +10,7 @@ position is every sample's last prompt token.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from vlmflow.core.io import atomic_write
 from vlmflow.core.prompts import encode_batch, generate_encoded
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
+from vlmflow.core.shards import shard_of
 from vlmflow.probing.metrics import check_answer
 
 
@@ -98,6 +100,13 @@ def swap_pairs(records: Sequence[Record]) -> list[tuple[Record, Record]]:
     return [(roles["orig"], roles["swap"]) for roles in by_pair.values()]
 
 
+def pair_shard(records: Sequence[Record], label: str, batch_size: int) -> list[Record]:
+    """The records of shard `label`'s pairs, cut where a batch of the unsharded extraction ends and a
+    pair ends: every batch it runs is one the unsharded run runs, so the gathered arrays are equal."""
+    pairs_per_unit = batch_size // math.gcd(batch_size, 2)  # lcm(batch_size, 2) records
+    return [record for pair in shard_of(swap_pairs(records), label, pairs_per_unit) for record in pair]
+
+
 @torch.inference_mode()
 def extract_swap_features(
     model: PreTrainedModel,
@@ -143,8 +152,9 @@ def extract_swap_features(
         "correct_orig": np.array([check_answer(a, o.answers[0]) for a, (o, _) in zip(orig_answers, pairs)]),
         "correct_swap": np.array([check_answer(a, s.answers[0]) for a, (_, s) in zip(swap_answers, pairs)]),
     }
+    hidden = model.config.get_text_config().hidden_size
     for layer in wanted:
-        both = np.concatenate(states[layer])
+        both = np.concatenate(states[layer]) if states[layer] else np.zeros((0, hidden), np.float32)
         orig, swap = both[0::2], both[1::2]
         out[f"orig_L{layer}"] = orig.astype(dtype)
         out[f"swap_L{layer}"] = swap.astype(dtype)
@@ -181,6 +191,39 @@ def cross_group_arrays(pairs: dict[str, np.ndarray], vertical: dict[str, np.ndar
         out[f"delta_vert_L{n}"] = vertical[f"delta_L{n}"]
         out[f"delta_dist_L{n}"] = pairs[f"delta_L{n}"][rows]
     return out
+
+
+def concatenate_arrays(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of consecutive shards as one extraction's: rows concatenated, `layers` shared."""
+    layers = parts[0]["layers"]
+    if any(not np.array_equal(part["layers"], layers) for part in parts):
+        raise ValueError(f"shards extracted different layers: {[part['layers'].tolist() for part in parts]}")
+    rows = [part for part in parts if len(part["pair_id"])]
+    return {
+        key: layers if key == "layers" else np.concatenate([part[key] for part in rows or parts[:1]])
+        for key in parts[0]
+    }
+
+
+def gather_shards(
+    vectors: Sequence[str | Path], verticals: Sequence[str | Path], records: Sequence[Record]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The shards' NPZs (in shard order) as one extraction's vectors and cross-group arrays, after
+    checking that together they hold every swap pair of `records`, in order."""
+    pairs = concatenate_arrays([read_npz(path) for path in vectors])
+    vertical = concatenate_arrays([read_npz(path) for path in verticals])
+    expected = [str(orig.source["pair_id"]) for orig, _ in swap_pairs(records)]
+    if [str(pid) for pid in pairs["pair_id"]] != expected:
+        raise ValueError(
+            f"the {len(vectors)} shards hold {len(pairs['pair_id'])} swap pairs for {len(expected)} in the "
+            f"dataset (or out of order): rerun the shards ({', '.join(map(str, vectors))})"
+        )
+    return pairs, cross_group_arrays(pairs, vertical if len(vertical["pair_id"]) else None)
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as arrays:
+        return dict(arrays)
 
 
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
