@@ -65,15 +65,16 @@ rule train_model:
     priority: 10  # the long pole: training starts before the shorter jobs that are also ready
     conda:
         "../envs/vlmflow.yaml"
-    threads: setting(finetune_spec, "threads")
+    threads: train_threads
     resources:
-        **GPU_RESOURCES,
+        **gpu_resources(train_gpus),  # gpus: N -> N data-parallel processes inside this one job
     params:
         settings=train_settings,
         generation=train_generation,
         device=setting(finetune_spec, "device"),
         run_dir=run_dir,
         wandb=setting(finetune_spec, "wandb"),
+        gpus=train_gpus,
     script:
         "../workflow/scripts/finetune/train.py"
 

@@ -38,14 +38,15 @@ rule train_foveated:
         run=one_of(foveated_runs()),
     conda:
         "../envs/vlmflow.yaml"
-    threads: setting(foveated_spec, "threads", wildcard="run")
+    threads: foveated_train_threads
     resources:
-        **GPU_RESOURCES,
+        **gpu_resources(foveated_gpus),  # gpus: N -> N data-parallel processes inside this one job
     params:
         settings=foveated_settings,
         parts=foveated_parts,
         device=setting(foveated_spec, "device", wildcard="run"),
         state="results/foveated/{run}/state",
+        gpus=foveated_gpus,
     script:
         "../workflow/scripts/foveated/train.py"
 

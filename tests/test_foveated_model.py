@@ -270,6 +270,8 @@ def test_a_batch_of_text_samples_is_the_lm_on_the_text(parts, architecture):
         modes = ["coarse_only", "coarse_fine", "autoregressive"] if architecture == "foveated" else ["multi_token"]
         for mode in modes:
             torch.testing.assert_close(model(**text, mode=mode).loss, expected)
+        if architecture == "foveated":  # both passes are the text loss: fine + lambda coarse
+            torch.testing.assert_close(model(**text, mode="coarse_fine", lambda_coarse=0.5).loss, 1.5 * expected)
 
 
 def test_blanking_the_frames_changes_only_the_samples_that_have_frames(parts):

@@ -13,6 +13,7 @@ FINETUNE_DEFAULTS = {
     "device": "auto",
     "wandb": False,
     "threads": 2,
+    "gpus": 1,
     "sanity": {"enabled": True, "samples": 64, "steps": 100, "threshold": 1.0},
 }
 
@@ -25,6 +26,17 @@ def finetune_spec(name):
 def train_settings(wildcards):
     spec = finetune_spec(wildcards.experiment)
     return {key: spec[key] for key in TRAIN_SETTING_KEYS}
+
+
+def train_gpus(wildcards):
+    """Processes (and GPUs) of a training job: data-parallel when more than one."""
+    return finetune_spec(wildcards.experiment)["gpus"]
+
+
+def train_threads(wildcards):
+    """`threads` per process, for each of the job's `gpus` processes."""
+    spec = finetune_spec(wildcards.experiment)
+    return spec["threads"] * spec["gpus"]
 
 
 def finetune_generation(name):
@@ -145,6 +157,13 @@ def check_finetune():
         for key in ("datasets", "eval"):
             for dataset in spec.get(key, []):
                 check_reference(f"finetune.experiments.{name}.{key}", "dataset", dataset)
+        full = finetune_spec(name)
+        if full["grad_accum"] % full["gpus"]:
+            raise ValueError(
+                f"config: finetune.experiments.{name}: gpus: {full['gpus']} needs grad_accum divisible by "
+                f"{full['gpus']} (each process takes grad_accum / gpus micro-batches of a step), got "
+                f"grad_accum {full['grad_accum']}"
+            )
 
 
 check_finetune()

@@ -7,8 +7,8 @@ from vlmflow.foveated.sweeps import active_runs, is_skipped
 
 # What a foveated run inherits unless `foveated.defaults` or the run sets it: the training settings
 # (FoveatedSettings) plus where its parts and data come from and how it runs.
-FOVEATED_DEFAULTS = {**asdict(FoveatedSettings()), "device": "auto", "threads": 2}
-FOVEATED_WORKFLOW_KEYS = ("model", "data", "device", "threads")
+FOVEATED_DEFAULTS = {**asdict(FoveatedSettings()), "device": "auto", "threads": 2, "gpus": 1}
+FOVEATED_WORKFLOW_KEYS = ("model", "data", "device", "threads", "gpus")
 RUN_FILES = ("eval.json", "log.jsonl", "evals.jsonl")
 
 
@@ -36,6 +36,17 @@ def foveated_spec(run):
 def foveated_settings(wildcards):
     """The FoveatedSettings fields of a run, for the training and evaluation scripts."""
     return {k: v for k, v in foveated_spec(wildcards.run).items() if k not in FOVEATED_WORKFLOW_KEYS}
+
+
+def foveated_gpus(wildcards):
+    """Processes (and GPUs) of a run's training job: data-parallel when more than one."""
+    return foveated_spec(wildcards.run)["gpus"]
+
+
+def foveated_train_threads(wildcards):
+    """`threads` per process, for each of the training job's `gpus` processes."""
+    spec = foveated_spec(wildcards.run)
+    return spec["threads"] * spec["gpus"]
 
 
 def foveated_built_models():
@@ -185,6 +196,11 @@ def check_foveated():
     fov = foveated()
     for run in foveated_runs():
         spec = foveated_spec(run)
+        if spec["batch_size"] % spec["gpus"]:
+            raise ValueError(
+                f"config: foveated.runs.{run}: gpus: {spec['gpus']} needs batch_size divisible by {spec['gpus']} "
+                f"(each process takes batch_size / gpus samples of a step), got batch_size {spec['batch_size']}"
+            )
         for key, table in (("model", "models"), ("data", "data")):
             if spec[key] not in fov.get(table, {}):
                 raise ValueError(

@@ -2,7 +2,8 @@
 
 A run saves its trainable weights, optimizer, schedule and RNG states together with a fingerprint
 of what it trains; a restarted run restores the latest state of the same fingerprint and continues
-to the exact same curve.
+to the exact same curve. In a data-parallel run every rank calls `save_state` and rank 0 writes
+(with each rank's RNG states), and every rank restores the same state (its own RNG states).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
+from vlmflow.core.distributed import barrier, gather_to_main, is_main, rank
 from vlmflow.core.io import write_json
 
 
@@ -69,14 +71,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_state(directory: Path, model, optimizer, scheduler, step: int, fingerprint: dict[str, Any]) -> None:
-    """Write a resumable training state atomically (a temporary folder renamed into place)."""
+    """Write a resumable training state atomically (a temporary folder renamed into place).
+    Data-parallel: every rank calls it, rank 0 writes, the others wait until it is in place."""
+    rank_rngs = gather_to_main(rng_state())
+    if is_main():
+        _write_state(directory, model, optimizer, scheduler, step, fingerprint, rank_rngs)
+    barrier()
+
+
+def _write_state(
+    directory: Path,
+    model,
+    optimizer,
+    scheduler,
+    step: int,
+    fingerprint: dict[str, Any],
+    rank_rngs: list[dict[str, Any]],
+) -> None:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
     save_file(trainable_state(model), tmp / "trainable.safetensors")
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()},
-        tmp / "optimizer.pt",
-    )
+    other = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rank_rngs[0]}
+    if len(rank_rngs) > 1:
+        other["rank_rngs"] = rank_rngs
+    torch.save(other, tmp / "optimizer.pt")
     write_json(tmp / "state.json", {"step": step, "fingerprint": fingerprint})
     old = directory.with_name(directory.name + ".old")
     if directory.exists():
@@ -107,7 +125,8 @@ def load_state(directory: Path, model, optimizer, scheduler) -> None:
     other = torch.load(directory / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(other["optimizer"])
     scheduler.load_state_dict(other["scheduler"])
-    set_rng_state(other["rng"])
+    rank_rngs = other.get("rank_rngs", [other["rng"]])  # a rank the saving run lacked takes rank 0's
+    set_rng_state(rank_rngs[rank()] if rank() < len(rank_rngs) else other["rng"])
 
 
 def checkpoint_candidates(checkpoint: Path) -> list[Path]:

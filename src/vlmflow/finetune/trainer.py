@@ -5,6 +5,9 @@ cosine decay, gradient clipping, bf16 autocast on GPU, a JSONL log per optimizer
 checkpoint every N steps holding the trainable weights, the optimizer, the scheduler, the RNG states
 and the step (from which the data position follows). A killed job started again continues from its
 last checkpoint; a later stage (a larger step count) continues from an earlier stage's state.
+With `gpus` > 1 a stage runs data-parallel (`vlmflow.core.distributed`): rank r computes micro-batches
+r, r + gpus, ... of each step, the gradients are summed over the ranks, so the curve is the one
+process's.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -28,6 +32,7 @@ from transformers import PreTrainedModel, ProcessorMixin, get_cosine_schedule_wi
 
 from vlmflow.architectures.base import Architecture
 from vlmflow.architectures.registry import architecture
+from vlmflow.core import distributed
 from vlmflow.core.checkpoint import (
     checkpoint_candidates,
     read_state_step,
@@ -134,6 +139,7 @@ class Trainer:
         np.random.seed(settings.seed)
         torch.manual_seed(settings.seed)
         self.model = prepare_model(model, settings)
+        distributed.seed_rank(settings.seed)
         self.model.train()
         self.device = next(self.model.parameters()).device
         self.optimizer = torch.optim.AdamW(param_groups(self.model, settings), lr=settings.lr)
@@ -155,10 +161,12 @@ class Trainer:
         return batch
 
     def accumulate(self) -> float:
-        """Forward and backward over this step's `grad_accum` micro-batches; the step's loss."""
+        """Forward and backward over this rank's share of the step's `grad_accum` micro-batches
+        (every world-size-th from its rank, each loss over the global accumulation); its part of
+        the step's loss."""
         accum = self.settings.grad_accum
         total = 0.0
-        for a in range(accum):
+        for a in range(distributed.rank(), accum, distributed.world_size()):
             inject_oom(self.settings.batch_size)
             batch = self.micro_batch(self.step * accum + a)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
@@ -170,27 +178,32 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimizer step over `grad_accum` micro-batches; returns its log row. Out of device
         memory, the step starts again with half the micro-batch and twice the accumulation: the same
-        samples, the same effective batch, the same resume fingerprint."""
+        samples, the same effective batch, the same resume fingerprint. Data-parallel, the ranks
+        halve together when any of them ran out; the gradients and the loss are summed over them."""
         start = time.perf_counter()
         while True:
             try:
                 total = self.accumulate()
-                break
+                failed = False
             except Exception as error:
                 if not out_of_memory(error) or self.settings.batch_size == 1:
                     raise
-                self.optimizer.zero_grad(set_to_none=True)
-                free_memory()
-                self.settings = halved_micro_batch(self.settings)
-                logger.warning(
-                    "step %d: out of memory; micro-batch %d x %d accumulation from now on",
-                    self.step + 1,
-                    self.settings.batch_size,
-                    self.settings.grad_accum,
-                )
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            [p for g in self.optimizer.param_groups for p in g["params"]], self.settings.max_grad_norm
-        )
+                failed = True
+            if not distributed.any_rank(failed):
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            free_memory()
+            self.settings = halved_micro_batch(self.settings)
+            logger.warning(
+                "step %d: out of memory; micro-batch %d x %d accumulation from now on",
+                self.step + 1,
+                self.settings.batch_size,
+                self.settings.grad_accum,
+            )
+        trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
+        distributed.sum_gradients(trainable)
+        (total,) = distributed.sum_over_ranks([total])
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.settings.max_grad_norm)
         lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
         self.optimizer.step()
         self.scheduler.step()
@@ -212,12 +225,15 @@ class Trainer:
         checkpoint_dir: Path | None = None,
         on_step: Callable[[dict[str, float]], None] | None = None,
     ) -> list[dict[str, float]]:
-        """Train from the current step to `until`, appending to the log and checkpointing."""
-        truncate_log(log_path, self.step)
+        """Train from the current step to `until`, appending to the log and checkpointing (rank 0
+        writes; every rank returns the rows)."""
+        main = distributed.is_main()
+        if main:
+            truncate_log(log_path, self.step)
         rows = []
         with (
-            open(log_path, "a", encoding="utf-8") as log,
-            tqdm(total=until, initial=self.step, desc="train", unit="step") as bar,
+            open(log_path if main else os.devnull, "a", encoding="utf-8") as log,
+            tqdm(total=until, initial=self.step, desc="train", unit="step", disable=not main) as bar,
         ):
             while self.step < until:
                 row = self.train_step()
@@ -230,6 +246,7 @@ class Trainer:
                     on_step(row)
                 if checkpoint_dir and (self.step % self.settings.checkpoint_every == 0 or self.step == until):
                     save_state(checkpoint_dir, self.model, self.optimizer, self.scheduler, self.step, self.fingerprint)
+                distributed.inject_kill(self.step)
         return rows
 
     def export(self, directory: Path, base_path: str | Path, extra: dict[str, Path] | None = None) -> None:
@@ -338,13 +355,21 @@ def train_stage(
     previous: Path | None = None,
     device: str = "auto",
     wandb_name: str | None = None,
+    gpus: int = 1,
 ) -> list[dict[str, float]]:
     """Train to step `until` and export `out_dir` (checkpoint, adapter, trainer state, log).
 
     Starts from the run's own last checkpoint when a killed job left one, else from the previous
     stage's state (an earlier scale), else from the base model. With `wandb_name`, the step log is
-    also written to an offline wandb run of that name under `run_dir/wandb/`.
+    also written to an offline wandb run of that name under `run_dir/wandb/`. With `gpus` > 1 it
+    runs in that many data-parallel processes (the same curve; rank 0 writes every file).
     """
+    distributed.check_split("grad_accum", settings.grad_accum, gpus)
+    if gpus > 1:
+        return distributed.launch(
+            train_stage, gpus, device, base_path, records, data_digest, settings, generation, until=until,
+            out_dir=out_dir, run_dir=run_dir, previous=previous, wandb_name=wandb_name,
+        )  # fmt: skip
     model, processor = load_for_training(base_path, settings, device)
     fingerprint = train_fingerprint(base_path, data_digest, settings, generation)
     trainer = Trainer(model, processor, records, settings, generation, fingerprint)
@@ -356,14 +381,17 @@ def train_stage(
     started = trainer.resume(candidates, until)
     if previous and started == 0 and read_state_step(previous / "trainer_state", fingerprint) is None:
         raise ValueError(f"{previous}: its trainer state belongs to another run (settings or data changed)")
-    if previous and not (log_path.is_file() and log_path.stat().st_size) and started:
+    main = distributed.is_main()
+    if main and previous and not (log_path.is_file() and log_path.stat().st_size) and started:
         shutil.copy(previous / "train_log.jsonl", log_path)
-    tracker = OfflineWandbRun(run_dir, wandb_name, fingerprint) if wandb_name else None
+    tracker = OfflineWandbRun(run_dir, wandb_name, fingerprint) if wandb_name and main else None
     try:
         rows = trainer.run(until, log_path, checkpoint, on_step=tracker.log if tracker else None)
     finally:
         if tracker:
             tracker.finish()
-    truncate_log(log_path, until)
-    trainer.export(out_dir, base_path, extra={"trainer_state": checkpoint, "train_log.jsonl": log_path})
+    if main:
+        truncate_log(log_path, until)
+        trainer.export(out_dir, base_path, extra={"trainer_state": checkpoint, "train_log.jsonl": log_path})
+    distributed.barrier()
     return rows

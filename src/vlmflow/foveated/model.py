@@ -151,6 +151,8 @@ class FrameLM(nn.Module, ABC):
             loss, losses, correct = self.text_only(frame_mask, *text)
             fine = loss if mode in ("coarse_fine", "autoregressive") else None
             coarse = loss if mode in ("coarse_only", "coarse_fine") else None
+            if mode == "coarse_fine" and lambda_coarse > 0:  # as in a batch with frames: fine + lambda coarse
+                loss = loss + lambda_coarse * loss
             return FrameLMOutput(loss, fine, coarse, losses, correct, {})
         cache = encode_frames(self.vision, pixel_values[frame_mask])
         return self.read_frames(cache, frame_mask, text, mode, lambda_coarse)

@@ -33,6 +33,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
         previous=previous,
         device=snakemake.params.device,
         wandb_name=snakemake.wildcards.experiment if snakemake.params.wandb else None,
+        gpus=snakemake.params.gpus,  # > 1: data-parallel processes, the job's threads split between them
     )
     if rows:
         log.info("trained %d steps on %d records; last loss %.4f", len(rows), len(records), rows[-1]["loss"])
