@@ -33,6 +33,7 @@ class Qwen3VL(Architecture):
         where = extras["deepstack_at"].to(hidden.device)  # (B, L) over the full prompt
         row = where.flatten().long().cumsum(0).view_as(where) - 1  # (B, L) row of each visual position
         if kept is not None:
+            kept = kept.to(hidden.device)
             where, row = where.gather(1, kept), row.gather(1, kept)
         hidden = hidden.clone()
         hidden[where] = hidden[where] + features[index].to(hidden.device, hidden.dtype)[row[where]]

@@ -7,7 +7,8 @@ GPU job checks free memory before loading and names the processes that hold it. 
 runs out of memory handles it itself, inside the job: inference halves its batch and goes on from
 the first row not yet written (accelerate's `find_executable_batch_size`), training halves its
 micro-batch and doubles the accumulation (same samples per optimizer step). Any other error fails
-the job once, with its message in the log.
+the job once, with its message in the log. A model spread over several GPUs (a device map) is
+checked on every GPU the job sees.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -69,6 +70,39 @@ def check_free_memory(required_mib: float, device: int = 0) -> None:
         f"GPU {device}: {free_mib:.0f} MiB free of {total_mib:.0f} MiB, but the model needs at least "
         f"{required_mib:.0f} MiB. Processes holding GPU memory:\n{listing}\n"
         "Stop them, or run this job on another device."
+    )
+
+
+def check_free_memory_across(required_mib: float, caps_mib: Mapping[int, float] | None = None) -> None:
+    """For a model spread over the job's GPUs (a device map): raise InsufficientGpuMemory, listing
+    each GPU's free memory and the processes holding memory, when a GPU with a max_memory cap has
+    less than its cap free, or (without caps) all of them together less than `required_mib`.
+    Does nothing without CUDA."""
+    if not torch.cuda.is_available():
+        return
+    free = {device: torch.cuda.mem_get_info(device) for device in range(torch.cuda.device_count())}
+    free_mib = {device: left / 2**20 for device, (left, _) in free.items()}
+    if caps_mib:
+        short = [d for d, cap in caps_mib.items() if free_mib[d] < cap]
+        if not short:
+            return
+        problem = f"GPU {', '.join(map(str, short))} has less free memory than its max_memory cap"
+    else:
+        if sum(free_mib.values()) >= required_mib:
+            return
+        problem = (
+            f"the job's {len(free)} GPU(s) have {sum(free_mib.values()):.0f} MiB free together, but the model "
+            f"needs at least {required_mib:.0f} MiB"
+        )
+    devices = "\n".join(
+        f"  GPU {d}: {free_mib[d]:.0f} MiB free of {total / 2**20:.0f} MiB"
+        + (f" (max_memory {caps_mib[d]:.0f} MiB)" if caps_mib and d in caps_mib else "")
+        for d, (_, total) in free.items()
+    )
+    listing = "\n".join(f"  {line}" for line in gpu_processes()) or "  (nvidia-smi lists none)"
+    raise InsufficientGpuMemory(
+        f"{problem}:\n{devices}\nProcesses holding GPU memory:\n{listing}\n"
+        "Stop them, lower max_memory, or run this job on other devices."
     )
 
 

@@ -16,6 +16,7 @@ from transformers import BatchFeature, PreTrainedModel, ProcessorMixin
 from vlmflow.architectures.base import Architecture
 from vlmflow.architectures.registry import architecture
 from vlmflow.core.errors import InputError
+from vlmflow.core.placement import input_device
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
 
@@ -73,8 +74,8 @@ def processor_inputs(
     images: Sequence[Image.Image],
     side: str,
 ) -> BatchFeature:
-    """`processor_batch` for this model, on its device and with pixels in its dtype."""
-    inputs = processor_batch(architecture(model), processor, texts, images, side).to(model.device)
+    """`processor_batch` for this model, on its (input embeddings') device and with pixels in its dtype."""
+    inputs = processor_batch(architecture(model), processor, texts, images, side).to(input_device(model))
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
     return inputs

@@ -17,6 +17,7 @@ import torch
 
 from vlmflow.architectures.registry import architecture
 from vlmflow.core.io import write_json
+from vlmflow.core.placement import execution_device
 
 VISION_TOWERS = ("visual", "vision_tower", "vision_model")
 
@@ -37,7 +38,7 @@ def timed_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 class ForwardClock:
     """Counts wall seconds during which any of the models' timed modules is running (CUDA work is
-    waited for at the end of each outermost call, so the seconds are the device's too)."""
+    waited for on every GPU at the end of each outermost call, so the seconds are the devices' too)."""
 
     def __init__(self, *models: torch.nn.Module | None) -> None:
         self.seconds = 0.0
@@ -49,7 +50,9 @@ class ForwardClock:
             for module in timed_modules(model):
                 self._handles.append(module.register_forward_pre_hook(self._enter))
                 self._handles.append(module.register_forward_hook(self._exit, always_call=True))
-        self._cuda = any(next(m.parameters()).is_cuda for m in filter(None, models))
+        # every GPU a model computes on (several when a device map spreads it)
+        devices = {execution_device(module) for model in filter(None, models) for module in timed_modules(model)}
+        self._gpus = {device for device in devices if device.type == "cuda"}
 
     def _enter(self, _module, _args) -> None:
         if self._depth == 0:
@@ -59,8 +62,8 @@ class ForwardClock:
     def _exit(self, _module, _args, _output) -> None:
         self._depth -= 1
         if self._depth == 0:
-            if self._cuda:
-                torch.cuda.synchronize()
+            for gpu in self._gpus:
+                torch.cuda.synchronize(gpu)
             self.seconds += time.perf_counter() - self._start
             self.calls += 1
 

@@ -52,12 +52,13 @@ class ImportanceAccumulator:
         if layer not in self.layers:
             return
         length = self.total.shape[1]
+        home = self.total.device  # the layer may compute on another device (a device map)
         if active is None:
             if self.rows != "generated":
-                summed = weights.float().sum(1)[:, :, :length]  # (B, queries, keys)
+                summed = weights.float().sum(1)[:, :, :length].to(home)  # (B, queries, keys)
                 self.total += torch.einsum("bq,bqk->bk", self.prompt_rows, summed)
         elif self.rows in ("prompt_and_generated", "generated"):
-            self.total += weights.float().sum(1)[:, -1, :length] * active[:, None].float()
+            self.total += weights.float().sum(1)[:, -1, :length].to(home) * active[:, None].float()
 
     def scores(self) -> list[torch.Tensor]:
         """Per sample, the accumulated attention on each of its visual tokens, in sequence order."""

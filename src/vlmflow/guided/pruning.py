@@ -12,6 +12,10 @@ computed (eager attention), and `forced` tokens re-score a given answer instead 
 The model's own embedding and vision code prepares the inputs (`prepare_inputs`); what the families
 do differently inside their language model (per-layer rotary, bidirectional image or prefix
 attention, deepstack features) the family's adapter (`vlmflow.architectures`) supplies.
+
+A model spread over several devices by a device map runs the same loop: the prepared inputs and
+the loop's bookkeeping stay where the input embeddings compute, accelerate's hooks move each
+layer's inputs to its device, and whatever crosses from a layer back to the loop is moved home.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from transformers import DynamicCache, PreTrainedModel
 
 from vlmflow.architectures.base import causal_allowed
 from vlmflow.architectures.registry import architecture
+from vlmflow.core.placement import input_device
 from vlmflow.guided.shared_vision import SharedVision
 
 
@@ -84,7 +89,8 @@ def prepare_inputs(
     """Run the VLM's own embedding, vision and position code up to its language model, and stop.
 
     With `shared`, the vision tower's blocks run once for all models that share it (the first
-    model's pass is recorded, the others replay it)."""
+    model's pass is recorded, the others replay it). Everything returned is on the model's input
+    device."""
     arch = architecture(model)
     lm = language_model(model)
     captured: dict[str, Any] = {}
@@ -99,14 +105,15 @@ def prepare_inputs(
             model.model(**inputs)
     finally:
         handle.remove()
-    mask = inputs["attention_mask"].bool()
+    home = input_device(model)
+    mask = inputs["attention_mask"].to(home).bool()
     positions = captured.get("position_ids")
     if positions is None or positions.dim() == 2:  # 1D rotary: what generate() derives from a left-padded mask
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    visual = inputs["input_ids"] == image_token_id(model)
+    visual = inputs["input_ids"].to(home) == image_token_id(model)
     return LanguageInputs(
-        captured["inputs_embeds"],
-        positions,
+        captured["inputs_embeds"].to(home),
+        positions.to(home),
         mask,
         visual,
         arch.prefill_allowed(mask, visual, inputs),
@@ -170,7 +177,7 @@ def keep_index(
 
 def fastv_scores(weights: torch.Tensor, inputs: LanguageInputs) -> list[torch.Tensor]:
     """FastV's ranking: the last prompt token's attention to each visual token, mean over heads."""
-    last = weights[:, :, -1, :].float().mean(1)  # (B, L)
+    last = weights[:, :, -1, :].float().mean(1).to(inputs.visual.device)  # (B, L)
     return [last[b][inputs.visual[b]] for b in range(last.shape[0])]
 
 
@@ -222,8 +229,10 @@ def generate(
     head = model.lm_head if hasattr(model, "lm_head") else model.get_output_embeddings()
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
 
+    home = inputs.mask.device  # the loop's own tensors; the layers' hooks move their inputs
+
     def next_logits(last: torch.Tensor) -> torch.Tensor:
-        logits = head(lm.norm(last))[:, -1].float()
+        logits = head(lm.norm(last))[:, -1].float().to(home)
         return torch.tanh(logits / softcap) * softcap if softcap else logits
 
     batch = inputs.embeds.shape[0]
@@ -254,7 +263,7 @@ def generate(
             if prune and i == K:
                 ranking = fastv_scores(captured["weights"], inputs) if fastv else scores
                 index, keys, kept = keep_index(inputs, ranking, keep_ratio)
-                hidden = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+                hidden = hidden.gather(1, index.to(hidden.device)[..., None].expand(-1, -1, hidden.shape[-1]))
                 positions = take(positions, index)
                 allowed = gather_allowed(allowed, index) & keys[:, None, :]
             if i == 0 or (prune and i == K):
@@ -265,14 +274,14 @@ def generate(
         pruned_keys = keys
         logits = next_logits(hidden[:, -1:])
         next_position = _last(inputs.positions) + 1
-        eos = torch.tensor(list(eos_token_ids), device=hidden.device)
-        tokens = torch.full((batch, steps), pad_token_id, dtype=torch.long, device=hidden.device)
-        logprobs = torch.zeros(batch, steps, device=hidden.device)
-        done = torch.zeros(batch, dtype=torch.bool, device=hidden.device)
-        lengths = torch.zeros(batch, dtype=torch.long, device=hidden.device)
+        eos = torch.tensor(list(eos_token_ids), device=home)
+        tokens = torch.full((batch, steps), pad_token_id, dtype=torch.long, device=home)
+        logprobs = torch.zeros(batch, steps, device=home)
+        done = torch.zeros(batch, dtype=torch.bool, device=home)
+        lengths = torch.zeros(batch, dtype=torch.long, device=home)
         for t in range(steps):
             log_softmax = torch.log_softmax(logits, -1)
-            token = forced[:, t] if forced is not None else log_softmax.argmax(-1)
+            token = forced[:, t].to(home) if forced is not None else log_softmax.argmax(-1)
             token = torch.where(done, pad_token_id, token)
             tokens[:, t] = token
             logprobs[:, t] = torch.where(done, 0.0, log_softmax.gather(1, token[:, None]).squeeze(1))
@@ -288,7 +297,7 @@ def generate(
             hidden = lm.get_input_embeddings()(token[:, None])
             step_positions = _step_positions(inputs.positions, next_position + t)
             rotary = arch.position_embeddings(lm, hidden, step_positions)
-            grown = torch.ones(batch, 1, dtype=torch.bool, device=hidden.device)
+            grown = torch.ones(batch, 1, dtype=torch.bool, device=home)
             full_keys = torch.cat([full_keys, grown], 1)
             pruned_keys = torch.cat([pruned_keys, grown], 1) if prune else full_keys
             masks = (additive_mask(full_keys, 1, dtype), additive_mask(pruned_keys, 1, dtype))

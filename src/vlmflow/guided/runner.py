@@ -12,7 +12,7 @@ killed job resumes after its last complete chunk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +90,20 @@ def load_pair(
     settings: PruningSettings,
     device: str = "auto",
     trust_remote_code: tuple[bool, bool] = (False, False),
+    device_map: str | None = None,
+    max_memory: Mapping[str, str | int] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> Pair:
-    """The guide needs its attention weights (eager attention); so does the decode model for FastV."""
+    """The guide needs its attention weights (eager attention); so does the decode model for FastV.
+
+    A `device_map` (with `max_memory`, `offload_folder`) spreads the decode model over the job's
+    GPUs; the guide, loaded after it, goes whole onto the first GPU (leave it room in max_memory)."""
     decode, decode_processor = load_vlm(
         decode_path,
         device=device,
+        device_map=device_map,
+        max_memory=max_memory,
+        offload_folder=offload_folder,
         trust_remote_code=trust_remote_code[0],
         attn_implementation="eager" if settings.method == "fastv" else None,
     )
@@ -147,7 +156,6 @@ class PrunedRunner:
                 "guide_text_mode / guide_reasoning_mode"
             )
         self.pair, self.generation, self.pruning = pair, generation, pruning
-        self.device = pair.decode.device
 
     def _guide(self, records, images, shared) -> tuple[LanguageInputs, list[dict[str, Any]], list[torch.Tensor]]:
         """The guide's greedy answer with its attention summed onto the visual tokens."""

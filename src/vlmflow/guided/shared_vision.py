@@ -5,20 +5,25 @@ recorded; the next ones replace their blocks' forward by the recording, so their
 embedding, feature selection, projector (Qwen's merger, deepstack mergers, LLaVA's MLP) and
 reordering (Qwen2.5-VL's windows) run on exactly the states their own blocks would compute. The
 towers' block weights must be equal (checked at load) and block 0 must receive the same input
-(checked at every replay), so the shared features equal each model's own.
+(checked at every replay), so the shared features equal each model's own. The models may sit on
+different devices (or be spread by device maps): a replayed output goes where its block's input is,
+and a block's own forward (accelerate's device hook, when it has one) is put back afterwards.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import zip_longest
 from typing import Any
 
 import torch
+from accelerate.utils import send_to_device
 from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.architectures.base import UnsupportedStage
 from vlmflow.architectures.registry import architecture
+from vlmflow.core.placement import named_weights
 
 
 def _first_tensor(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor:
@@ -67,19 +72,24 @@ class SharedVision:
 
         def replay(index: int):
             def forward(*args, **kwargs):
-                if index == 0 and not torch.equal(_first_tensor(args, kwargs), self.first_input):
+                given = _first_tensor(args, kwargs)
+                if index == 0 and not torch.equal(given, self.first_input.to(given.device)):
                     raise RuntimeError("shared vision: the second model's tower input differs from the first's")
-                return self.outputs[index]
+                return send_to_device(self.outputs[index], given.device)
 
             return forward
 
+        own = [block.__dict__.get("forward") for block in blocks]  # accelerate's hooked forward, if any
         for i, block in enumerate(blocks):
             block.forward = replay(i)
         try:
             yield
         finally:
-            for block in blocks:
-                del block.forward
+            for block, forward in zip(blocks, own):
+                if forward is None:
+                    del block.forward
+                else:
+                    block.forward = forward
 
 
 def shared_vision_reason(
@@ -95,10 +105,10 @@ def shared_vision_reason(
         return f"one is {guide.config.model_type}, the other {decode.config.model_type}"
     if guide_processor.image_processor.to_dict() != decode_processor.image_processor.to_dict():
         return "their image processors differ"
-    ours = architecture(guide).vision_blocks(guide).state_dict()
-    theirs = architecture(decode).vision_blocks(decode).state_dict()
-    if ours.keys() != theirs.keys() or any(
-        ours[k].shape != theirs[k].shape or not torch.equal(ours[k], theirs[k].to(ours[k].device)) for k in ours
-    ):
-        return "their vision towers' weights differ"
+    ours = named_weights(architecture(guide).vision_blocks(guide))
+    theirs = named_weights(architecture(decode).vision_blocks(decode))
+    missing = (None, None)
+    for (name, mine), (other, their) in zip_longest(ours, theirs, fillvalue=missing):
+        if name != other or mine.shape != their.shape or not torch.equal(mine, their.to(mine.device)):
+            return "their vision towers' weights differ"
     return None

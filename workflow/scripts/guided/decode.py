@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from vlmflow.core.gpu_slots import gpu_slot
+from vlmflow.core.placement import describe_placement, offload_folder
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, PruningSettings
@@ -24,16 +25,28 @@ shard = dict(snakemake.wildcards.items()).get("shard")
 if shard is not None:
     records = shard_of(records, shard, generation.batch_size)
 digest = hashlib.sha256(Path(snakemake.input.cache).read_bytes()).hexdigest()
+placement = snakemake.params.placement  # the decode model's device_map, max_memory, disk_offload
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
-with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices:
+with (
+    gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices,
+    offload_folder(placement["disk_offload"], snakemake.output.rows) as offload,
+):
     log.info("GPU devices: %s", ",".join(devices) or "none")
     pair = load_pair(
-        snakemake.input.decode, guide, pruning, snakemake.params.device, tuple(snakemake.params.trust_remote_code)
+        snakemake.input.decode,
+        guide,
+        pruning,
+        snakemake.params.device,
+        tuple(snakemake.params.trust_remote_code),
+        device_map=placement["device_map"],
+        max_memory=placement["max_memory"],
+        offload_folder=offload,
     )
     log.info(
-        "%s: decode %s, guide %s, shared vision %s, %d questions",
+        "%s: decode %s on %s, guide %s, shared vision %s, %d questions",
         pruning.method,
         snakemake.input.decode,
+        describe_placement(pair.decode),
         guide,
         pair.shared_vision,
         len(records),
