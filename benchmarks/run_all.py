@@ -1,12 +1,15 @@
 """Every benchmark in one command, and benchmarks/RESULTS.md from their results.
 
-    python benchmarks/run_all.py            # about 25 minutes on a 2-core CPU, after `make run`
+    python benchmarks/run_all.py                 # about 28 minutes on a 2-core CPU, after `make run`
+    python benchmarks/run_all.py --render-only   # RESULTS.md from the JSON files already there
 
 Each benchmark runs as its own process (as a user would run it) and writes its JSON under
 benchmarks/results/; this script then writes RESULTS.md: the machine, the versions, every figure
 (medians of repeated runs) and the ratio or target beside it. The workflow benchmarks need a
 finished run of the default workflow from scratch in `--run-dir` (the repository by default);
-when that run is not complete, it is run first (`snakemake --cores 2`, about 12 minutes).
+when that run is not complete, it is run first (`snakemake --cores 2`, about 12 minutes). A
+benchmark not run this time and without a JSON file keeps its section of the earlier RESULTS.md,
+marked with when and where it was measured.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -45,8 +49,11 @@ BENCHMARKS: dict[str, list[str]] = {
     ],  # fmt: skip
     "guided_pruning": [],
     "probing_extraction": ["--model", TRAINED, "--cache", "results/cache/swap_val.jsonl"],
+    "shard_throughput": ["--model", TRAINED, "--cache", "results/cache/vqav2_val.jsonl"],
+    "lmms_eval_compare": ["--model", TRAINED, "--cache", "results/cache/vqav2_val.jsonl", "--questions", "128"],
 }
-NEEDS = {"train_throughput": "trl"}  # benchmarks that need an optional package (the `bench` extra)
+# benchmarks that need an optional package (the `bench` extra)
+NEEDS = {"train_throughput": "trl", "lmms_eval_compare": "lmms_eval"}
 
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -98,9 +105,12 @@ def machine() -> list[str]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     versions = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in
                          ("torch", "transformers", "peft", "snakemake", "polars"))  # fmt: skip
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except FileNotFoundError:  # no git on this machine
+        commit = ""
     return [
         f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; vlmflow commit `{commit or 'unknown'}`",
         f"- CPU: {cpu}, {os.cpu_count()} cores; memory {memory:.0f} GiB; GPU: {gpu}",
@@ -223,6 +233,57 @@ def section_probing(r: dict) -> list[str]:
             f"{r['max_abs_difference']:.1e}."]  # fmt: skip
 
 
+def section_shards(r: dict) -> list[str]:
+    lines = [
+        "The same questions answered by one job, and by shards started together then gathered. Each job is a fresh "
+        "process (imports, model load, inference), as Snakemake starts it; timed from launch to the published "
+        "predictions file (for the shards: after `gather_jsonl`), medians of interleaved repeats.",
+        "",
+        "| model, device | run | questions/s | wall s | questions/s inside `run_inference` | model load s | speed-up "
+        "| gathered file identical |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    # A GPU run made elsewhere (`--device cuda --out benchmarks/results/shard_throughput_cuda.json`) goes beside it.
+    for run in (r, load("shard_throughput_cuda")):
+        if run is None or (run is not r and run["device"] == r["device"]):
+            continue
+        one, many = run["one_process"], run["sharded"]
+        lines += [
+            f"| `{run['model']}` on {run['device']}: {run['questions']} questions, batch {run['batch_size']}, "
+            f"{run['max_new_tokens']} new tokens, {run['repeats']} repeats | 1 process | {one['questions_per_s']:.1f} | "
+            f"{one['wall_s']:.2f} | {one['inference_questions_per_s']:.1f} | {one['load_s']:.2f} | 1.00x | reference |",
+            f"| {run['placement']} | {run['shards']} shards + gather | {many['questions_per_s']:.1f} | "
+            f"{many['wall_s']:.2f} | {many['inference_questions_per_s']:.1f} | {many['load_s']:.2f} | "
+            f"{run['speedup']:.2f}x ({run['inference_speedup']:.2f}x inside) | {'yes' if run['identical'] else '**no**'} |",
+        ]
+    return lines
+
+
+def section_lmms(r: dict) -> list[str]:
+    v = r["vlmflow"]
+    lines = [
+        f"`{r['model']}` on {r['device']}, {r['questions']} questions, {r['max_new_tokens']} new tokens, greedy, median "
+        f"of {r['repeats']}; lmms-eval {r['lmms_eval']} (`{r['lmms_eval_model']}`) on a local task over the same "
+        f"questions. Each run loads the checkpoint (lmms-eval frees it after every evaluation). Prompts identical: "
+        f"{'yes' if r['prompts_identical'] else '**no**'}; dtypes {r['dtypes']['vlmflow']} (vlmflow) and "
+        f"{r['dtypes']['lmms_eval']} (lmms-eval); padding {r['padding_side']['vlmflow']} (vlmflow) and "
+        f"{r['padding_side']['lmms_eval']} (lmms-eval).",
+        "",
+        "| engine | batch size | questions/s | vlmflow / engine | answers differing | differing, same pixels |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| vlmflow `run_inference` | {v['batch_size']} | {v['questions_per_s']:.1f} | 1.00x | reference | reference |",
+    ]
+    for row in r["lmms_eval_runs"]:
+        lines.append(f"| lmms-eval `simple_evaluate` | {row['batch_size']} | {row['questions_per_s']:.1f} | "
+                     f"{row['ratio_vlmflow_over_lmms_eval']:.2f}x | {row['differing']} | {row['differing_same_pixels']} |")  # fmt: skip
+    examples = [f"{e['question_id']} vlmflow {e['vlmflow']!r}, lmms-eval {e['lmms_eval']!r} (batch {row['batch_size']})"
+                for row in r["lmms_eval_runs"] for e in row["examples"]][:3]  # fmt: skip
+    lines += ["", "Same pixels: against vlmflow fed the JPEG bytes lmms-eval makes of each image. What differs:", "",
+              *[f"- {d}" for d in r["differences"]]]  # fmt: skip
+    lines += ["", f"Differing answers, e.g.: {'; '.join(examples)}."] if examples else []
+    return lines
+
+
 SECTIONS = {
     "inference_throughput": ("Inference throughput: batched engine vs per-sample generate", section_inference),
     "workflow_overhead": ("Workflow overhead", section_workflow),
@@ -231,16 +292,45 @@ SECTIONS = {
     "train_throughput": ("Training throughput: vlmflow vs TRL", section_train),
     "guided_pruning": ("Guided pruning: prefill and batched pipeline", section_guided),
     "probing_extraction": ("Probing: one-prefill hooks vs generate-with-hooks", section_probing),
+    "shard_throughput": ("Sharded inference: one process vs concurrent shards", section_shards),
+    "lmms_eval_compare": ("vlmflow vs lmms-eval: throughput and answers", section_lmms),
 }
+KEPT = "as in the earlier RESULTS.md"  # the status of a section kept from the file being rewritten
+
+
+def earlier_sections(path: Path) -> dict[str, list[str]]:
+    """The sections with figures of an earlier RESULTS.md, by title; each one's status line says
+    when and where it was measured (the file's machine lines, unless it was kept there already)."""
+    if not path.is_file():
+        return {}
+    head, *parts = path.read_text().split("\n## ")
+    where = "; ".join(line[2:] for line in head.splitlines() if line.startswith("- "))
+    sections = {}
+    for title, _, body in (part.partition("\n") for part in parts):
+        lines = body.strip("\n").splitlines()
+        if lines and "No result from this run." not in lines:
+            lines[0] = lines[0] if f"({KEPT}" in lines[0] else re.sub(r"\([^()]*\)$", f"({KEPT}: {where})", lines[0])
+            sections[title] = lines
+    return sections
 
 
 def write_results(statuses: dict[str, str], out: Path) -> None:
-    lines = ["# vlmflow benchmarks", "", "Written by `python benchmarks/run_all.py`; every figure below comes from the JSON "
-             "files in `benchmarks/results/` of that run.", "", *machine()]  # fmt: skip
+    """RESULTS.md from the JSON files of the benchmarks run (or kept); a benchmark not run now and
+    without a JSON file keeps its section of the earlier RESULTS.md, saying when it was measured."""
+    earlier = earlier_sections(out)
+    sections: list[str] = []
     for name, (title, render) in SECTIONS.items():
-        lines += ["", f"## {title}", "", f"`python benchmarks/{name}.py` ({statuses.get(name, 'not run')})", ""]
-        result = load(name) if statuses.get(name) in ("ok", "kept from an earlier run") else None
-        lines += render(result) if result else ["No result from this run."]
+        status = statuses.get(name, "not run")
+        result = load(name) if status in ("ok", "kept from an earlier run") else None
+        if result is None and status == "not run" and title in earlier:
+            sections += ["", f"## {title}", "", *earlier[title]]
+            continue
+        sections += ["", f"## {title}", "", f"`python benchmarks/{name}.py` ({status})", ""]
+        sections += render(result) if result else ["No result from this run."]
+    kept = f" ({KEPT}" in "\n".join(sections)
+    lines = ["# vlmflow benchmarks", "", "Written by `python benchmarks/run_all.py`; every figure below comes from the JSON "
+             "files in `benchmarks/results/` of that run" + (f', except in the sections marked "{KEPT}" (measured '
+             "when and where they say)" if kept else "") + ".", "", *machine(), *sections]  # fmt: skip
     tmp = out.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(out)
@@ -251,7 +341,13 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=REPO, help="where the default workflow has run (or will)")
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run these benchmarks alone")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
+    parser.add_argument("--render-only", action="store_true",
+                        help="run nothing: rewrite RESULTS.md from the JSON files in benchmarks/results/")  # fmt: skip
     args = parser.parse_args()
+    if args.render_only:
+        write_results({name: "kept from an earlier run" for name in BENCHMARKS if load(name)}, args.out)
+        print(f"wrote {args.out}")
+        return
     ensure_default_run(args.run_dir)
     chosen = args.only or list(BENCHMARKS)
     statuses = {name: run_benchmark(name, BENCHMARKS[name], args.run_dir) for name in chosen}

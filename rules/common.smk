@@ -3,9 +3,11 @@
 # rules, in rules/functions/<family>.smk, which its rules/<family>.smk includes. Everything here
 # reads `config`, so the rules stay declarative.
 
+import json
 import re
 from dataclasses import asdict
 from functools import cache
+from pathlib import Path
 
 from vlmflow.core.offline import stay_offline
 from vlmflow.core.settings import GenerationSettings
@@ -18,13 +20,30 @@ stay_offline()  # no network at run time: every job loads from local folders onl
 # batch is halved), so no rule retries by default; `snakemake --retries N` still applies.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 32000, "runtime": 720}
 
+
+def gpu_resources(gpus):
+    """GPU_RESOURCES with `gpus` GPUs instead of one: `gpus` is a params function (the experiment's
+    `gpus` setting), so one job gets all its devices (a data-parallel training job's ranks, or the
+    GPUs a device map spreads a model over)."""
+    return {**GPU_RESOURCES, "gpu": gpus}
+
+
+# A model larger than one GPU: a device map over the job's GPUs within max_memory per device, the
+# rest offloaded to disk beside the job's output (null / false: the whole model on one device).
+PLACEMENT_DEFAULTS = {"device_map": None, "max_memory": None, "disk_offload": False}
+# The GPUs each inference job holds: more than one only for a device map to spread a model over.
+INFERENCE_GPUS = {"gpus": 1}
+
 # Generation settings every family that asks the models questions inherits (vqa, guided, probing).
 GENERATION_DEFAULTS = {
     **asdict(GenerationSettings()),
     "variant": "official",
     "device": "auto",
+    **PLACEMENT_DEFAULTS,
+    **INFERENCE_GPUS,
     "threads": 2,
     "shards": 1,
+    "shard_size": None,
     "tolerance": {"abs_tol": 0.0, "rel_tol": 0.0},
 }
 # Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match.
@@ -36,6 +55,21 @@ DEFAULT_METRIC = {
 }
 # Formats whose images are embedded in the data file and extracted next to the cache.
 EMBEDDED_IMAGES = {"kvasir", "swap_pairs"}
+
+
+def is_sharded(spec):
+    """Whether an experiment's questions go through shard jobs and a gather (`shards` or `shard_size`)."""
+    return spec["shards"] > 1 or bool(spec["shard_size"])
+
+
+def shard_count(spec):
+    """An experiment's number of shard jobs: `shards`, or with `shard_size` one per that many
+    records of its dataset, counted once the dataset is cached (checkpoint count_records)."""
+    if not spec["shard_size"]:
+        return spec["shards"]
+    counted = checkpoints.count_records.get(dataset=spec["dataset"]).output.counted
+    records = json.loads(Path(counted).read_text())["records"]
+    return max(1, -(-records // spec["shard_size"]))
 
 
 def one_of(names):
@@ -66,6 +100,27 @@ def setting(spec, key, wildcard="experiment"):
 
     job_setting.__name__ = f"{spec.__name__}_{key}"
     return job_setting
+
+
+def check_inference_gpus(where, spec):
+    """A job given several GPUs must spread its model over them (device_map), or it wastes them."""
+    if spec["gpus"] > 1 and not spec["device_map"]:
+        raise ValueError(
+            f"config: {where}: gpus: {spec['gpus']} without device_map would hold {spec['gpus']} GPUs and use "
+            "one; set device_map: auto to spread the model over them, or use shards for more throughput"
+        )
+
+
+def placement(spec):
+    """A params function: the job's experiment's device map settings (as `params:
+    placement=placement(vqa_experiment)`), which scripts pass to load_vlm."""
+
+    def job_placement(wildcards):
+        settings = spec(wildcards.experiment)
+        return {key: settings[key] for key in PLACEMENT_DEFAULTS}
+
+    job_placement.__name__ = f"{spec.__name__}_placement"
+    return job_placement
 
 
 def finetune_experiments():

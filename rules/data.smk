@@ -38,3 +38,18 @@ use rule cache_vqav2 as cache_kvasir with:
 use rule cache_kvasir as cache_swap_pairs with:
     wildcard_constraints:
         dataset=one_of(datasets_of_format("swap_pairs")),
+
+
+# The number of records of a cached dataset, which experiments with `shard_size` split into shards:
+# a checkpoint, so their shard jobs are planned once the cache exists.
+checkpoint count_records:
+    input:
+        cache="results/cache/{dataset}.jsonl",
+    output:
+        counted="results/cache/{dataset}.count.json",
+    log:
+        "logs/cache/{dataset}.count.log",
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/data/count.py"

@@ -25,11 +25,12 @@ rule guided_decode:
         "../envs/vlmflow.yaml"
     threads: setting(guided_spec, "threads")
     resources:
-        **GPU_RESOURCES,
+        **gpu_resources(setting(guided_spec, "gpus")),
     params:
         pruning=pruning_params,
         generation=guided_generation,
         device=setting(guided_spec, "device"),
+        placement=placement(guided_spec),
         trust_remote_code=guided_remote_code,
     script:
         "../workflow/scripts/guided/decode.py"

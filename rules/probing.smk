@@ -26,7 +26,7 @@ rule extract_swap_features:
         "../envs/vlmflow.yaml"
     threads: setting(probing_spec, "threads")
     resources:
-        **GPU_RESOURCES,
+        **gpu_resources(setting(probing_spec, "gpus")),
     params:
         generation=probing_generation,
         layers=setting(probing_spec, "layers"),

@@ -22,10 +22,11 @@ rule infer_vqa:
         "../envs/vlmflow.yaml"
     threads: setting(vqa_experiment, "threads")
     resources:
-        **GPU_RESOURCES,
+        **gpu_resources(setting(vqa_experiment, "gpus")),
     params:
         generation=generation_params,
         device=setting(vqa_experiment, "device"),
+        placement=placement(vqa_experiment),
         trust_remote_code=vqa_remote_code,
     script:
         "../workflow/scripts/vqa/infer.py"

@@ -39,7 +39,7 @@ def test_every_rule_has_a_log():
 def test_every_gpu_rule_asks_for_the_same_resources():
     own = [name for name, block in rule_blocks() if re.search(r"^\s+gpu\s*=", block, flags=re.MULTILINE)]
     assert not own, f"rules asking for a GPU by themselves instead of **GPU_RESOURCES: {own}"
-    shared = {name for name, block in rule_blocks() if "**GPU_RESOURCES" in block}
+    shared = {name for name, block in rule_blocks() if re.search(r"\*\*(GPU_RESOURCES|gpu_resources\()", block)}
     assert {
         "infer_vqa",
         "train_model",
@@ -48,6 +48,21 @@ def test_every_gpu_rule_asks_for_the_same_resources():
         "train_foveated",
         "generate_conditioning",
     } <= shared
+
+
+def test_data_parallel_training_asks_for_the_experiments_gpus():
+    """gpus: N on a fine-tuning experiment or a foveated run: the one training job gets N GPUs."""
+    blocks = dict(rule_blocks())
+    assert "**gpu_resources(train_gpus)" in blocks["train_model"]
+    assert "**gpu_resources(foveated_gpus)" in blocks["train_foveated"]
+
+
+def test_inference_jobs_hold_the_experiments_gpus():
+    """gpus: N (with a device map) on a VQA, guided or probing experiment: its jobs get N GPUs."""
+    blocks = dict(rule_blocks())
+    assert '**gpu_resources(setting(vqa_experiment, "gpus"))' in blocks["infer_vqa"]
+    assert '**gpu_resources(setting(guided_spec, "gpus"))' in blocks["guided_decode"]
+    assert '**gpu_resources(setting(probing_spec, "gpus"))' in blocks["extract_swap_features"]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

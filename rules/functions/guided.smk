@@ -17,8 +17,11 @@ GUIDED_DEFAULTS = {
     "system_prompt": None,
     "prompt_template": None,
     "device": "auto",
+    **PLACEMENT_DEFAULTS,
+    **INFERENCE_GPUS,
     "threads": GENERATION_DEFAULTS["threads"],
     "shards": 1,
+    "shard_size": None,
 }
 PRUNING_KEYS = tuple(asdict(PruningSettings()))
 BASELINE_METHODS = ("fastv", "random")
@@ -64,19 +67,20 @@ def guided_remote_code(wildcards):
 
 
 def sharded_guided_experiments():
-    """Experiments with `shards` > 1: one decode job per (method, shard), then a gather job."""
-    return [name for name in guided_experiments() if guided_spec(name)["shards"] > 1]
+    """Experiments with `shards` > 1 or a `shard_size`: one decode job per (method, shard), then a
+    gather job."""
+    return [name for name in guided_experiments() if is_sharded(guided_spec(name))]
 
 
 def unsharded_guided_experiments():
-    return [name for name in guided_experiments() if guided_spec(name)["shards"] == 1]
+    return [name for name in guided_experiments() if not is_sharded(guided_spec(name))]
 
 
 def guided_shard_files(kind, suffix):
     """An input function: the shards' `kind` files (rows .jsonl, importance .parquet) of a run."""
 
     def shard_files(wildcards):
-        count = guided_spec(wildcards.experiment)["shards"]
+        count = shard_count(guided_spec(wildcards.experiment))
         folder = f"results/guided/{wildcards.experiment}/{wildcards.method}/shards"
         return [f"{folder}/{label}.{kind}{suffix}" for label in shard_labels(count)]
 
@@ -210,6 +214,7 @@ def check_guided():
                 raise ValueError(f"config: guided.experiments.{name}: no {role} (set it there or in guided.defaults)")
             kind = "dataset" if role == "dataset" else "model"
             check_reference(f"guided.experiments.{name}.{role}", kind, spec[role])
+        check_inference_gpus(f"guided.experiments.{name}", spec)
     for name, spec in guided_comparisons().items():
         for role in ("baseline", "variant"):
             experiment = spec[role]

@@ -18,8 +18,10 @@ PROBING_DEFAULTS = {
     "prompt_template": None,
     "device": "auto",
     **PLACEMENT_DEFAULTS,
+    **INFERENCE_GPUS,
     "threads": GENERATION_DEFAULTS["threads"],
     "shards": 1,
+    "shard_size": None,
 }
 PROBING_TAGS = ("all", "both_correct")  # every consistency over all pairs and over both-correct ones
 PROBING_GENERATION_KEYS = ("batch_size", "max_new_tokens", "prompt", "system_prompt", "prompt_template")
@@ -54,12 +56,13 @@ def probing_scales(name):
 
 
 def sharded_probing_experiments():
-    """Experiments with `shards` > 1: one extraction job per (scale, shard), then a gather job."""
-    return [name for name in probing_experiments() if probing_spec(name)["shards"] > 1]
+    """Experiments with `shards` > 1 or a `shard_size`: one extraction job per (scale, shard), then a
+    gather job."""
+    return [name for name in probing_experiments() if is_sharded(probing_spec(name))]
 
 
 def unsharded_probing_experiments():
-    return [name for name in probing_experiments() if probing_spec(name)["shards"] == 1]
+    return [name for name in probing_experiments() if not is_sharded(probing_spec(name))]
 
 
 def probing_shard_files(suffix):
@@ -67,7 +70,7 @@ def probing_shard_files(suffix):
 
     def shard_files(wildcards):
         root = f"results/probing/{wildcards.experiment}/npz/shards/{wildcards.scale}"
-        count = probing_spec(wildcards.experiment)["shards"]
+        count = shard_count(probing_spec(wildcards.experiment))
         return [f"{root}/{label}.{suffix}.npz" for label in shard_labels(count)]
 
     shard_files.__name__ = f"probing_shard_{suffix}"
@@ -152,6 +155,7 @@ def probing_summary_entries():
 def check_probing():
     for name, spec in probing_experiments().items():
         check_reference(f"probing.experiments.{name}.dataset", "dataset", spec["dataset"])
+        check_inference_gpus(f"probing.experiments.{name}", probing_spec(name))
         if config["datasets"][spec["dataset"]]["format"] != "swap_pairs":
             raise ValueError(
                 f"config: probing.experiments.{name}.dataset: '{spec['dataset']}' is not a swap_pairs dataset"

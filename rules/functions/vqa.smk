@@ -30,8 +30,8 @@ def vqa_experiment(name):
 
 @cache
 def sharded_vqa_experiments():
-    """Experiments with `shards` > 1: one job per shard, then a gather job."""
-    return [name for name in vqa_experiments() if vqa_experiment(name)["shards"] > 1]
+    """Experiments with `shards` > 1 or a `shard_size`: one job per shard, then a gather job."""
+    return [name for name in vqa_experiments() if is_sharded(vqa_experiment(name))]
 
 
 def unsharded_vqa_experiment():
@@ -42,7 +42,7 @@ def unsharded_vqa_experiment():
 
 
 def vqa_shard_files(wildcards):
-    count = vqa_experiment(wildcards.experiment)["shards"]
+    count = shard_count(vqa_experiment(wildcards.experiment))
     return [f"results/vqa/{wildcards.experiment}/shards/{label}.jsonl" for label in shard_labels(count)]
 
 
@@ -91,6 +91,7 @@ def check_vqa():
     for name, spec in family_config("vqa").get("experiments", {}).items():
         check_reference(f"vqa.experiments.{name}.model", "model", spec["model"])
         check_reference(f"vqa.experiments.{name}.dataset", "dataset", spec["dataset"])
+        check_inference_gpus(f"vqa.experiments.{name}", vqa_experiment(name))
 
 
 check_vqa()

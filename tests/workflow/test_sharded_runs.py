@@ -4,6 +4,8 @@ redone alone."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from test_workflow import copy_workflow, planned_jobs, reduced_config, snakemake
@@ -75,6 +77,18 @@ def test_sharded_extraction_gives_the_same_hidden_states(runs):
     assert [p.name for p in parts] == [f"{i}-of-3.vectors.npz" for i in range(1, 4)]
 
 
+def test_a_shard_size_plans_the_shards_from_the_cached_dataset(runs, tmp_path):
+    config = reduced_config()
+    config["vqa"]["experiments"][EXPERIMENT]["shard_size"] = 4  # 10 questions: 3 shards
+    workdir = copy_workflow(tmp_path / "size", config)
+    run = snakemake(workdir, TARGET)
+    assert run.returncode == 0, run.stderr[-5000:]
+    assert "checkpoint count_records" in run.stdout + run.stderr
+    parts = sorted((workdir / f"results/vqa/{EXPERIMENT}/shards").glob("*.jsonl"))
+    assert [p.stem for p in parts] == ["1-of-3", "2-of-3", "3-of-3"]
+    assert (workdir / TARGET).read_bytes() == (runs[1] / TARGET).read_bytes()
+
+
 def test_a_dry_run_shows_one_job_per_shard_and_the_gather(tmp_path):
     workdir = copy_workflow(tmp_path / "dry", sharded_config(3))
     run = snakemake(workdir, TARGET, *PROBING_FILES, "--dry-run")
@@ -87,6 +101,17 @@ def test_a_dry_run_shows_one_job_per_shard_and_the_gather(tmp_path):
     extraction = sorted(w for rule, w in jobs if rule == "extract_swap_features_shard")
     assert extraction == [f"experiment={PROBE}, scale=vanilla, shard={i}-of-3" for i in range(1, 4)]
     assert ("gather_swap_features", f"experiment={PROBE}, scale=vanilla") in jobs
+
+
+def test_a_device_mapped_experiment_holds_its_gpus_in_every_shard_job(tmp_path):
+    config = sharded_config(2)
+    config["vqa"]["experiments"][EXPERIMENT].update(gpus=2, device_map="auto")
+    run = snakemake(copy_workflow(tmp_path / "gpus", config), TARGET, "--dry-run")
+    assert run.returncode == 0, run.stderr[-3000:]
+    blocks = [
+        b for b in re.split(r"^(?=rule \w+:$)", run.stdout, flags=re.MULTILINE) if b.startswith("rule infer_vqa_shard:")
+    ]
+    assert len(blocks) == 2 and all("gpu=2" in block for block in blocks), blocks
 
 
 def test_a_lost_shard_is_redone_alone_and_the_gather_is_the_same(runs):

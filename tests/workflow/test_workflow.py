@@ -398,6 +398,12 @@ def test_config_errors_name_the_key(tmp_path):
     assert run.returncode != 0 and "finetune.experiments.tiny_sft.scales: [8] past" in run.stdout + run.stderr
 
     config = reduced_config()
+    config["vqa"]["experiments"]["guide_vqav2"]["gpus"] = 2  # and no device_map to spread the model
+    run = snakemake(copy_workflow(tmp_path / "gpus", config), "-n")
+    assert run.returncode != 0
+    assert "vqa.experiments.guide_vqav2: gpus: 2 without device_map" in run.stdout + run.stderr
+
+    config = reduced_config()
     config["probing"]["experiments"]["tiny_probe"]["finetune"] = "tiny_sfft"
     run = snakemake(copy_workflow(tmp_path / "probe", config), "-n")
     assert run.returncode != 0
