@@ -237,7 +237,9 @@ def section_shards(r: dict) -> list[str]:
     lines = [
         "The same questions answered by one job, and by shards started together then gathered. Each job is a fresh "
         "process (imports, model load, inference), as Snakemake starts it; timed from launch to the published "
-        "predictions file (for the shards: after `gather_jsonl`), medians of interleaved repeats.",
+        "predictions file (for the shards: after `gather_jsonl`), medians of interleaved repeats. A GPU row's model is "
+        "`benchmarks/gpu_setup.py`'s: Qwen2-VL-2B's architecture and sizes with random weights (no hub offline), so "
+        "every question generates all its new tokens.",
         "",
         "| model, device | run | questions/s | wall s | questions/s inside `run_inference` | model load s | speed-up "
         "| gathered file identical |",
