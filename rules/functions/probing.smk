@@ -155,7 +155,7 @@ def probing_summary_entries():
 def check_probing():
     for name, spec in probing_experiments().items():
         check_reference(f"probing.experiments.{name}.dataset", "dataset", spec["dataset"])
-        check_inference_gpus(f"probing.experiments.{name}", probing_spec(name))
+        check_inference_gpus(f"probing.experiments.{name}", merged_settings("probing", PROBING_DEFAULTS, spec))
         if config["datasets"][spec["dataset"]]["format"] != "swap_pairs":
             raise ValueError(
                 f"config: probing.experiments.{name}.dataset: '{spec['dataset']}' is not a swap_pairs dataset"
