@@ -28,7 +28,8 @@ def gpu_rules() -> list[str]:
     """Every rule whose resources ask for a GPU, and the rules derived from one by `use rule`."""
     text = "\n".join(path.read_text() for path in sorted((REPO / "rules").glob("*.smk")))
     blocks = re.split(r"^(?=rule \w+:)", text, flags=re.MULTILINE)
-    rules = [re.match(r"rule (\w+):", b).group(1) for b in blocks if b.startswith("rule ") and "**GPU_RESOURCES" in b]
+    asks = re.compile(r"\*\*(GPU_RESOURCES|gpu_resources\()")  # one GPU, or the experiment's `gpus`
+    rules = [re.match(r"rule (\w+):", b).group(1) for b in blocks if b.startswith("rule ") and asks.search(b)]
     rules += [
         derived for base, derived in re.findall(r"^use rule (\w+) as (\w+)", text, flags=re.MULTILINE) if base in rules
     ]
