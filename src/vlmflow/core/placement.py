@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import init_empty_weights
@@ -221,3 +222,11 @@ def offload_folder(enabled: bool, output: str | Path) -> Iterator[Path | None]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def placement_arguments(placement: Mapping[str, Any], output: str | Path) -> Iterator[dict[str, Any]]:
+    """`load_vlm`'s device-map arguments from an experiment's placement settings (device_map,
+    max_memory, disk_offload), with the offload folder beside the job's `output` while the job runs."""
+    with offload_folder(placement["disk_offload"], output) as folder:
+        yield {"device_map": placement["device_map"], "max_memory": placement["max_memory"], "offload_folder": folder}

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from vlmflow.core.gpu_slots import gpu_slot
-from vlmflow.core.placement import describe_placement, offload_folder
+from vlmflow.core.placement import describe_placement, placement_arguments
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, PruningSettings
@@ -25,11 +25,10 @@ shard = dict(snakemake.wildcards.items()).get("shard")
 if shard is not None:
     records = shard_of(records, shard, generation.batch_size)
 digest = hashlib.sha256(Path(snakemake.input.cache).read_bytes()).hexdigest()
-placement = snakemake.params.placement  # the decode model's device_map, max_memory, disk_offload
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with (
     gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices,
-    offload_folder(placement["disk_offload"], snakemake.output.rows) as offload,
+    placement_arguments(snakemake.params.placement, snakemake.output.rows) as placement,  # the decode model's
 ):
     log.info("GPU devices: %s", ",".join(devices) or "none")
     pair = load_pair(
@@ -38,9 +37,7 @@ with (
         pruning,
         snakemake.params.device,
         tuple(snakemake.params.trust_remote_code),
-        device_map=placement["device_map"],
-        max_memory=placement["max_memory"],
-        offload_folder=offload,
+        **placement,
     )
     log.info(
         "%s: decode %s on %s, guide %s, shared vision %s, %d questions",

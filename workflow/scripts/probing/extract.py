@@ -6,7 +6,7 @@ import torch
 
 from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.models import load_vlm
-from vlmflow.core.placement import describe_placement, offload_folder
+from vlmflow.core.placement import describe_placement, placement_arguments
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings
@@ -33,18 +33,15 @@ if shard:
     vertical = pair_shard(vertical, shard, settings.batch_size)
     log.info("shard %s: %d swap pairs, %d vertical pairs", shard, len(records) // 2, len(vertical) // 2)
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
-placement = snakemake.params.placement  # device_map, max_memory, disk_offload
 with (
     gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices,
-    offload_folder(placement["disk_offload"], snakemake.output.vectors) as offload,
+    placement_arguments(snakemake.params.placement, snakemake.output.vectors) as placement,
 ):
     log.info("GPU devices: %s", ",".join(devices) or "none")
     model, processor = load_vlm(
         snakemake.input.model,
         device=snakemake.params.device,
-        device_map=placement["device_map"],
-        max_memory=placement["max_memory"],
-        offload_folder=offload,
+        **placement,
         trust_remote_code=snakemake.params.trust_remote_code,
     )
     log.info("model %s on %s (%s)", snakemake.input.model, describe_placement(model), model.dtype)

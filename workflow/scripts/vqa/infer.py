@@ -5,7 +5,7 @@ import torch
 
 from vlmflow.core.gpu_slots import gpu_slot
 from vlmflow.core.models import load_vlm
-from vlmflow.core.placement import describe_placement, offload_folder
+from vlmflow.core.placement import describe_placement, placement_arguments
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings
@@ -20,19 +20,16 @@ records = read_records(snakemake.input.cache)
 shard = dict(snakemake.wildcards.items()).get("shard")
 if shard is not None:
     records = shard_of(records, shard, settings.batch_size)
-placement = snakemake.params.placement  # device_map, max_memory, disk_offload
 # Each running GPU job gets its own device(s) (CUDA_VISIBLE_DEVICES), set before CUDA starts.
 with (
     gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu) as devices,
-    offload_folder(placement["disk_offload"], snakemake.output.predictions) as offload,
+    placement_arguments(snakemake.params.placement, snakemake.output.predictions) as placement,
 ):
     log.info("GPU devices: %s", ",".join(devices) or "none")
     model, processor = load_vlm(
         snakemake.input.model,
         device=snakemake.params.device,
-        device_map=placement["device_map"],
-        max_memory=placement["max_memory"],
-        offload_folder=offload,
+        **placement,
         trust_remote_code=snakemake.params.trust_remote_code,
     )
     log.info(
