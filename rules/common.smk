@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from vlmflow.core.offline import stay_offline
-from vlmflow.core.settings import GenerationSettings
+from vlmflow.core.settings import GenerationSettings, TrainSettings
 
 stay_offline()  # no network at run time: every job loads from local folders only
 
@@ -34,6 +34,8 @@ PLACEMENT_DEFAULTS = {"device_map": None, "max_memory": None, "disk_offload": Fa
 # The GPUs each inference job holds: more than one only for a device map to spread a model over.
 INFERENCE_GPUS = {"gpus": 1}
 
+# The settings of a training run (finetune, pretrain): a job's `settings` param.
+TRAIN_SETTING_KEYS = tuple(asdict(TrainSettings()))
 # Generation settings every family that asks the models questions inherits (vqa, guided, probing).
 GENERATION_DEFAULTS = {
     **asdict(GenerationSettings()),
@@ -129,10 +131,12 @@ def finetune_experiments():
 
 
 def model_path(name):
-    """A configured checkpoint, a built tiny one or hybrid, or the final checkpoint of a
-    fine-tuning experiment."""
+    """A configured checkpoint, a built tiny one or hybrid, the final checkpoint of a fine-tuning
+    experiment, or one scale of a model being pretrained."""
     if name in finetune_experiments():
         return trained_model_path(name)
+    if name in zoo_checkpoints():
+        return zoo_checkpoints()[name]
     spec = config["models"][name]
     return spec["path"] if "path" in spec else f"resources/models/{name}"
 
@@ -142,6 +146,8 @@ def trusts_remote_code(name):
     language model's (whose code runs it)."""
     if name in finetune_experiments():
         return trusts_remote_code(finetune_spec(name)["model"])
+    if name in zoo_checkpoints():
+        return False  # built from a vlmflow family: transformers' own code
     spec = config["models"][name]
     if "hybrid" in spec:
         return trusts_remote_code(spec["hybrid"]["language"])

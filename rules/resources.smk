@@ -18,6 +18,7 @@ rule synth_vqav2:
     conda:
         "../envs/vlmflow.yaml"
     params:
+        format="vqav2",
         n=synth_size("vqav2"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
@@ -32,6 +33,7 @@ use rule synth_vqav2 as synth_textvqa with:
     log:
         "logs/synth/textvqa_{split}.log",
     params:
+        format="textvqa",
         n=synth_size("textvqa"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
@@ -43,6 +45,7 @@ use rule synth_vqav2 as synth_kvasir with:
     log:
         "logs/synth/kvasir_{split}.log",
     params:
+        format="kvasir",
         n=synth_size("kvasir"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),
@@ -55,6 +58,7 @@ use rule synth_vqav2 as synth_swap_pairs with:
     log:
         "logs/synth/swap_pairs_{split}.log",
     params:
+        format="swap_pairs",
         n=synth_size("swap_pairs"),
         seed=synthetic().get("seed", 0),
         image_size=synthetic().get("image_size", 224),

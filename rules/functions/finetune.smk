@@ -1,9 +1,6 @@
 # Settings and input functions of the fine-tuning rules (rules/finetune.smk).
 
-from vlmflow.core.settings import TrainSettings
-
 # Settings a fine-tuning experiment inherits unless `finetune.defaults` or the experiment sets them.
-TRAIN_SETTING_KEYS = tuple(asdict(TrainSettings()))
 FINETUNE_DEFAULTS = {
     **asdict(TrainSettings()),
     "scales": [],

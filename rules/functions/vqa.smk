@@ -7,8 +7,9 @@ from vlmflow.core.shards import shard_labels
 # of 10,000 experiments would otherwise rebuild them tens of thousands of times while planning).
 @cache
 def vqa_experiments():
-    """The configured VQA experiments plus the base / trained evaluations of fine-tuning experiments."""
-    return {**family_config("vqa").get("experiments", {}), **trained_vqa_experiments()}
+    """The configured VQA experiments plus the base / trained evaluations of fine-tuning experiments
+    and the evaluations of every pretraining scale."""
+    return {**family_config("vqa").get("experiments", {}), **trained_vqa_experiments(), **pretrain_vqa_experiments()}
 
 
 # Any one path segment: the name is checked by vqa_experiment. Spelling out every experiment name

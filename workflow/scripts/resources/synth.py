@@ -11,13 +11,13 @@ from vlmflow.synth.vqav2 import write_vqav2
 log = log_to(snakemake.log[0])
 split, n = snakemake.wildcards.split, snakemake.params.n
 common = {"seed": snakemake.params.seed, "image_size": snakemake.params.image_size}
-match snakemake.rule:
-    case "synth_vqav2":
+match snakemake.params.format:
+    case "vqav2":
         write_vqav2(Path(snakemake.output.questions).parent, split, n, **common)
-    case "synth_textvqa":
+    case "textvqa":
         write_textvqa(Path(snakemake.output.json).parent, split, n, **common)
-    case "synth_kvasir":
+    case "kvasir":
         write_kvasir(Path(snakemake.output.parquet), split, n, **common)
-    case "synth_swap_pairs":
+    case "swap_pairs":
         write_swap_pairs(Path(snakemake.output.tsv), split, n, **common, boxes_path=Path(snakemake.output.boxes))
-log.info("%s: wrote split %s with %d items", snakemake.rule, split, n)
+log.info("%s: wrote %s split %s with %d items", snakemake.rule, snakemake.params.format, split, n)

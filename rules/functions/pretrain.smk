@@ -1,0 +1,200 @@
+# Settings and input functions of the pretraining rules (rules/pretrain.smk).
+
+# Settings a pretrained model inherits unless `pretrain.defaults` or the model sets them. Budgets
+# are in samples (`samples`, `scales`); the steps follow from the effective batch.
+PRETRAIN_DEFAULTS = {
+    **asdict(TrainSettings()),
+    "mode": "full",
+    "datasets": [],
+    "eval": [],
+    "samples": 64000,
+    "scales": [],
+    "prompt": GENERATION_DEFAULTS["prompt"],
+    "system_prompt": None,
+    "device": "auto",
+    "wandb": False,
+    "threads": 2,
+    "gpus": 1,
+}
+ZOO_DTYPE = "float16"  # the shipped weights (docs/pretraining.md: what fp16 changes)
+
+
+def pretrain_models():
+    return family_config("pretrain").get("models", {})
+
+
+@cache
+def pretrain_spec(name):
+    """A pretrained model's full settings (built-in < pretrain.defaults < the model)."""
+    return merged_settings("pretrain", PRETRAIN_DEFAULTS, pretrain_models()[name])
+
+
+def samples_per_step(name):
+    spec = pretrain_spec(name)
+    return spec["batch_size"] * spec["grad_accum"]
+
+
+def pretrain_scales(name):
+    """The sample counts kept as checkpoints: 0 (the random build, "vanilla"), the scales and the
+    budget."""
+    spec = pretrain_spec(name)
+    return sorted({0, *spec["scales"], spec["samples"]})
+
+
+def zoo_checkpoints():
+    """{"<model>.samples-<n>": its exported weights}: each scale as a model the evaluation runs."""
+    return {
+        f"{name}.samples-{samples}": f"results/pretrain/weights/{name}/samples-{samples}"
+        for name in pretrain_models()
+        for samples in pretrain_scales(name)
+    }
+
+
+def pretrain_vqa_experiments():
+    """Every scale of every pretrained model on each of its `eval` datasets (the pretraining's
+    per-type accuracy against samples); never part of the summary."""
+    return {
+        f"pretrain.{name}.samples-{samples}.{dataset}": {
+            "model": f"{name}.samples-{samples}",
+            "dataset": dataset,
+            "prompt": pretrain_spec(name)["prompt"],
+            "system_prompt": pretrain_spec(name)["system_prompt"],
+        }
+        for name in pretrain_models()
+        for samples in pretrain_scales(name)
+        for dataset in pretrain_spec(name)["eval"]
+    }
+
+
+def pretrain_settings(wildcards):
+    spec = pretrain_spec(wildcards.experiment)
+    return {key: spec[key] for key in TRAIN_SETTING_KEYS} | {
+        "steps": spec["samples"] // samples_per_step(wildcards.experiment)
+    }
+
+
+def pretrain_generation(wildcards):
+    spec = pretrain_spec(wildcards.experiment)
+    return {"prompt": spec["prompt"], "system_prompt": spec["system_prompt"]}
+
+
+def pretrain_threads(wildcards):
+    spec = pretrain_spec(wildcards.experiment)
+    return spec["threads"] * spec["gpus"]
+
+
+def pretrain_gpus(wildcards):
+    return pretrain_spec(wildcards.experiment)["gpus"]
+
+
+def pretrain_build_spec(wildcards):
+    return pretrain_spec(wildcards.model)["build"]
+
+
+def pretrain_data(name):
+    caches = [cache_outputs(dataset) for dataset in pretrain_spec(name)["datasets"]]
+    return {
+        "caches": [files["cache"] for files in caches],
+        "images": [files["images"] for files in caches if "images" in files],
+    }
+
+
+def pretrain_stage_inputs(wildcards):
+    """A stage continues from the previous scale's state (the first from the random build)."""
+    name, step = wildcards.experiment, int(wildcards.step)
+    steps = [samples // samples_per_step(name) for samples in pretrain_scales(name)]
+    if step not in steps:
+        raise ValueError(f"results/pretrain/{name}/step-{step}: not a configured scale (steps {steps})")
+    inputs = {"model": f"results/pretrain/{name}/step-0", **pretrain_data(name)}
+    earlier = [s for s in steps if 0 < s < step]
+    if earlier:
+        inputs["previous"] = f"results/pretrain/{name}/step-{earlier[-1]}"
+    return inputs
+
+
+def pretrain_run_dir(wildcards):
+    return f"results/pretrain/{wildcards.experiment}/run"
+
+
+def scale_checkpoint(wildcards):
+    """The training checkpoint of a scale (samples -> its step)."""
+    step = int(wildcards.samples) // samples_per_step(wildcards.model)
+    return f"results/pretrain/{wildcards.model}/step-{step}"
+
+
+def zoo_package_inputs(wildcards):
+    """What a shipped scale's provenance is made of: its weights, the metrics of its evaluation,
+    the training log up to it, the corpus and the first-steps digest."""
+    name, samples = wildcards.model, int(wildcards.samples)
+    inputs = {
+        "weights": f"results/pretrain/weights/{name}/samples-{samples}",
+        "metrics": [f"results/vqa/pretrain.{name}.samples-{samples}.{d}/metrics.json" for d in pretrain_spec(name)["eval"]],
+        "first_steps": f"results/pretrain/{name}/first_steps.json",
+        **pretrain_data(name),
+    }
+    if samples:
+        inputs["checkpoint"] = scale_checkpoint(wildcards)
+    return inputs
+
+
+def pretrain_first_steps_inputs(wildcards):
+    return {"model": f"results/pretrain/{wildcards.experiment}/step-0", **pretrain_data(wildcards.experiment)}
+
+
+def pretrain_provenance_config(wildcards):
+    """What the provenance records as the model's config: its full pretraining settings."""
+    return pretrain_spec(wildcards.model)
+
+
+def pretrain_outputs():
+    """The `pretrain` target: every scale of every model, packaged for resources/zoo/."""
+    return [
+        f"results/pretrain/zoo/{name}/samples-{samples}" for name in pretrain_models() for samples in pretrain_scales(name)
+    ]
+
+
+def pretrain_synth_size(fmt):
+    """A params function: the size of the pretraining corpus' split of one synthetic format."""
+
+    def split_size(wildcards):
+        return family_config("pretrain")["synthetic"]["sizes"][fmt]
+
+    split_size.__name__ = f"pretrain_{fmt}_size"
+    return split_size
+
+
+def pretrain_synth_seed():
+    return family_config("pretrain").get("synthetic", {}).get("seed", 1)
+
+
+def zoo_models():
+    """Pretrained models shipped in resources/zoo/ (each with its scales' provenance)."""
+    return [name for name in pretrain_models() if Path(f"resources/zoo/{name}").is_dir()]
+
+
+def zoo_provenance(wildcards):
+    return sorted(str(p) for p in Path(f"resources/zoo/{wildcards.model}").glob("samples-*/provenance.json"))
+
+
+def zoo_figures():
+    return [f"results/pretrain/{name}/pretraining.png" for name in zoo_models()]
+
+
+def check_pretrain():
+    for name in pretrain_models():
+        spec = pretrain_spec(name)
+        for key in ("datasets", "eval"):
+            for dataset in spec[key]:
+                check_reference(f"pretrain.models.{name}.{key}", "dataset", dataset)
+        per_step = samples_per_step(name)
+        for samples in pretrain_scales(name):
+            if samples % per_step or samples > spec["samples"]:
+                raise ValueError(
+                    f"config: pretrain.models.{name}: scale {samples} must be a multiple of the samples per step "
+                    f"({per_step}) and at most samples ({spec['samples']})"
+                )
+        if not spec["datasets"]:
+            raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
+
+
+check_pretrain()

@@ -1,0 +1,173 @@
+# Pretraining the tiny zoo (`snakemake pretrain`): a larger synthetic corpus -> each model built
+# with random weights -> trained to each scale (a sample count; each stage continues the previous
+# one, resumably) -> the scale's weights exported in fp16 -> evaluated on the `eval` sets -> packaged
+# with its provenance in results/pretrain/zoo/, which `make pretrain` publishes as resources/zoo/.
+# The default workflow starts from resources/zoo/ and plots the pretraining from its provenance.
+
+
+include: "functions/pretrain.smk"
+
+
+use rule synth_vqav2 as synth_pretrain_vqav2 with:
+    output:
+        questions="resources/raw/pretrain/vqav2/v2_OpenEnded_mscoco_{split}2014_questions.json",
+        annotations="resources/raw/pretrain/vqav2/v2_mscoco_{split}2014_annotations.json",
+        images=directory("resources/raw/pretrain/vqav2/{split}2014"),
+    log:
+        "logs/synth/pretrain_vqav2_{split}.log",
+    wildcard_constraints:
+        split="train",
+    params:
+        format="vqav2",
+        n=pretrain_synth_size("vqav2"),
+        seed=pretrain_synth_seed(),
+        image_size=synthetic().get("image_size", 224),
+
+
+use rule synth_vqav2 as synth_pretrain_textvqa with:
+    output:
+        json="resources/raw/pretrain/textvqa/{split}/TextVQA_0.5.1_{split}.json",
+        images=directory("resources/raw/pretrain/textvqa/{split}/train_images"),
+    log:
+        "logs/synth/pretrain_textvqa_{split}.log",
+    wildcard_constraints:
+        split="train",
+    params:
+        format="textvqa",
+        n=pretrain_synth_size("textvqa"),
+        seed=pretrain_synth_seed(),
+        image_size=synthetic().get("image_size", 224),
+
+
+use rule synth_vqav2 as synth_pretrain_swap_pairs with:
+    output:
+        tsv="resources/raw/pretrain/swap_pairs/swap_pairs_{split}.tsv",
+        boxes="resources/raw/pretrain/swap_pairs/swap_pairs_{split}_boxes.json",
+    log:
+        "logs/synth/pretrain_swap_pairs_{split}.log",
+    wildcard_constraints:
+        split="train",
+    params:
+        format="swap_pairs",
+        n=pretrain_synth_size("swap_pairs"),
+        seed=pretrain_synth_seed(),
+        image_size=synthetic().get("image_size", 224),
+
+
+use rule build_model as build_pretrain_model with:
+    output:
+        checkpoint=directory("results/pretrain/{model}/step-0"),
+    log:
+        "logs/pretrain/{model}/build.log",
+    benchmark:
+        "results/benchmarks/build_pretrain_model/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(pretrain_models()),
+    params:
+        spec=pretrain_build_spec,
+
+
+use rule train_model as pretrain_model with:
+    input:
+        unpack(pretrain_stage_inputs),
+    output:
+        checkpoint=directory("results/pretrain/{experiment}/step-{step}"),
+    log:
+        "logs/pretrain/{experiment}/step-{step}.log",
+    benchmark:
+        "results/benchmarks/pretrain_model/{experiment}_step-{step}.tsv"
+    wildcard_constraints:
+        experiment=one_of(pretrain_models()),
+        step=r"[1-9]\d*",
+    threads: pretrain_threads
+    resources:
+        **gpu_resources(pretrain_gpus),
+    params:
+        settings=pretrain_settings,
+        generation=pretrain_generation,
+        device=setting(pretrain_spec, "device"),
+        run_dir=pretrain_run_dir,
+        wandb=setting(pretrain_spec, "wandb"),
+        gpus=pretrain_gpus,
+
+
+# The weights after the first steps of the configured run, from the same build and corpus: what a
+# rebuild must reproduce (tests/test_pretrain.py), recorded in every scale's provenance.
+rule pretrain_first_steps:
+    input:
+        unpack(pretrain_first_steps_inputs),
+    output:
+        digests="results/pretrain/{experiment}/first_steps.json",
+    log:
+        "logs/pretrain/{experiment}/first_steps.log",
+    wildcard_constraints:
+        experiment=one_of(pretrain_models()),
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        settings=pretrain_settings,
+        generation=pretrain_generation,
+        steps=2,
+    script:
+        "../workflow/scripts/pretrain/first_steps.py"
+
+
+rule export_zoo_weights:
+    input:
+        checkpoint=scale_checkpoint,
+    output:
+        weights=directory("results/pretrain/weights/{model}/samples-{samples}"),
+    log:
+        "logs/pretrain/{model}/export-{samples}.log",
+    wildcard_constraints:
+        model=one_of(pretrain_models()),
+        samples=r"\d+",
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        dtype=ZOO_DTYPE,
+    script:
+        "../workflow/scripts/pretrain/export.py"
+
+
+rule package_zoo_scale:
+    input:
+        unpack(zoo_package_inputs),
+    output:
+        scale=directory("results/pretrain/zoo/{model}/samples-{samples}"),
+    log:
+        "logs/pretrain/{model}/package-{samples}.log",
+    wildcard_constraints:
+        model=one_of(pretrain_models()),
+        samples=r"\d+",
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        config=pretrain_provenance_config,
+    script:
+        "../workflow/scripts/pretrain/package.py"
+
+
+rule pretrain:
+    input:
+        pretrain_outputs(),
+
+
+# The shipped zoo's pretraining, plotted from its provenance by every default run.
+rule plot_pretraining:
+    input:
+        provenance=zoo_provenance,
+    output:
+        plot=report(
+            "results/pretrain/{model}/pretraining.png",
+            caption="../workflow/report/pretraining.rst",
+            category="Pretraining",
+        ),
+    log:
+        "logs/pretrain/{model}/plot.log",
+    wildcard_constraints:
+        model=one_of(zoo_models()),
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/pretrain/plot.py"

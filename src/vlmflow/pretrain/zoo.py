@@ -1,0 +1,151 @@
+"""A shipped zoo checkpoint: its weights exported in half precision, digests and provenance.
+
+Each scale of a pretrained model is an ordinary Auto-loadable checkpoint folder (config,
+`model.safetensors`, processor and tokenizer files) plus `provenance.json`: the pretraining config,
+the commit, the corpus digest, the samples seen, the evaluation at that scale, the training curve
+up to it and the digests of its weights and of the run's first steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from vlmflow.core.io import atomic_directory, read_json, read_jsonl
+
+WEIGHTS = "model.safetensors"
+PROVENANCE = "provenance.json"
+TRAINING_ONLY = ("trainer_state", "train_log.jsonl", "vlmflow_train.json", "adapter")
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+CURVE_POINTS = 200  # training-curve rows kept in the provenance (evenly spaced, the last included)
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def files_digest(paths: Iterable[str | Path]) -> str:
+    """One digest of several files' contents, in the given order (the training corpus)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def state_digest(model: torch.nn.Module) -> str:
+    """A digest of every parameter and buffer (names, dtypes, shapes and bytes), in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+def export_weights(checkpoint: str | Path, out_dir: str | Path, dtype: str) -> None:
+    """Copy a training checkpoint's model files to `out_dir` with its floating-point weights cast
+    to `dtype` (integer buffers unchanged) and the config's dtype set to match; training state
+    (optimizer, log, adapter) stays behind."""
+    checkpoint = Path(checkpoint)
+    with atomic_directory(out_dir) as tmp:
+        for item in checkpoint.iterdir():
+            if item.name in TRAINING_ONLY or item.name == WEIGHTS:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, tmp / item.name)
+            else:
+                shutil.copy2(item, tmp / item.name)
+        tensors = load_file(checkpoint / WEIGHTS)  # {name: tensor}
+        cast = {k: v.to(DTYPES[dtype]) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(cast, tmp / WEIGHTS, metadata={"format": "pt"})
+        config = json.loads((tmp / "config.json").read_text())
+        config["dtype"] = dtype
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def current_commit(repository: str | Path = ".") -> str:
+    """The commit the pretraining ran at ("+dirty" when tracked files differ), or "unknown"."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repository), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repository), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def training_curve(train_log: Path | None, samples_per_step: int) -> list[dict[str, float]]:
+    """[{samples, loss}] up to this scale, at most CURVE_POINTS rows, the last one included."""
+    if train_log is None:
+        return []
+    rows = read_jsonl(train_log)
+    stride = max(1, -(-len(rows) // CURVE_POINTS))
+    kept = rows[stride - 1 :: stride]
+    if rows and kept[-1] is not rows[-1]:
+        kept.append(rows[-1])
+    return [{"samples": row["step"] * samples_per_step, "loss": round(row["loss"], 5)} for row in kept]
+
+
+def evaluation(metrics_files: Iterable[str | Path]) -> dict[str, dict[str, Any]]:
+    """{eval dataset: overall, per question type and (swap pairs) both-correct accuracy}."""
+    results = {}
+    for path in metrics_files:
+        metrics = read_json(path)
+        dataset = metrics["experiment"].rsplit(".", 1)[-1]
+        results[dataset] = {
+            "metric": metrics["metric"],
+            "n": metrics["n"],
+            "accuracy": metrics["accuracy"],
+            "per_question_type": {k: v["accuracy"] for k, v in metrics["per_question_type"].items()},
+            **({"both_correct": metrics["both_correct"]} if "both_correct" in metrics else {}),
+        }
+    return results
+
+
+def provenance(
+    *,
+    model: str,
+    config: Mapping[str, Any],
+    samples: int,
+    weights_dir: Path,
+    corpus: Iterable[str | Path],
+    metrics_files: Iterable[str | Path],
+    first_steps: Mapping[str, Any],
+    train_log: Path | None,
+    samples_per_step: int,
+) -> dict[str, Any]:
+    curve = training_curve(train_log, samples_per_step)
+    return {
+        "model": model,
+        "samples": samples,
+        "dtype": read_json(weights_dir / "config.json")["dtype"],
+        "weights_sha256": file_digest(weights_dir / WEIGHTS),
+        "commit": first_steps["commit"],  # where the run began
+        "data_sha256": files_digest(corpus),
+        "config": dict(config),
+        "first_steps": dict(first_steps),
+        "final_loss": curve[-1]["loss"] if curve else None,
+        "evaluation": evaluation(metrics_files),
+        "training_curve": curve,
+    }
+
+
+def package_scale(weights_dir: str | Path, out_dir: str | Path, record: Mapping[str, Any]) -> None:
+    """The shipped scale: the exported weights folder plus its provenance.json."""
+    with atomic_directory(out_dir) as tmp:
+        shutil.copytree(weights_dir, tmp, dirs_exist_ok=True)
+        (tmp / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n")
