@@ -128,7 +128,9 @@ def zoo_package_inputs(wildcards):
     name, samples = wildcards.model, int(wildcards.samples)
     inputs = {
         "weights": f"results/pretrain/weights/{name}/samples-{samples}",
-        "metrics": [f"results/vqa/pretrain.{name}.samples-{samples}.{d}/metrics.json" for d in pretrain_spec(name)["eval"]],
+        "metrics": [
+            f"results/vqa/pretrain.{name}.samples-{samples}.{d}/metrics.json" for d in pretrain_spec(name)["eval"]
+        ],
         "first_steps": f"results/pretrain/{name}/first_steps.json",
         **pretrain_data(name),
     }
@@ -149,7 +151,9 @@ def pretrain_provenance_config(wildcards):
 def pretrain_outputs():
     """The `pretrain` target: every scale of every model, packaged for resources/zoo/."""
     return [
-        f"results/pretrain/zoo/{name}/samples-{samples}" for name in pretrain_models() for samples in pretrain_scales(name)
+        f"results/pretrain/zoo/{name}/samples-{samples}"
+        for name in pretrain_models()
+        for samples in pretrain_scales(name)
     ]
 
 
