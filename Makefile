@@ -5,12 +5,14 @@
 #   make lint  checks formatting (snakefmt, ruff format), lints (ruff, snakemake --lint) and the
 #              import layers (lint-imports); `make format` rewrites the formatting
 #   make bench runs every benchmark (after `make run`) and writes benchmarks/RESULTS.md
+#   make pretrain  trains the tiny zoo again (snakemake pretrain: about 45 minutes on 2 cores) and
+#              publishes results/pretrain/zoo/ as resources/zoo/, the checkpoints the default starts from
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
 BIN := $(VENV)/bin
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lint format bench pretrain clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +43,11 @@ format: install
 	$(BIN)/snakefmt Snakefile rules
 	$(BIN)/ruff format
 	$(BIN)/ruff check --fix
+
+pretrain: install
+	$(BIN)/snakemake pretrain --cores $(CORES)
+	rm -rf resources/zoo
+	cp -r results/pretrain/zoo resources/zoo
 
 clean:
 	rm -rf results logs .snakemake

@@ -4,8 +4,8 @@
 #
 # One rule file per family, each holding its input functions and settings beside its rules:
 # resources (synthetic data, tiny model zoo) -> data (cache to JSONL) -> finetune (LoRA / full
-# fine-tuning) -> vqa (batched, resumable inference and evaluation) -> guided (guided visual-token
-# pruning) -> probing (hidden states of swap pairs across checkpoints) -> foveated (the foveated-VLM
+# fine-tuning) -> pretrain (the shipped zoo, `snakemake pretrain`) -> vqa (batched, resumable
+# inference and evaluation) -> guided (guided visual-token pruning) -> probing (hidden states of swap pairs across checkpoints) -> foveated (the foveated-VLM
 # sweeps) -> conditioning (VLM hidden states as a diffusion transformer's text conditioning) ->
 # report (summary.csv, ablations). Each family file checks its own config section as it is read.
 
@@ -39,6 +39,7 @@ rule all:
         "results/summary.csv",
         ablation_tables(),
         finetune_outputs(),
+        zoo_figures(),
         guided_outputs(),
         probing_outputs(),
         foveated_outputs(),

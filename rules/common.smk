@@ -11,6 +11,7 @@ from pathlib import Path
 
 from vlmflow.core.offline import stay_offline
 from vlmflow.core.settings import GenerationSettings, TrainSettings
+from vlmflow.data.controls import CONTROLS
 
 stay_offline()  # no network at run time: every job loads from local folders only
 
@@ -154,16 +155,29 @@ def trusts_remote_code(name):
     return spec.get("trust_remote_code", False)
 
 
+def control_of(dataset):
+    """(the dataset, the control) of a control copy's name "<dataset>.<control>"
+    (vlmflow.data.controls: "vqav2_val.blank_image"), else None."""
+    base, _, control = dataset.rpartition(".")
+    return (base, control) if control in CONTROLS and base in config["datasets"] else None
+
+
+def dataset_config(dataset):
+    """A dataset's config entry; a control copy has its dataset's."""
+    control = control_of(dataset)
+    return config["datasets"][control[0] if control else dataset]
+
+
 def cache_outputs(dataset):
-    """A dataset's cache and, for formats that embed them, its extracted images."""
+    """A dataset's cache and, for formats that embed them and control copies, its images."""
     files = {"cache": f"results/cache/{dataset}.jsonl"}
-    if config["datasets"][dataset]["format"] in EMBEDDED_IMAGES:
+    if control_of(dataset) or dataset_config(dataset)["format"] in EMBEDDED_IMAGES:
         files["images"] = f"results/cache/{dataset}/images"
     return files
 
 
 def dataset_metric(dataset):
-    return DEFAULT_METRIC[config["datasets"][dataset]["format"]]
+    return DEFAULT_METRIC[dataset_config(dataset)["format"]]
 
 
 def known_names():

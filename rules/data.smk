@@ -53,3 +53,21 @@ checkpoint count_records:
         "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/data/count.py"
+
+
+# A control copy of a cached dataset (vlmflow.data.controls): every image blanked, for the VQA
+# experiments that list it in `controls`.
+rule blank_image_control:
+    input:
+        cache="results/cache/{dataset}.jsonl",
+    output:
+        cache="results/cache/{dataset}.blank_image.jsonl",
+        images=directory("results/cache/{dataset}.blank_image/images"),
+    log:
+        "logs/cache/{dataset}.blank_image.log",
+    wildcard_constraints:
+        dataset=one_of(config["datasets"]),
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/data/control.py"

@@ -72,6 +72,27 @@ def test_missing_and_unknown_predictions_are_errors(cache, tmp_path):
         evaluate_predictions(cache, predictions(tmp_path, [("1", "a"), ("1", "b")]))
 
 
+def test_swap_pairs_score_both_questions_of_a_pair(tmp_path):
+    # Pair a: both right; pair b: one of two right; pair c: both wrong -> both-correct 1/3.
+    path = tmp_path / "cache.jsonl"
+    rows = []
+    for pair, (orig, swap) in {"a": ("left", "right"), "b": ("above", "under"), "c": ("far", "close")}.items():
+        for role, answer in (("orig", orig), ("swap", swap)):
+            row = Record(f"{pair}_{role}", "img.jpg", "q?", [answer], "swap", answer).to_json()
+            rows.append(row | {"source": {"pair_id": pair, "role": role}})
+    write_jsonl(path, rows)
+    guesses = {"a_orig": "left", "a_swap": "right", "b_orig": "above", "b_swap": "above", "c_orig": "x", "c_swap": "y"}
+    report = evaluate_predictions(path, predictions(tmp_path, guesses.items()), metric="exact_match")
+    assert report["accuracy"] == pytest.approx(3 / 6)
+    assert report["both_correct"] == {"n": 3, "accuracy": pytest.approx(1 / 3)}
+    metrics = tmp_path / "metrics.json"
+    write_json(metrics, report)
+    out = tmp_path / "summary.csv"
+    write_summary([{"experiment": "e", "family": "vqa", "model": "m", "dataset": "swap", "source": str(metrics)}], out)
+    row = pl.read_csv(out).filter(pl.col("metric") == "exact_match/both_correct")
+    assert row["n"].to_list() == [3] and row["value"][0] == pytest.approx(1 / 3)
+
+
 def test_summary_is_tidy(cache, tmp_path):
     metrics = tmp_path / "metrics.json"
     report = evaluate_predictions(cache, predictions(tmp_path, [("1", "no"), ("2", "2"), ("3", "blue")]))

@@ -102,7 +102,7 @@ def guided_cache(wildcards):
 
 def guided_dataset_format(wildcards):
     """The experiment's dataset format, for the scorer (vlmflow.data.evaluate)."""
-    return config["datasets"][guided_spec(wildcards.experiment)["dataset"]]["format"]
+    return dataset_config(guided_spec(wildcards.experiment)["dataset"])["format"]
 
 
 def guided_answer_sets(name):

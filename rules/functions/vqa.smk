@@ -2,14 +2,28 @@
 
 from vlmflow.core.shards import shard_labels
 
+# Settings a VQA experiment inherits unless `vqa.defaults` or the experiment sets them.
+VQA_DEFAULTS = {**GENERATION_DEFAULTS, "controls": []}
+
 
 # The config is fixed once parsed; the experiment tables are built once, not once per job (a sweep
 # of 10,000 experiments would otherwise rebuild them tens of thousands of times while planning).
 @cache
 def vqa_experiments():
-    """The configured VQA experiments plus the base / trained evaluations of fine-tuning experiments
-    and the evaluations of every pretraining scale."""
-    return {**family_config("vqa").get("experiments", {}), **trained_vqa_experiments(), **pretrain_vqa_experiments()}
+    """The configured VQA experiments and their controls, plus the base / trained evaluations of
+    fine-tuning experiments and the evaluations of every pretraining scale."""
+    configured = family_config("vqa").get("experiments", {})
+    return {**configured, **control_experiments(), **trained_vqa_experiments(), **pretrain_vqa_experiments()}
+
+
+def control_experiments():
+    """Each configured experiment's `controls`: "<experiment>.<control>", the same settings on the
+    dataset's control copy ("<dataset>.<control>")."""
+    return {
+        f"{name}.{control}": {**spec, "dataset": f"{spec['dataset']}.{control}", "controls": []}
+        for name, spec in family_config("vqa").get("experiments", {}).items()
+        for control in merged_settings("vqa", VQA_DEFAULTS, spec)["controls"]
+    }
 
 
 # Any one path segment: the name is checked by vqa_experiment. Spelling out every experiment name
@@ -24,7 +38,7 @@ def vqa_experiment(name):
         raise ValueError(
             f"results/vqa/{name}: no VQA experiment of that name (vqa.experiments, or a fine-tuning experiment's eval)"
         )
-    spec = merged_settings("vqa", GENERATION_DEFAULTS, vqa_experiments()[name])
+    spec = merged_settings("vqa", VQA_DEFAULTS, vqa_experiments()[name])
     spec.setdefault("metric", dataset_metric(spec["dataset"]))
     return spec
 
@@ -67,7 +81,7 @@ def vqa_cache(wildcards):
 
 def vqa_dataset_format(wildcards):
     """The experiment's dataset format: the lmms_eval variant scores TextVQA by its own rules."""
-    return config["datasets"][vqa_experiment(wildcards.experiment)["dataset"]]["format"]
+    return dataset_config(vqa_experiment(wildcards.experiment)["dataset"])["format"]
 
 
 def experiment_name(wildcards):
@@ -75,6 +89,7 @@ def experiment_name(wildcards):
 
 
 def vqa_summary_entries():
+    """Each configured experiment, followed by its controls."""
     return [
         {
             "experiment": name,
@@ -84,7 +99,8 @@ def vqa_summary_entries():
             "kind": "accuracy",
             "source": f"results/vqa/{name}/metrics.json",
         }
-        for name in family_config("vqa").get("experiments", {})
+        for configured in family_config("vqa").get("experiments", {})
+        for name in [configured, *(f"{configured}.{c}" for c in vqa_experiment(configured)["controls"])]
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -13,8 +14,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 import yaml
-from transformers import AutoModelForImageTextToText
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from vlmflow.pretrain.zoo import state_digest
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -68,7 +74,7 @@ def test_summary_has_an_accuracy_row_per_experiment(finished_run):
     summary = pl.read_csv(finished_run / "results" / "summary.csv")
     assert summary.columns == ["experiment", "family", "model", "dataset", "n", "metric", "value", "source"]
     overall = summary.filter(pl.col("metric").is_in(["vqa_accuracy", "exact_match"]))
-    experiments = reduced_config()["vqa"]["experiments"]
+    experiments = [*reduced_config()["vqa"]["experiments"], "guide_vqav2.blank_image", "guide_swap.blank_image"]
     assert sorted(overall.filter(pl.col("family") == "vqa")["experiment"]) == sorted(experiments)
     by_name = {row["experiment"]: row for row in overall.iter_rows(named=True)}
     assert by_name["guide_vqav2"]["metric"] == "vqa_accuracy" and by_name["guide_vqav2"]["n"] == 10
@@ -105,6 +111,73 @@ def test_per_type_tables_and_ablation(finished_run):
     summary = pl.read_csv(finished_run / "results" / "summary.csv")
     two_pass = summary.filter(pl.col("experiment") == "guide_vqav2_two_pass")
     assert {"format_adherence", "typed_accuracy/micro"} <= set(two_pass["metric"])
+
+
+def test_blank_image_control_sits_beside_its_experiment(finished_run):
+    """`controls: [blank_image]`: the same model, prompts and questions on uniform grey images of the
+    original sizes, in the summary right after the experiment; swap pairs also score both-correct."""
+    summary = pl.read_csv(finished_run / "results" / "summary.csv").filter(pl.col("family") == "vqa")
+    order = summary["experiment"].unique(maintain_order=True).to_list()
+    assert order[order.index("guide_vqav2") + 1] == "guide_vqav2.blank_image"
+    control = summary.filter(pl.col("experiment") == "guide_swap.blank_image")
+    assert set(control["dataset"]) == {"swap_val.blank_image"} and set(control["model"]) == {"guide"}
+    assert "exact_match/both_correct" in set(control["metric"])
+    real = [json.loads(line) for line in (finished_run / "results/cache/vqav2_val.jsonl").open()]
+    blank = [json.loads(line) for line in (finished_run / "results/cache/vqav2_val.blank_image.jsonl").open()]
+    assert [r["question_id"] for r in blank] == [r["question_id"] for r in real]
+    for original, copy in zip(real, blank, strict=True):
+        assert {k: v for k, v in copy.items() if k not in ("image", "image_file")} == {
+            k: v for k, v in original.items() if k not in ("image", "image_file")
+        }
+        pixels = np.asarray(Image.open(finished_run / copy["image"]))
+        assert pixels.shape == np.asarray(Image.open(finished_run / original["image"])).shape
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) == 1
+    predictions = [
+        json.loads(line) for line in (finished_run / "results/vqa/guide_vqav2.blank_image/predictions.jsonl").open()
+    ]
+    assert sorted(p["question_id"] for p in predictions) == sorted(r["question_id"] for r in real)
+
+
+def test_pretrain_target_ships_each_scale_with_provenance(finished_run):
+    """`snakemake pretrain`: each scale exported in fp16 (the fp32 training weights, rounded),
+    evaluated, packaged with a provenance whose first-steps digests are the real run's; published
+    as resources/zoo/, the default plots it from there and plans nothing else."""
+    run = snakemake(finished_run, "pretrain")
+    assert run.returncode == 0, run.stderr[-5000:]
+    zoo = finished_run / "results" / "pretrain" / "zoo" / "tiny_zoo"
+    assert sorted(p.name for p in zoo.iterdir()) == ["samples-0", "samples-4", "samples-8"]
+    training = finished_run / "results" / "pretrain" / "tiny_zoo"
+    for samples, step in ((0, 0), (4, 2), (8, 4)):
+        scale = zoo / f"samples-{samples}"
+        record = json.loads((scale / "provenance.json").read_text())
+        assert record["samples"] == samples and record["dtype"] == "float16"
+        assert record["weights_sha256"] == hashlib.sha256((scale / "model.safetensors").read_bytes()).hexdigest()
+        shipped = load_file(scale / "model.safetensors")
+        trained = load_file(training / f"step-{step}" / "model.safetensors")
+        assert shipped.keys() == trained.keys()
+        assert all(torch.equal(shipped[k], trained[k].half()) for k in trained if trained[k].is_floating_point())
+        assert set(record["evaluation"]) == {"vqav2_val", "swap_val"}
+        assert "both_correct" in record["evaluation"]["swap_val"]
+        assert [p["samples"] for p in record["training_curve"]] == [2 * s for s in range(1, step + 1)]
+        assert record["config"]["build"]["family"] == "qwen2_vl" and len(record["data_sha256"]) == 64
+        assert not (scale / "trainer_state").exists()
+    first = record["first_steps"]
+    assert [s["step"] for s in first["steps"]] == [0, 1, 2]
+    for step in (0, 2):  # the recorded first steps are the run's own
+        model = AutoModelForImageTextToText.from_pretrained(training / f"step-{step}", dtype=torch.float32)
+        assert first["steps"][step]["weights_sha256"] == state_digest(model), step
+    model = AutoModelForImageTextToText.from_pretrained(zoo / "samples-8")
+    assert model.dtype == torch.float16 and AutoProcessor.from_pretrained(zoo / "samples-8").tokenizer is not None
+
+    shutil.copytree(zoo.parent, finished_run / "resources" / "zoo")  # what `make pretrain` publishes
+    try:
+        plot = snakemake(finished_run, "results/pretrain/tiny_zoo/pretraining.png")
+        assert plot.returncode == 0, plot.stderr[-3000:]
+        assert (finished_run / "results/pretrain/tiny_zoo/pretraining.png").stat().st_size > 0
+        dry = snakemake(finished_run, "results/summary.csv", "--dry-run")
+        assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+    finally:
+        shutil.rmtree(finished_run / "resources" / "zoo")
 
 
 def test_fine_tuning_chain(finished_run):
@@ -254,7 +327,10 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
     assert jobs == sorted(
         [
             ("cache_vqav2", "dataset=vqav2_val"),
+            ("blank_image_control", "dataset=vqav2_val"),
             ("infer_vqa", "experiment=guide_vqav2"),
+            ("infer_vqa", "experiment=guide_vqav2.blank_image"),
+            ("evaluate_vqa", "experiment=guide_vqav2.blank_image"),
             ("infer_vqa", "experiment=guide_vqav2_two_pass"),
             ("infer_vqa", "experiment=llava_vqav2"),
             ("infer_vqa", "experiment=tiny_sft.base.vqav2_val"),

@@ -8,10 +8,10 @@ from typing import Any
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.io import read_jsonl
-from vlmflow.core.records import read_records
+from vlmflow.core.records import Record, read_records
 from vlmflow.data.question_types import infer_question_type
 from vlmflow.data.typed_metric import Tolerance, typed_report
-from vlmflow.data.vqa_metric import DATASET_FORMATS, accuracy_report
+from vlmflow.data.vqa_metric import DATASET_FORMATS, accuracy_report, metric_score
 
 METRICS = ("vqa_accuracy", "exact_match")
 
@@ -33,7 +33,8 @@ def evaluate_predictions(
     Every cached question must have exactly one prediction: a silently skipped question would
     inflate the score. `typed` scores each inferred question type by its own rule (numeric
     tolerance for counts and sizes, set match for multi-answers); `format_adherence` is the share
-    of outputs in the shape the answer mode asked for.
+    of outputs in the shape the answer mode asked for. Datasets of question pairs (swap pairs:
+    `source["pair_id"]`) also get `both_correct`, the share of pairs with both questions right.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric '{metric}'; choose one of {', '.join(METRICS)}")
@@ -72,7 +73,23 @@ def evaluate_predictions(
         "dataset_format": dataset_format,
         **accuracy_report(items, metric=metric, variant=variant, dataset_format=dataset_format),
     }
+    pairs = pair_scores(records, predictions, metric, variant, dataset_format)
+    if pairs:
+        report["both_correct"] = {"n": len(pairs), "accuracy": sum(min(s) == 1.0 for s in pairs.values()) / len(pairs)}
     report["typed"] = typed_report(items, tolerance)
     if followed:
         report["format_adherence"] = sum(followed) / len(followed)
     return report
+
+
+def pair_scores(
+    records: dict[str, Record], predictions: dict[str, str], metric: str, variant: str, dataset_format: str | None
+) -> dict[str, list[float]]:
+    """{pair id: the scores of its questions} over the records that belong to a pair."""
+    pairs: dict[str, list[float]] = {}
+    for qid, record in records.items():
+        pair = record.source.get("pair_id")
+        if pair is not None:
+            score = metric_score(predictions[qid], record.answers, metric, variant, dataset_format)
+            pairs.setdefault(str(pair), []).append(score)
+    return pairs

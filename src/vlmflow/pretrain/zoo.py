@@ -32,11 +32,15 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def files_digest(paths: Iterable[str | Path]) -> str:
-    """One digest of several files' contents, in the given order (the training corpus)."""
+def corpus_digest(caches: Iterable[str | Path]) -> str:
+    """One digest of the training records, in order: each cached record with its image's content
+    hash but not its modification time, so the same corpus written again has the same digest."""
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).read_bytes())
+    for path in caches:
+        for record in read_jsonl(path):
+            if record.get("image_file"):
+                record["image_file"] = {k: v for k, v in record["image_file"].items() if k != "mtime_ns"}
+            digest.update(json.dumps(record, sort_keys=True).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -135,7 +139,7 @@ def provenance(
         "dtype": read_json(weights_dir / "config.json")["dtype"],
         "weights_sha256": file_digest(weights_dir / WEIGHTS),
         "commit": first_steps["commit"],  # where the run began
-        "data_sha256": files_digest(corpus),
+        "data_sha256": corpus_digest(corpus),
         "config": dict(config),
         "first_steps": dict(first_steps),
         "final_loss": curve[-1]["loss"] if curve else None,

@@ -27,7 +27,7 @@ SCHEMA = {
 
 
 def accuracy_rows(entry: dict[str, Any], metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for one accuracy report: overall, then per answer type and per question type."""
+    """Rows for one accuracy report: overall, per answer type, per question type, both-correct pairs."""
     base = {k: entry[k] for k in ("experiment", "family", "model", "dataset")} | {"source": entry["source"]}
     name = metrics["metric"]
     rows = [base | {"n": metrics["n"], "metric": name, "value": metrics["accuracy"]}]
@@ -42,6 +42,9 @@ def accuracy_rows(entry: dict[str, Any], metrics: dict[str, Any]) -> list[dict[s
             rows.append(base | {"n": group["n"], "metric": f"typed_accuracy/type={qtype}", "value": group["accuracy"]})
             if "f1" in group:
                 rows.append(base | {"n": group["n"], "metric": f"typed_f1/type={qtype}", "value": group["f1"]})
+    if "both_correct" in metrics:
+        pairs = metrics["both_correct"]
+        rows.append(base | {"n": pairs["n"], "metric": f"{name}/both_correct", "value": pairs["accuracy"]})
     if "format_adherence" in metrics:
         rows.append(base | {"n": metrics["n"], "metric": "format_adherence", "value": metrics["format_adherence"]})
     return rows

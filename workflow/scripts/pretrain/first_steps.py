@@ -7,7 +7,7 @@ from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import Trainer, load_for_training
-from vlmflow.pretrain.zoo import current_commit, files_digest, state_digest
+from vlmflow.pretrain.zoo import corpus_digest, current_commit, state_digest
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(1)  # the digests are those of one CPU thread, on any machine that runs it
@@ -25,7 +25,7 @@ write_json(
     snakemake.output.digests,
     {
         "commit": current_commit(),
-        "data_sha256": files_digest(snakemake.input.caches),
+        "data_sha256": corpus_digest(snakemake.input.caches),
         "threads": 1,
         "device": "cpu",
         "steps": steps,

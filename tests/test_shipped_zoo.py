@@ -1,0 +1,60 @@
+"""The pretrained tiny zoo shipped in resources/zoo/: what the default starts from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO = REPO / "resources" / "zoo"
+SCALES = sorted(ZOO.glob("*/samples-*"))
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_TOTAL_BYTES = 40 * 1024 * 1024
+
+
+def config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_every_configured_model_is_shipped_at_every_scale():
+    pretrain = config()["pretrain"]
+    for name, spec in pretrain["models"].items():
+        samples = spec.get("samples", pretrain["defaults"].get("samples"))
+        expected = sorted({0, *spec.get("scales", []), samples})
+        assert sorted(int(p.name.removeprefix("samples-")) for p in (ZOO / name).iterdir()) == expected, name
+    for name, model in config()["models"].items():
+        if model.get("path", "").startswith("resources/zoo/"):
+            assert (REPO / model["path"] / "provenance.json").is_file(), name
+
+
+def test_the_zoo_stays_small():
+    files = [p for p in ZOO.rglob("*") if p.is_file()]
+    assert all(p.stat().st_size < MAX_FILE_BYTES for p in files), [
+        p for p in files if p.stat().st_size >= MAX_FILE_BYTES
+    ]
+    assert sum(p.stat().st_size for p in files) < MAX_TOTAL_BYTES
+
+
+@pytest.mark.parametrize("scale", SCALES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_each_scale_is_a_half_precision_checkpoint_its_provenance_describes(scale):
+    record = json.loads((scale / "provenance.json").read_text())
+    weights = scale / "model.safetensors"
+    assert record["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["model"] == scale.parent.name and f"samples-{record['samples']}" == scale.name
+    own = config()["pretrain"]["models"][scale.parent.name]  # the config it was trained with is today's
+    assert {key: record["config"][key] for key in own} == own
+    assert len(record["commit"]) >= 40 and len(record["data_sha256"]) == 64
+    assert record["first_steps"]["steps"][0]["step"] == 0 and record["evaluation"]
+    with safe_open(weights, "pt") as handle:
+        dtypes = {handle.get_slice(name).get_dtype() for name in handle.keys()}
+    assert dtypes <= {"F16", "I64"}, dtypes
+    model = AutoModelForImageTextToText.from_pretrained(scale, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(scale)
+    assert model.config.model_type == "qwen2_vl" and processor.tokenizer.vocab_size > 0
