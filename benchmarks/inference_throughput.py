@@ -8,7 +8,7 @@ settings; the raw outputs are compared question by question at every batch size.
 interleaved (per-sample, then each batch size) so drift in machine load hits all paths alike; the
 median samples/s is reported.
 
-    python benchmarks/inference_throughput.py --model results/finetune/guide_sft/step-2000 \
+    python benchmarks/inference_throughput.py --model resources/zoo/qwen2vl_guide/samples-96000 \
         --cache results/cache/vqav2_val.jsonl --threads 2
 """
 
@@ -37,7 +37,7 @@ from vlmflow.core.records import Record, read_records
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.vqa.inference import fingerprint, run_inference
 
-TRAINED = Path("results/finetune/guide_sft/step-2000")
+TRAINED = Path("resources/zoo/qwen2vl_guide/samples-96000")
 
 
 def per_sample(
@@ -83,7 +83,7 @@ def timed(fn: Callable[[], list[str]], cuda: bool) -> tuple[float, list[str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(TRAINED if TRAINED.is_dir() else Path("resources/models/qwen2vl_guide")))
+    parser.add_argument("--model", default=str(TRAINED))
     parser.add_argument("--cache", default="results/cache/vqav2_val.jsonl")
     parser.add_argument("--questions", type=int, default=64, help="the first N records of the cache")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])

@@ -30,7 +30,7 @@ and HF_DATASETS_OFFLINE are set here. The task's functions are this module's
 folder.
 
     pip install -e '.[bench]'
-    python benchmarks/lmms_eval_compare.py --model results/finetune/guide_sft/step-2000 \
+    python benchmarks/lmms_eval_compare.py --model resources/zoo/qwen2vl_guide/samples-96000 \
         --cache results/cache/vqav2_val.jsonl --threads 2
 """
 
@@ -53,8 +53,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-TRAINED = Path("results/finetune/guide_sft/step-2000")
-FALLBACK = Path("resources/models/qwen2vl_guide")
+TRAINED = Path("resources/zoo/qwen2vl_guide/samples-96000")
 TASK = "vlmflow_vqa"
 
 
@@ -132,7 +131,7 @@ def differing(ids: Sequence[str], ours: dict[str, str], theirs: dict[str, str]) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(TRAINED if TRAINED.is_dir() else FALLBACK))
+    parser.add_argument("--model", default=str(TRAINED))
     parser.add_argument("--cache", default="results/cache/vqav2_val.jsonl")
     parser.add_argument("--questions", type=int, default=128, help="the first N records of the cache")
     parser.add_argument("--batch-size", type=int, default=8, help="vlmflow's, and lmms-eval's second run")

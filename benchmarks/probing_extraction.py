@@ -6,7 +6,7 @@ a time, keeping the prefill's last token (`hidden.shape[1] > 1`). vlmflow runs o
 prefill per batch that stops after the deepest requested layer. Both on the same model and
 questions; the features are asserted equal (to float tolerance) before anything is timed.
 
-    python benchmarks/probing_extraction.py --model results/finetune/guide_sft/step-2000 \
+    python benchmarks/probing_extraction.py --model resources/zoo/qwen2vl_guide/samples-96000 \
         --cache results/cache/swap_val.jsonl --threads 2
 """
 

@@ -8,7 +8,7 @@ minus those the restarted job resumed: computed twice. Target: at most one durab
 (`chunk_batches * batch_size` samples) lost per kill. Every resumed output is checked against an
 uninterrupted reference run (same rows, same order), which also gives the time per batch.
 
-    python benchmarks/resume_loss.py --model results/finetune/guide_sft/step-2000 \
+    python benchmarks/resume_loss.py --model resources/zoo/qwen2vl_guide/samples-96000 \
         --cache results/cache/vqav2_val.jsonl --threads 2
 """
 
@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL = "results/finetune/guide_sft/step-2000"
-FALLBACK_MODEL = "resources/models/qwen2vl_guide"
+DEFAULT_MODEL = "resources/zoo/qwen2vl_guide/samples-96000"
 TARGET = "at most one chunk per kill"
 
 
@@ -127,7 +126,7 @@ def kill_after(runner: Runner, output: Path, progress_path: Path, batches: int, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_model = DEFAULT_MODEL if Path(DEFAULT_MODEL).is_dir() else FALLBACK_MODEL
+    default_model = DEFAULT_MODEL
     parser.add_argument("--model", default=default_model)
     parser.add_argument("--cache", default="results/cache/vqav2_val.jsonl")
     parser.add_argument("--questions", type=int, default=128, help="the first N cached records")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-TRAINED = "results/finetune/guide_sft/step-2000"
+TRAINED = "resources/zoo/qwen2vl_guide/samples-96000"
 
 # name -> the command line after `python benchmarks/<name>.py`
 BENCHMARKS: dict[str, list[str]] = {

@@ -12,7 +12,7 @@ is visible. On CPU every process gets `--threads` threads (default 1: N shards u
 process one); on CUDA each shard gets its own GPU (CUDA_VISIBLE_DEVICES) when N are visible, and
 they share the first visible one otherwise (the output says which).
 
-    python benchmarks/shard_throughput.py --model results/finetune/guide_sft/step-2000 \
+    python benchmarks/shard_throughput.py --model resources/zoo/qwen2vl_guide/samples-96000 \
         --cache results/cache/vqav2_val.jsonl --device cpu
     python benchmarks/gpu_setup.py --out /tmp/gpu      # a GPU-sized checkpoint and 1000 questions
     python benchmarks/shard_throughput.py --device cuda --model /tmp/gpu/qwen2vl_2b \
@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TRAINED = Path("results/finetune/guide_sft/step-2000")
-FALLBACK = Path("resources/models/qwen2vl_guide")
+TRAINED = Path("resources/zoo/qwen2vl_guide/samples-96000")
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -140,7 +139,7 @@ def summary(runs: list[dict[str, Any]], questions: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(TRAINED if TRAINED.is_dir() else FALLBACK))
+    parser.add_argument("--model", default=str(TRAINED))
     parser.add_argument("--cache", default="results/cache/vqav2_val.jsonl")
     parser.add_argument("--questions", type=int, default=240, help="the first N records of the cache")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -30,7 +30,14 @@ import yaml
 from vlmflow.core.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "rules", "workflow", "envs", "profiles")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "rules",
+    "workflow",
+    "envs",
+    "profiles",
+    "resources/zoo",
+)  # the zoo: the default starts from it
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
@@ -42,7 +49,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> tuple[float, su
 
 
 def scratch_copy(dest: Path, config: dict) -> Path:
-    """The workflow's files and `config` in `dest` (no results, no resources)."""
+    """The workflow's files, the shipped zoo and `config` in `dest` (no results, no other resources)."""
     dest.mkdir(parents=True)
     for name in WORKFLOW_FILES:
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, dest / name)
