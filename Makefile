@@ -48,6 +48,7 @@ pretrain: install
 	$(BIN)/snakemake pretrain --cores $(CORES)
 	rm -rf resources/zoo
 	cp -r results/pretrain/zoo resources/zoo
+	find resources/zoo -name .snakemake_timestamp -delete
 
 clean:
 	rm -rf results logs .snakemake

@@ -5,9 +5,10 @@
 # One rule file per family, each holding its input functions and settings beside its rules:
 # resources (synthetic data, tiny model zoo) -> data (cache to JSONL) -> finetune (LoRA / full
 # fine-tuning) -> pretrain (the shipped zoo, `snakemake pretrain`) -> vqa (batched, resumable
-# inference and evaluation) -> guided (guided visual-token pruning) -> probing (hidden states of swap pairs across checkpoints) -> foveated (the foveated-VLM
-# sweeps) -> conditioning (VLM hidden states as a diffusion transformer's text conditioning) ->
-# report (summary.csv, ablations). Each family file checks its own config section as it is read.
+# inference and evaluation) -> guided (guided visual-token pruning) -> probing (hidden states of
+# swap pairs across checkpoints) -> foveated (the foveated-VLM sweeps) -> conditioning (VLM hidden
+# states as a diffusion transformer's text conditioning) -> report (summary.csv, ablations). Each
+# family file checks its own config section as it is read.
 
 from snakemake.utils import min_version, validate
 

@@ -136,8 +136,8 @@ def model_path(name):
     experiment, or one scale of a model being pretrained."""
     if name in finetune_experiments():
         return trained_model_path(name)
-    if name in zoo_checkpoints():
-        return zoo_checkpoints()[name]
+    if name in pretrain_scale_models():
+        return pretrain_scale_models()[name]
     spec = config["models"][name]
     return spec["path"] if "path" in spec else f"resources/models/{name}"
 
@@ -147,7 +147,7 @@ def trusts_remote_code(name):
     language model's (whose code runs it)."""
     if name in finetune_experiments():
         return trusts_remote_code(finetune_spec(name)["model"])
-    if name in zoo_checkpoints():
+    if name in pretrain_scale_models():
         return False  # built from a vlmflow family: transformers' own code
     spec = config["models"][name]
     if "hybrid" in spec:

@@ -16,7 +16,7 @@ PRETRAIN_DEFAULTS = {
     "threads": 2,
     "gpus": 1,
 }
-ZOO_DTYPE = "float16"  # the shipped weights (docs/pretraining.md: what fp16 changes)
+ZOO_DTYPE = "float16"  # of the shipped weights; each scale is evaluated as shipped
 
 
 def pretrain_models():
@@ -41,7 +41,7 @@ def pretrain_scales(name):
     return sorted({0, *spec["scales"], spec["samples"]})
 
 
-def zoo_checkpoints():
+def pretrain_scale_models():
     """{"<model>.samples-<n>": its exported weights}: each scale as a model the evaluation runs."""
     return {
         f"{name}.samples-{samples}": f"results/pretrain/weights/{name}/samples-{samples}"

@@ -93,15 +93,17 @@ def current_commit(repository: str | Path = ".") -> str:
 
 
 def training_curve(train_log: Path | None, samples_per_step: int) -> list[dict[str, float]]:
-    """[{samples, loss}] up to this scale, at most CURVE_POINTS rows, the last one included."""
+    """[{samples, loss}] up to this scale in at most CURVE_POINTS windows of consecutive steps:
+    each window's mean loss at its last step (the last window may be shorter)."""
     if train_log is None:
         return []
     rows = read_jsonl(train_log)
     stride = max(1, -(-len(rows) // CURVE_POINTS))
-    kept = rows[stride - 1 :: stride]
-    if rows and kept[-1] is not rows[-1]:
-        kept.append(rows[-1])
-    return [{"samples": row["step"] * samples_per_step, "loss": round(row["loss"], 5)} for row in kept]
+    windows = [rows[i : i + stride] for i in range(0, len(rows), stride)]
+    return [
+        {"samples": w[-1]["step"] * samples_per_step, "loss": round(sum(r["loss"] for r in w) / len(w), 5)}
+        for w in windows
+    ]
 
 
 def evaluation(metrics_files: Iterable[str | Path]) -> dict[str, dict[str, Any]]:
