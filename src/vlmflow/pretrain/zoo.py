@@ -134,13 +134,14 @@ def provenance(
     train_log: Path | None,
     samples_per_step: int,
 ) -> dict[str, Any]:
+    """The provenance.json of one scale (docs/pretraining.md, Provenance)."""
     curve = training_curve(train_log, samples_per_step)
     return {
         "model": model,
         "samples": samples,
         "dtype": read_json(weights_dir / "config.json")["dtype"],
         "weights_sha256": file_digest(weights_dir / WEIGHTS),
-        "commit": first_steps["commit"],  # where the run began
+        "commit": first_steps["commit"],  # the checkout the pretraining ran in
         "data_sha256": corpus_digest(corpus),
         "config": dict(config),
         "first_steps": dict(first_steps),

@@ -10,7 +10,7 @@ from vlmflow.finetune.trainer import Trainer, load_for_training
 from vlmflow.pretrain.zoo import corpus_digest, current_commit, state_digest
 
 log = log_to(snakemake.log[0])
-torch.set_num_threads(1)  # the digests are those of one CPU thread, on any machine that runs it
+torch.set_num_threads(1)  # one CPU thread: the same machine and versions give the same digests
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
 records = read_records(snakemake.input.caches)
