@@ -7,7 +7,7 @@ Each benchmark runs as its own process (as a user would run it) and writes its J
 benchmarks/results/; this script then writes RESULTS.md: the machine, the versions, every figure
 (medians of repeated runs) and the ratio or target beside it. The workflow benchmarks need a
 finished run of the default workflow from scratch in `--run-dir` (the repository by default);
-when that run is not complete, it is run first (`snakemake --cores 2`, about 12 minutes). A
+when that run is not complete, it is run first (`snakemake --cores 2`, about 9 minutes). A
 benchmark not run this time and without a JSON file keeps its section of the earlier RESULTS.md,
 marked with when and where it was measured.
 """
