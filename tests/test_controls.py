@@ -7,7 +7,7 @@ from PIL import Image
 
 from vlmflow.core.io import write_jsonl
 from vlmflow.core.records import Record, image_file_stamp, read_records
-from vlmflow.data.controls import BLANK_GREY, blank_image_records, image_size, write_blank_images
+from vlmflow.data.controls import BLANK_GREY, blank_image_records, image_sizes, write_blank_images
 
 
 def test_blank_control_keeps_every_record_but_its_pixels(tmp_path):
@@ -17,7 +17,7 @@ def test_blank_control_keeps_every_record_but_its_pixels(tmp_path):
         Image.effect_noise(size, 60).convert("RGB").save(path)
         records.append(Record(f"q{index}", str(path), f"question {index}?", ["a"], "toy", "what", "other",
                               candidates=["a", "b"], source={"pair_id": "p"}, image_file=image_file_stamp(path)))  # fmt: skip
-    sizes = [image_size(r) for r in records]
+    sizes = image_sizes(records)
     blank_dir = tmp_path / "blank"
     blank_dir.mkdir()
     write_blank_images(sizes, blank_dir)

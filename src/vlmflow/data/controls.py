@@ -21,12 +21,19 @@ CONTROLS = ("blank_image",)
 BLANK_GREY = (128, 128, 128)  # uniform mid-grey: no edges, no colour, no text
 
 
-def image_size(record: Record) -> tuple[int, int]:
-    try:
-        with Image.open(record.image) as image:
-            return image.size
-    except (OSError, ValueError) as err:
-        raise InputError(record.image, f"cannot read image ({err})", record=record.question_id, field="image") from err
+def image_sizes(records: Sequence[Record]) -> list[tuple[int, int]]:
+    """Each record's image size, reading each distinct image's header once."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for record in records:
+        if record.image not in sizes:
+            try:
+                with Image.open(record.image) as image:
+                    sizes[record.image] = image.size
+            except (OSError, ValueError) as err:
+                raise InputError(
+                    record.image, f"cannot read image ({err})", record=record.question_id, field="image"
+                ) from err
+    return [sizes[record.image] for record in records]
 
 
 def blank_name(size: tuple[int, int]) -> str:
@@ -40,10 +47,10 @@ def write_blank_images(sizes: Sequence[tuple[int, int]], images_dir: Path) -> No
 
 
 def blank_image_records(records: Sequence[Record], sizes: Sequence[tuple[int, int]], images_dir: Path) -> list[Record]:
-    """The records with each image replaced by the blank image of its size in `images_dir`."""
+    """The records with each image replaced by the blank image of its size in `images_dir`
+    (each blank file stamped once)."""
+    stamps = {size: image_file_stamp(images_dir / blank_name(size)) for size in set(sizes)}
     return [
-        replace(
-            record, image=str(images_dir / blank_name(size)), image_file=image_file_stamp(images_dir / blank_name(size))
-        )
+        replace(record, image=str(images_dir / blank_name(size)), image_file=stamps[size])
         for record, size in zip(records, sizes, strict=True)
     ]

@@ -8,10 +8,10 @@ from typing import Any
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.io import read_jsonl
-from vlmflow.core.records import Record, read_records
+from vlmflow.core.records import read_records
 from vlmflow.data.question_types import infer_question_type
 from vlmflow.data.typed_metric import Tolerance, typed_report
-from vlmflow.data.vqa_metric import DATASET_FORMATS, accuracy_report, metric_score
+from vlmflow.data.vqa_metric import DATASET_FORMATS, accuracy_report
 
 METRICS = ("vqa_accuracy", "exact_match")
 
@@ -64,6 +64,7 @@ def evaluate_predictions(
             "question_type": record.question_type,
             "answer_type": record.answer_type,
             "qtype": record.source.get("inferred_type") or infer_question_type(record.question),
+            "pair": record.source.get("pair_id"),
         }
         for qid, record in records.items()
     ]
@@ -73,23 +74,7 @@ def evaluate_predictions(
         "dataset_format": dataset_format,
         **accuracy_report(items, metric=metric, variant=variant, dataset_format=dataset_format),
     }
-    pairs = pair_scores(records, predictions, metric, variant, dataset_format)
-    if pairs:
-        report["both_correct"] = {"n": len(pairs), "accuracy": sum(min(s) == 1.0 for s in pairs.values()) / len(pairs)}
     report["typed"] = typed_report(items, tolerance)
     if followed:
         report["format_adherence"] = sum(followed) / len(followed)
     return report
-
-
-def pair_scores(
-    records: dict[str, Record], predictions: dict[str, str], metric: str, variant: str, dataset_format: str | None
-) -> dict[str, list[float]]:
-    """{pair id: the scores of its questions} over the records that belong to a pair."""
-    pairs: dict[str, list[float]] = {}
-    for qid, record in records.items():
-        pair = record.source.get("pair_id")
-        if pair is not None:
-            score = metric_score(predictions[qid], record.answers, metric, variant, dataset_format)
-            pairs.setdefault(str(pair), []).append(score)
-    return pairs

@@ -370,11 +370,13 @@ def accuracy_report(
     """Overall and per-type accuracy over items (`variant` and `dataset_format` as in
     :func:`vqa_score`).
 
-    Each item has ``prediction``, ``answers`` and optionally ``question_type``
-    and ``answer_type``. Accuracies are fractions in [0, 1], not the official
-    rounded percentages, so they can be averaged and rounded later. Items whose
-    type is None (or missing) are left out of that breakdown only. An empty
-    input gives ``n == 0`` and accuracy 0.0.
+    Each item has ``prediction``, ``answers`` and optionally ``question_type``,
+    ``answer_type`` and ``pair`` (the id of a question pair, as swap pairs have).
+    Accuracies are fractions in [0, 1], not the official rounded percentages, so
+    they can be averaged and rounded later. Items whose type is None (or missing)
+    are left out of that breakdown only. With pairs, ``both_correct`` is the share
+    of pairs whose questions all score 1. An empty input gives ``n == 0`` and
+    accuracy 0.0.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")
@@ -383,6 +385,7 @@ def accuracy_report(
     scores: list[float] = []
     by_answer_type: dict[str, list[float]] = {}
     by_question_type: dict[str, list[float]] = {}
+    by_pair: dict[str, list[float]] = {}
     for item in items:
         score = metric_score(item["prediction"], item["answers"], metric, variant, dataset_format)
         scores.append(score)
@@ -392,8 +395,13 @@ def accuracy_report(
         question_type = item.get("question_type")
         if question_type is not None:
             by_question_type.setdefault(question_type, []).append(score)
+        pair = item.get("pair")
+        if pair is not None:
+            by_pair.setdefault(str(pair), []).append(score)
 
     report = _mean_block(scores)
     report["per_answer_type"] = {t: _mean_block(s) for t, s in by_answer_type.items()}
     report["per_question_type"] = {t: _mean_block(s) for t, s in by_question_type.items()}
+    if by_pair:
+        report["both_correct"] = _mean_block([float(min(s) == 1.0) for s in by_pair.values()])
     return report

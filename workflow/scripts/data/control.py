@@ -5,11 +5,11 @@ from pathlib import Path
 from vlmflow.core.io import atomic_directory, write_jsonl
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
-from vlmflow.data.controls import blank_image_records, image_size, write_blank_images
+from vlmflow.data.controls import blank_image_records, image_sizes, write_blank_images
 
 log = log_to(snakemake.log[0])
 records = read_records(snakemake.input.cache)
-sizes = [image_size(record) for record in records]
+sizes = image_sizes(records)
 with atomic_directory(snakemake.output.images) as tmp:
     write_blank_images(sizes, tmp)
 blanked = blank_image_records(records, sizes, Path(snakemake.output.images))
