@@ -383,25 +383,17 @@ def accuracy_report(
     _check_variant(variant, dataset_format)
 
     scores: list[float] = []
-    by_answer_type: dict[str, list[float]] = {}
-    by_question_type: dict[str, list[float]] = {}
-    by_pair: dict[str, list[float]] = {}
+    groups: dict[str, dict[str, list[float]]] = {"answer_type": {}, "question_type": {}, "pair": {}}
     for item in items:
         score = metric_score(item["prediction"], item["answers"], metric, variant, dataset_format)
         scores.append(score)
-        answer_type = item.get("answer_type")
-        if answer_type is not None:
-            by_answer_type.setdefault(answer_type, []).append(score)
-        question_type = item.get("question_type")
-        if question_type is not None:
-            by_question_type.setdefault(question_type, []).append(score)
-        pair = item.get("pair")
-        if pair is not None:
-            by_pair.setdefault(str(pair), []).append(score)
+        for key, by_value in groups.items():
+            if item.get(key) is not None:
+                by_value.setdefault(str(item[key]), []).append(score)
 
     report = _mean_block(scores)
-    report["per_answer_type"] = {t: _mean_block(s) for t, s in by_answer_type.items()}
-    report["per_question_type"] = {t: _mean_block(s) for t, s in by_question_type.items()}
-    if by_pair:
-        report["both_correct"] = _mean_block([float(min(s) == 1.0) for s in by_pair.values()])
+    report["per_answer_type"] = {t: _mean_block(s) for t, s in groups["answer_type"].items()}
+    report["per_question_type"] = {t: _mean_block(s) for t, s in groups["question_type"].items()}
+    if groups["pair"]:
+        report["both_correct"] = _mean_block([float(min(s) == 1.0) for s in groups["pair"].values()])
     return report
