@@ -72,17 +72,18 @@ def qwen_text_config(
     tokenizer: PreTrainedTokenizerFast, text: dict[str, Any], rope_parameters: dict[str, Any], **fields: Any
 ) -> dict[str, Any]:
     """A Qwen2 / Qwen3 language model's config over a ChatML tokenizer (<|endoftext|> begins and pads,
-    <|im_end|> ends a turn), with the spec's `text` overrides last."""
+    <|im_end|> ends a turn), with the spec's `text` overrides last; its `rope_parameters` update the
+    family's (a tiny grid wants a small `rope_theta`, see docs/pretraining.md)."""
     ids = tokenizer.convert_tokens_to_ids
     return {
         **fields,
         "vocab_size": len(tokenizer),
         "max_position_embeddings": 4096,
-        "rope_parameters": rope_parameters,
         "bos_token_id": ids("<|endoftext|>"),
         "eos_token_id": ids("<|im_end|>"),
         "pad_token_id": ids("<|endoftext|>"),
         **text,
+        "rope_parameters": {**rope_parameters, **text.get("rope_parameters", {})},
     }
 
 
