@@ -15,7 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import system_packages
+
 PACKAGES = ["slurm-wlm", "munge"]
+DAEMONS = ["slurmctld", "slurmd", "munged"]
 MEMORY_MARGIN_MB = 1024
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 
@@ -24,29 +27,7 @@ def missing_prerequisite() -> str | None:
     """Why this host cannot run a test cluster, or None if it can."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
         return "needs root to install and run the SLURM daemons (slurmd runs jobs as their user)"
-    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
-        return None
-    if not shutil.which("apt-get"):
-        return "slurmctld/slurmd/munged are missing and there is no apt-get to install slurm-wlm and munge"
-    return None
-
-
-def install(timeout: int = 900) -> None:
-    """apt-get install slurm-wlm and munge when the daemons are missing."""
-    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    started = time.monotonic()
-    subprocess.run(["apt-get", "update"], check=True, env=env, timeout=timeout, capture_output=True)
-    left = max(60, timeout - int(time.monotonic() - started))
-    subprocess.run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES],
-        check=True,
-        env=env,
-        timeout=left,
-        capture_output=True,
-    )
-    print(f"[slurm] installed {' '.join(PACKAGES)} in {time.monotonic() - started:.0f} s")
+    return system_packages.install(DAEMONS, PACKAGES)
 
 
 def free_port() -> int:

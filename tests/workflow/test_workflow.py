@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import system_packages
 import torch
 import yaml
 from PIL import Image
@@ -510,13 +511,15 @@ def test_inspection_commands(finished_run):
 
 def test_report_renders_every_family(finished_run):
     """snakemake --report gathers the flagged figures and tables; headless Chromium renders it
-    with one category per family (skipped, with the reason, where Chromium is not installed)."""
+    with one category per family (skipped, with the reason, where Chromium is missing and cannot be
+    installed)."""
     report = finished_run / "results" / "report.html"
     run = snakemake(finished_run, "--report", str(report))
     assert run.returncode == 0 and report.stat().st_size > 100_000, run.stderr[-3000:]
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium): report not rendered")
+    reason = system_packages.install(["chromium"], ["chromium"])  # Debian's, with apt where it is missing
+    if reason:
+        pytest.skip(f"report not rendered: {reason}")
+    chromium = shutil.which("chromium")
     dom = subprocess.run(
         [
             chromium,
