@@ -10,7 +10,11 @@
 # states as a diffusion transformer's text conditioning) -> report (summary.csv, ablations). Each
 # family file checks its own config section as it is read.
 
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import min_version, validate
+
+from vlmflow.core.config_files import invalid_config_message
 
 min_version("9.0")
 
@@ -18,7 +22,17 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
+try:
+    validate(config, CONFIG_SCHEMA)
+except WorkflowError as error:  # name the key and the file that set it, not the whole schema
+    files = [*workflow.configfiles, *workflow.overwrite_configfiles]
+    raise WorkflowError(invalid_config_message(config, workflow.source_path(CONFIG_SCHEMA), files) or error) from None
+if workflow.overwrite_configfiles and not workflow.config_settings.replace_workflow_config:
+    logger.warning(
+        "Your --configfile extends the embedded default config.yaml: its experiments run as well. "
+        "Add --replace-workflow-config to run only what your files declare (docs/configuration.md)."
+    )
 
 
 include: "rules/common.smk"
@@ -37,11 +51,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        "results/summary.csv",
-        ablation_tables(),
-        finetune_outputs(),
-        zoo_figures(),
-        guided_outputs(),
-        probing_outputs(),
-        foveated_outputs(),
-        conditioning_outputs(),
+        "results/summary.csv",  # which waits for every table and figure the config declares

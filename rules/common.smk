@@ -9,6 +9,9 @@ from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
+from snakemake.logging import logger
+
+from vlmflow.core.gpu_slots import available_devices
 from vlmflow.core.offline import stay_offline
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.data.controls import CONTROLS
@@ -20,6 +23,21 @@ stay_offline()  # no network at run time: every job loads from local folders onl
 # (`set-resources`), never in the rules. Running out of memory is handled inside the job (the
 # batch is halved), so no rule retries by default; `snakemake --retries N` still applies.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 32000, "runtime": 720}
+
+
+def warn_when_gpus_are_missing():
+    """`--resources gpu=N` where no GPU is visible: say so once, before the GPU jobs run on the CPU."""
+    asked = workflow.global_resources.get("gpu")
+    asked = getattr(asked, "value", asked)
+    if asked and not available_devices():
+        logger.warning(
+            f"--resources gpu={asked} asks for GPUs, but none is visible on this machine "
+            "(torch sees no CUDA device; CUDA_VISIBLE_DEVICES / VLMFLOW_GPUS name none): "
+            "every GPU job runs on the CPU."
+        )
+
+
+warn_when_gpus_are_missing()
 
 
 def gpu_resources(gpus):
@@ -49,15 +67,20 @@ GENERATION_DEFAULTS = {
     "shard_size": None,
     "tolerance": {"abs_tol": 0.0, "rel_tol": 0.0},
 }
-# Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match.
+# Ten-annotator datasets use the VQA accuracy; single-answer datasets use exact match, and so do
+# the generic formats, whose answer counts vary (an experiment's `metric` overrides it).
 DEFAULT_METRIC = {
     "vqav2": "vqa_accuracy",
     "textvqa": "vqa_accuracy",
     "kvasir": "exact_match",
     "swap_pairs": "exact_match",
+    "jsonl": "exact_match",
+    "csv": "exact_match",
+    "parquet": "exact_match",
+    "hf_datasets": "exact_match",
 }
 # Formats whose images are embedded in the data file and extracted next to the cache.
-EMBEDDED_IMAGES = {"kvasir", "swap_pairs"}
+EMBEDDED_IMAGES = {"kvasir", "swap_pairs", "parquet", "hf_datasets"}
 
 
 def is_sharded(spec):

@@ -8,6 +8,7 @@ include: "functions/report.smk"
 rule summary:
     input:
         sources=summary_inputs(),
+        declared=declared_outputs(),
     output:
         summary=report("results/summary.csv", caption="../workflow/report/summary.rst", category="Summary"),
     log:

@@ -14,7 +14,7 @@ rule synth_vqav2:
     log:
         "logs/synth/vqav2_{split}.log",
     wildcard_constraints:
-        split="train|val",
+        split=synthetic_splits("vqav2"),
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -32,6 +32,8 @@ use rule synth_vqav2 as synth_textvqa with:
         images=directory("resources/raw/textvqa/{split}/train_images"),
     log:
         "logs/synth/textvqa_{split}.log",
+    wildcard_constraints:
+        split=synthetic_splits("textvqa"),
     params:
         format="textvqa",
         n=synth_size("textvqa"),
@@ -44,6 +46,8 @@ use rule synth_vqav2 as synth_kvasir with:
         parquet="resources/raw/kvasir-vqa/{split}.parquet",
     log:
         "logs/synth/kvasir_{split}.log",
+    wildcard_constraints:
+        split=synthetic_splits("kvasir"),
     params:
         format="kvasir",
         n=synth_size("kvasir"),
@@ -57,6 +61,8 @@ use rule synth_vqav2 as synth_swap_pairs with:
         boxes="resources/raw/swap_pairs/swap_pairs_{split}_boxes.json",
     log:
         "logs/synth/swap_pairs_{split}.log",
+    wildcard_constraints:
+        split=synthetic_splits("swap_pairs"),
     params:
         format="swap_pairs",
         n=synth_size("swap_pairs"),
@@ -71,7 +77,7 @@ rule synth_shape_videos:
     log:
         "logs/synth/shapes_{split}.log",
     wildcard_constraints:
-        split="train|val",
+        split=synthetic_splits("shapes"),
     conda:
         "../envs/vlmflow.yaml"
     params:

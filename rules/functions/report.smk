@@ -14,6 +14,21 @@ def summary_entries():
     ]
 
 
+def declared_outputs():
+    """Every other table and figure the config declares: the summary waits for them too, so
+    `snakemake results/summary.csv` and the default target make the same outputs, and
+    `snakemake --report` finds each file it shows after either."""
+    return [
+        *ablation_tables(),
+        *finetune_outputs(),
+        *zoo_figures(),
+        *guided_outputs(),
+        *probing_outputs(),
+        *foveated_outputs(),
+        *conditioning_outputs(),
+    ]
+
+
 def summary_inputs():
     """What the summary waits for: each metrics file, and each fine-tuning experiment's final stage
     (its log lives inside that directory output)."""

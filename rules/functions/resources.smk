@@ -5,6 +5,12 @@ def synthetic():
     return config.get("synthetic", {})
 
 
+def synthetic_splits(fmt):
+    """A wildcard regex of the splits of `fmt` the `synthetic` section makes: none without it, so
+    a real dataset's missing file is reported missing instead of being synthesised."""
+    return one_of(synthetic().get("sizes", {}).get(fmt, {}))
+
+
 def synth_size(fmt):
     """A params function: the number of items of one split of a synthetic dataset."""
 
