@@ -91,6 +91,7 @@ def test_swap_pairs_score_both_questions_of_a_pair(tmp_path):
     write_summary([{"experiment": "e", "family": "vqa", "model": "m", "dataset": "swap", "source": str(metrics)}], out)
     row = pl.read_csv(out).filter(pl.col("metric") == "exact_match/both_correct")
     assert row["n"].to_list() == [3] and row["value"][0] == pytest.approx(1 / 3)
+    assert row["n_of"].to_list() == ["pairs"] and row["kind"].to_list() == ["result"]
 
 
 def test_summary_is_tidy(cache, tmp_path):
@@ -152,6 +153,8 @@ def test_probing_entries_give_one_experiment_per_scale(tmp_path):
     }
     frame = write_summary([entry], tmp_path / "summary.csv")
     assert frame["experiment"].to_list() == ["swap.vanilla", "swap.step-4", "swap.step-4"]
+    assert frame["stage"].to_list() == ["vanilla", "step-4", "step-4"]
+    assert frame["n_of"].to_list() == ["pairs", "pairs", "quads"]
     assert frame["model"].to_list() == ["guide", "sft/step-4", "sft/step-4"]
     assert frame["metric"].to_list() == [
         "both_accuracy/unit=all",
@@ -159,3 +162,13 @@ def test_probing_entries_give_one_experiment_per_scale(tmp_path):
         "cross_alignment/tag=both_correct/unit=quads/layer=0",
     ]
     assert frame["value"].to_list() == [0.25, 0.5, 0.75] and frame["n"].to_list() == [8, 4, 2]
+
+
+def test_training_rows_say_their_stage_and_which_numbers_are_timings(tmp_path):
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(f'{{"step": {i}, "loss": {3.0 - i}, "samples_per_s": 40.0}}\n' for i in range(1, 3)))
+    entry = {"experiment": "sft", "family": "finetune", "model": "sft", "dataset": "d", "kind": "training"}
+    frame = write_summary([entry | {"source": str(log)}], tmp_path / "summary.csv")
+    kinds = dict(zip(frame["metric"], frame["kind"], strict=True))
+    assert kinds == {"train_loss_final": "training", "train_loss_first": "training", "train_samples_per_s": "timing"}
+    assert set(frame["stage"]) == {"step-2"} and set(frame["n_of"]) == {"steps"} and set(frame["n"]) == {2}

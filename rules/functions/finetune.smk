@@ -125,10 +125,14 @@ def finetune_summary_entries():
             }
         )
         for dataset in spec.get("eval", []):
-            for model, experiment in ((spec["model"], f"{name}.base.{dataset}"), (name, f"{name}.{dataset}")):
+            for stage, model, experiment in (
+                ("base", spec["model"], f"{name}.base.{dataset}"),
+                ("trained", name, f"{name}.{dataset}"),
+            ):
                 entries.append(
                     {
                         "experiment": name,
+                        "stage": stage,
                         "family": "finetune",
                         "model": model,
                         "dataset": dataset,

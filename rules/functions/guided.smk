@@ -184,6 +184,7 @@ def guided_summary_entries():
             entries.append(
                 {
                     "experiment": f"{name}.{method}.{answers}",
+                    "stage": f"{method}.{answers}",
                     "family": "guided",
                     "model": spec["guide"] if answers == "guide" else spec["decode"],
                     "dataset": spec["dataset"],

@@ -89,10 +89,11 @@ def experiment_name(wildcards):
 
 
 def vqa_summary_entries():
-    """Each configured experiment, followed by its controls."""
+    """Each configured experiment, followed by its controls (their stage: the control's name)."""
     return [
         {
             "experiment": name,
+            "stage": name.removeprefix(configured).lstrip("."),  # "" or the control
             "family": "vqa",
             "model": vqa_experiment(name)["model"],
             "dataset": vqa_experiment(name)["dataset"],

@@ -28,7 +28,9 @@ def image_rows(experiment: str, model: str, metadata: dict[str, Any], source: st
             "model": model,
             "dataset": None,
             "n": entry["blended_shape"][0],
+            "n_of": "tokens",
             "metric": f"{entry['name']}/{metric}",
+            "kind": "timing" if metric == "generation_time" else "result",
             "value": float(entry[metric]),
             "source": source,
         }
@@ -47,6 +49,7 @@ def dimension_rows(model: str, layers: pl.DataFrame, source: str) -> list[dict[s
             "model": model,
             "dataset": None,
             "n": row["tokens"],
+            "n_of": "tokens",
             "metric": f"{metric}/token_type={row['token_type']}/layer={row['layer']}",
             "value": float(row[metric]),
             "source": source,

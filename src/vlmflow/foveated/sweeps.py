@@ -73,7 +73,10 @@ def summary_rows(
     for mode, scores in evaluation["modes"].items():
         for key, value in scores.items():
             if value is not None and key != "n":
-                rows.append(base | {"n": scores.get("n"), "metric": f"{key}/mode={mode}", "value": float(value)})
+                rows.append(
+                    base
+                    | {"n": scores.get("n"), "n_of": "examples", "metric": f"{key}/mode={mode}", "value": float(value)}
+                )
     rows.append(
         base
         | {
