@@ -40,6 +40,28 @@ use rule cache_kvasir as cache_swap_pairs with:
         dataset=one_of(datasets_of_format("swap_pairs")),
 
 
+# The generic formats (docs/data.md): JSONL and CSV rows name image files, read in place; parquet
+# and save_to_disk tables embed them, extracted like Kvasir-VQA's.
+use rule cache_vqav2 as cache_jsonl with:
+    wildcard_constraints:
+        dataset=one_of(datasets_of_format("jsonl")),
+
+
+use rule cache_vqav2 as cache_csv with:
+    wildcard_constraints:
+        dataset=one_of(datasets_of_format("csv")),
+
+
+use rule cache_kvasir as cache_parquet with:
+    wildcard_constraints:
+        dataset=one_of(datasets_of_format("parquet")),
+
+
+use rule cache_kvasir as cache_hf_datasets with:
+    wildcard_constraints:
+        dataset=one_of(datasets_of_format("hf_datasets")),
+
+
 # The number of records of a cached dataset, which experiments with `shard_size` split into shards:
 # a checkpoint, so their shard jobs are planned once the cache exists.
 checkpoint count_records:

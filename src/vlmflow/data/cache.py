@@ -5,7 +5,12 @@ A dataset spec is the dict under `datasets.<name>` in config.yaml:
   textvqa:    {"format": "textvqa", "json", "images", ...options}
   kvasir:     {"format": "kvasir", "parquet", ...options}
   swap_pairs: {"format": "swap_pairs", "tsv", ...options}
-options: "limit", "subsample", "seed", "case_list" (each may be absent or null).
+  jsonl:       {"format": "jsonl", "jsonl", "columns", ...options}
+  csv:         {"format": "csv", "csv", "columns", ...options}
+  parquet:     {"format": "parquet", "parquet" (a file, folder or glob), "columns", ...options}
+  hf_datasets: {"format": "hf_datasets", "path" (a save_to_disk folder), "columns", ...options}
+options: "limit", "subsample", "seed", "case_list" (each may be absent or null); "columns" (field ->
+column name, `vlmflow.data.columns`) may be absent.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from vlmflow.core.errors import InputError
 from vlmflow.core.io import write_jsonl
 from vlmflow.core.records import Record
 from vlmflow.data.common import stamp_images
+from vlmflow.data.flat import read_csv_questions, read_jsonl_questions
+from vlmflow.data.hub import read_hf_dataset, read_parquet_questions
 from vlmflow.data.kvasir import read_kvasir
 from vlmflow.data.question_types import enrich
 from vlmflow.data.select import load_case_ids, select
@@ -45,14 +52,35 @@ def _swap_pairs(spec: Spec, *, dataset: str, images_out_dir: Path | None, **imag
     return read_swap_pairs(Path(spec["tsv"]), images_out_dir, dataset, **images)
 
 
+def _jsonl(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_jsonl_questions(Path(spec["jsonl"]), dataset, spec.get("columns"), **images)
+
+
+def _csv(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_csv_questions(Path(spec["csv"]), dataset, spec.get("columns"), **images)
+
+
+def _parquet(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_parquet_questions(spec["parquet"], images_out_dir, dataset, spec.get("columns"), **images)
+
+
+def _hf_datasets(spec: Spec, *, dataset: str, images_out_dir: Path | None, **images) -> list[Record]:
+    return read_hf_dataset(Path(spec["path"]), images_out_dir, dataset, spec.get("columns"), **images)
+
+
 # format name -> reader(spec, *, dataset, images_out_dir, check_images=True, only=None) -> records;
 # `only` (question ids) limits image checks and extraction to those records.
-# VQAv2 and TextVQA records point at the images in place; the others extract to images_out_dir.
+# VQAv2, TextVQA, JSONL and CSV records point at the images in place; the others extract to
+# images_out_dir.
 FORMAT_READERS: dict[str, Reader] = {
     "vqav2": _vqav2,
     "textvqa": _textvqa,
     "kvasir": _kvasir,
     "swap_pairs": _swap_pairs,
+    "jsonl": _jsonl,
+    "csv": _csv,
+    "parquet": _parquet,
+    "hf_datasets": _hf_datasets,
 }
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -144,12 +144,87 @@ def verify_image_file(image: Path, question_id: str) -> None:
         ) from err
 
 
+def verify_listed_image(image: Path, path: Path, record: str, field: str) -> None:
+    """An image a data file names by path (a JSONL line, a CSV or parquet row) must exist and
+    decode in full; the error names the data file, the record and the field, then the image."""
+    if not image.is_file():
+        raise InputError(path, f"image file not found: {image}", record=record, field=field)
+    try:
+        _decode(image)
+    except _DECODE_ERRORS as err:
+        raise InputError(path, f"unreadable image {image} ({err})", record=record, field=field) from err
+
+
 def verify_image_bytes(data: bytes, path: Path, record: str, field: str) -> None:
     """Embedded image bytes (parquet, base64) must decode in full as an image."""
     try:
         _decode(io.BytesIO(data))
     except _DECODE_ERRORS as err:
         raise InputError(path, f"unreadable image ({err})", record=record, field=field) from err
+
+
+def image_suffix(data: bytes, path: Path, record: str, field: str) -> str:
+    """The usual file suffix of the format image bytes hold (.jpg, .png, .webp, ...), read from their
+    header: an extracted image is named for what it is, whatever name it had upstream."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            kind = im.format
+    except _DECODE_ERRORS as err:
+        raise InputError(path, f"unreadable image ({err})", record=record, field=field) from err
+    if kind in ("JPEG", "MPO"):
+        return ".jpg"
+    suffixes = [suffix for suffix, name in Image.registered_extensions().items() if name == kind]
+    return suffixes[0] if suffixes else f".{str(kind).lower()}"
+
+
+def locate_images(records: list[Record], only: Collection[str] | None = None) -> list[Record]:
+    """`records`, where a missing image (of a record in `only`, or of any) is replaced by the one
+    file beside it with the same stem and a suffix Pillow reads: a VQAv2 folder converted to PNG,
+    or TextVQA images saved as `.jpeg`, are found under the `.jpg` name the reader built. With no
+    such file the name is kept, so the image check reports it missing; with several the choice is
+    the user's, and an `InputError` names them. Each folder is listed once, at its first miss."""
+    by_folder: dict[Path, dict[str, list[str]]] = {}
+    found: dict[str, str] = {}
+    located = []
+    for r in records:
+        if not r.image or (only is not None and r.question_id not in only):
+            located.append(r)
+            continue
+        if r.image not in found:
+            found[r.image] = _locate(Path(r.image), r.question_id, by_folder)
+        located.append(r if found[r.image] == r.image else dataclasses.replace(r, image=found[r.image]))
+    return located
+
+
+def _locate(image: Path, question_id: str, by_folder: dict[Path, dict[str, list[str]]]) -> str:
+    if image.is_file():
+        return str(image)
+    if image.parent not in by_folder:
+        by_folder[image.parent] = _readable_by_stem(image.parent)
+    names = by_folder[image.parent].get(image.stem, [])
+    if len(names) > 1:
+        raise InputError(
+            image,
+            f"image file not found, and {len(names)} files share its stem ({', '.join(names)}): keep one of them",
+            record=f"question_id {question_id}",
+            field="image",
+        )
+    return str(image.parent / names[0]) if names else str(image)
+
+
+def _readable_by_stem(folder: Path) -> dict[str, list[str]]:
+    """The files of `folder` with a suffix Pillow reads (any case), by stem; {} if it is unreadable."""
+    readable = Image.registered_extensions()
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return {}
+    by_stem: dict[str, list[str]] = {}
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() in readable:
+            by_stem.setdefault(stem, []).append(name)
+    return by_stem
 
 
 def verify_images(records: list[Record]) -> None:

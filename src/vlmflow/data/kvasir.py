@@ -10,46 +10,25 @@ import hashlib
 from collections.abc import Collection
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from vlmflow.core.errors import InputError
 from vlmflow.core.records import Record
 from vlmflow.data.common import check_unique, image_path, staged_folder, verify_image_bytes, write_extracted_image
+from vlmflow.data.tables import TableFile, holds_image_bytes, image_cell, open_table, require_columns
 
 TEXT_COLUMNS: tuple[str, ...] = ("source", "question", "answer", "img_id")
-_BATCH_ROWS = 256
 
 
 def kvasir_question_id(img_id: str, question: str) -> str:
     return f"{img_id}_{hashlib.sha1(question.encode('utf-8')).hexdigest()[:8]}"
 
 
-def _open(path: Path) -> pq.ParquetFile:
-    try:
-        parquet = pq.ParquetFile(path)
-    except FileNotFoundError as err:
-        raise InputError(path, "file not found") from err
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(path, f"unreadable parquet ({err})") from err
-    names = parquet.schema_arrow.names
-    for column in ("image", *TEXT_COLUMNS):
-        if column not in names:
-            raise InputError(path, f"missing column (found: {', '.join(names)})", field=column)
-    kind = parquet.schema_arrow.field("image").type
-    is_struct = pa.types.is_struct(kind) and kind.get_field_index("bytes") >= 0
-    if not (is_struct or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)):
+def _open(path: Path) -> TableFile:
+    table = open_table(path, "parquet")
+    require_columns(table, ("image", *TEXT_COLUMNS))
+    kind = table.schema.field("image").type
+    if not holds_image_bytes(kind):
         raise InputError(path, f"expected struct{{bytes, path}} or binary, got {kind}", field="image")
-    return parquet
-
-
-def _batches(parquet: pq.ParquetFile, path: Path, columns: list[str]):
-    """Row dicts in file order; a corrupt page becomes an InputError on the file."""
-    try:
-        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
-            yield from batch.to_pylist()
-    except (pa.ArrowException, OSError) as err:
-        raise InputError(path, f"unreadable parquet ({err})") from err
+    return table
 
 
 def read_kvasir(
@@ -70,10 +49,10 @@ def read_kvasir(
     on any error `images_out_dir` is left as it was (absent stays absent), and on success it holds
     exactly the extracted images."""
     path = Path(parquet_path)
-    parquet = _open(path)
+    table = _open(path)
     records: list[Record] = []
     first_row: dict[str, int] = {}
-    for i, row in enumerate(_batches(parquet, path, list(TEXT_COLUMNS))):
+    for i, row in enumerate(table.rows(list(TEXT_COLUMNS))):
         for column in TEXT_COLUMNS:
             if not isinstance(row[column], str):
                 raise InputError(
@@ -99,15 +78,14 @@ def read_kvasir(
     wanted = {r.source["img_id"] for r in records if only is None or r.question_id in only}
     if images_out_dir is not None:
         with staged_folder(Path(images_out_dir)) as staging:
-            _extract_images(parquet, path, records, first_row, wanted, staging, check_images)
+            _extract_images(table, records, first_row, wanted, staging, check_images)
     elif check_images:
-        _extract_images(parquet, path, records, first_row, wanted, None, check_images)
+        _extract_images(table, records, first_row, wanted, None, check_images)
     return records
 
 
 def _extract_images(
-    parquet: pq.ParquetFile,
-    path: Path,
+    table: TableFile,
     records: list[Record],
     first_row: dict[str, int],
     wanted: set[str],
@@ -116,12 +94,12 @@ def _extract_images(
 ) -> None:
     """Stream the image column, so only one batch of image bytes is in memory at a time; each
     wanted image is checked (decoded in full) and written as `images_out_dir/{img_id}.jpg`."""
-    for i, row in enumerate(_batches(parquet, path, ["image"])):
+    path = table.path
+    for i, row in enumerate(table.rows(["image"])):
         img_id = records[i].source["img_id"]
         if first_row[img_id] != i or img_id not in wanted:
             continue
-        value = row["image"]
-        data = value.get("bytes") if isinstance(value, dict) else value
+        data, _ = image_cell(row["image"])
         rec = f"row {i} (question_id {records[i].question_id})"
         if not data:
             raise InputError(path, "no image bytes", record=rec, field="image")

@@ -6,7 +6,15 @@ from collections.abc import Collection
 from pathlib import Path
 
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, image_path, load_json, require, require_str_list, verify_images
+from vlmflow.data.common import (
+    check_unique,
+    image_path,
+    load_json,
+    locate_images,
+    require,
+    require_str_list,
+    verify_images,
+)
 
 
 def read_textvqa(
@@ -17,7 +25,8 @@ def read_textvqa(
     only: Collection[str] | None = None,
 ) -> list[Record]:
     """One record per entry of `data`; the image is `images_dir/{image_id}.jpg` (upstream keeps
-    train and val images together in train_images/). An `image_id` that would lead out of
+    train and val images together in train_images/), or when that is missing the one file of that
+    stem with another suffix Pillow reads (`locate_images`). An `image_id` that would lead out of
     `images_dir` (`..`, a separator, an absolute path) is an `InputError`."""
     json_path, images_dir = Path(json_path), Path(images_dir)
     entries = require(load_json(json_path), "data", list, json_path, "top level")
@@ -43,6 +52,7 @@ def read_textvqa(
         )
         ids.append(records[-1].question_id)
     check_unique(ids, json_path, [f"data[{i}]" for i in range(len(ids))])
+    records = locate_images(records, only)
     if check_images:
         verify_images([r for r in records if only is None or r.question_id in only])
     return records

@@ -170,7 +170,8 @@ PERIOD_STRIP_MAX: int = int(re.UNICODE)
 
 VARIANTS: tuple[str, ...] = ("official", "legacy", "lmms_eval")
 #: Dataset formats a scorer may be told (the cache's formats); None means unknown.
-DATASET_FORMATS: tuple[str, ...] = ("vqav2", "textvqa", "kvasir", "swap_pairs")
+DATASET_FORMATS: tuple[str, ...] = ("vqav2", "textvqa", "kvasir", "swap_pairs",
+                                    "jsonl", "csv", "parquet", "hf_datasets")  # fmt: skip
 METRICS: tuple[str, ...] = ("vqa_accuracy", "exact_match")
 
 
@@ -370,13 +371,11 @@ def accuracy_report(
     """Overall and per-type accuracy over items (`variant` and `dataset_format` as in
     :func:`vqa_score`).
 
-    Each item has ``prediction``, ``answers`` and optionally ``question_type``,
-    ``answer_type`` and ``pair`` (the id of a question pair, as swap pairs have).
-    Accuracies are fractions in [0, 1], not the official rounded percentages, so
-    they can be averaged and rounded later. Items whose type is None (or missing)
-    are left out of that breakdown only. With pairs, ``both_correct`` is the share
-    of pairs whose questions all score 1. An empty input gives ``n == 0`` and
-    accuracy 0.0.
+    Each item has ``prediction``, ``answers`` and optionally ``question_type``, ``answer_type``
+    and ``pair`` (a question pair's id, as swap pairs have). Accuracies are fractions in [0, 1],
+    not the official rounded percentages. Items whose type is None (or missing) are left out of
+    that breakdown only. With pairs, ``both_correct`` is the share of pairs whose questions all
+    score 1. An empty input gives ``n == 0`` and accuracy 0.0.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRICS}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, image_path, load_json, require, verify_images
+from vlmflow.data.common import check_unique, image_path, load_json, locate_images, require, verify_images
 
 
 def _items(path: Path, key: str) -> tuple[dict, list]:
@@ -34,8 +34,9 @@ def read_vqav2(
 ) -> list[Record]:
     """Join questions and annotations by question_id, in the questions file's order.
 
-    Image names follow COCO: `COCO_{data_subtype}_{image_id:012d}.jpg` under `images_dir`; a
-    `data_subtype` that would lead out of `images_dir` is an `InputError`.
+    Image names follow COCO: `COCO_{data_subtype}_{image_id:012d}.jpg` under `images_dir` (or, when
+    that is missing, the one file of that stem with another suffix Pillow reads: `locate_images`);
+    a `data_subtype` that would lead out of `images_dir` is an `InputError`.
     """
     questions_path, annotations_path = Path(questions_path), Path(annotations_path)
     images_dir = Path(images_dir)
@@ -117,6 +118,7 @@ def read_vqav2(
                 },
             )
         )
+    records = locate_images(records, only)
     if check_images:
         verify_images([r for r in records if only is None or r.question_id in only])
     return records
