@@ -625,3 +625,56 @@ def test_conditioning_family(finished_run):
         rows.filter(pl.col("experiment") == "conditioning.vl_only_vs_qwen3")["metric"]
     )
     assert "std_correlation/token_type=text_only/layer=-2" in set(rows["metric"])
+
+
+def write_png_questions(folder: Path) -> Path:
+    """A JSONL dataset of its own: PNG images of one coloured square, a question each."""
+    folder.mkdir(parents=True)
+    lines = []
+    for i, (colour, rgb) in enumerate([("red", (220, 30, 30)), ("blue", (30, 60, 220))] * 4):
+        image = Image.new("RGB", (224, 224), (255, 255, 255))
+        image.paste(rgb, (60 + 8 * i, 60, 150 + 8 * i, 150))
+        image.save(folder / f"square_{i}.png")
+        lines.append({"question": "What color is the square?", "answers": [colour], "image": f"square_{i}.png"})
+    questions = folder / "questions.jsonl"
+    questions.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return questions
+
+
+def test_an_own_config_runs_only_what_it_declares(tmp_path):
+    """A researcher's config (a checkpoint folder, a JSONL dataset with PNG images, one fine-tuning
+    experiment, no vqa section) run the documented way replaces the embedded default."""
+    workdir = copy_workflow(tmp_path / "flow", yaml.safe_load((REPO / "config.yaml").read_text()))
+    shutil.copytree(REPO / "resources" / "zoo" / "qwen2vl_guide" / "samples-0", workdir / "checkpoints" / "guide")
+    questions = write_png_questions(workdir / "data" / "squares")
+    own = {
+        "models": {"guide": {"path": "checkpoints/guide"}},
+        "datasets": {"squares": {"format": "jsonl", "jsonl": str(questions.relative_to(workdir))}},
+        "finetune": {
+            "experiments": {
+                "squares_lora": {
+                    "model": "guide",
+                    "datasets": ["squares"],
+                    "eval": ["squares"],
+                    "steps": 2,
+                    "batch_size": 2,
+                    "threads": 1,
+                    "sanity": {"enabled": False},
+                }
+            }
+        },
+    }
+    (workdir / "my.yaml").write_text(yaml.safe_dump(own, sort_keys=False))
+    command = ["results/summary.csv", "--configfile", "my.yaml", "--replace-workflow-config"]
+    dry = snakemake(workdir, *command, "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = {rule for rule, _ in planned_jobs(dry.stdout)}
+    assert planned == {"cache_jsonl", "train_model", "plot_training", "label_check", "infer_vqa", "evaluate_vqa",
+                       "summary"}, planned  # fmt: skip
+    run = snakemake(workdir, *command)
+    assert run.returncode == 0, run.stderr[-5000:]
+    assert "extends the embedded default" not in run.stderr
+    summary = pl.read_csv(workdir / "results" / "summary.csv")
+    assert set(summary["experiment"]) == {"squares_lora"} and set(summary["family"]) == {"finetune"}
+    assert set(summary["stage"]) == {"base", "trained", "step-2"}
+    assert not (workdir / "resources" / "raw").exists()  # nothing synthetic was made
