@@ -9,6 +9,7 @@ from vlmflow.core.records import Record
 from vlmflow.data.question_types import (
     KVASIR_TYPES,
     QUESTION_TYPES,
+    QuestionRule,
     answer_vocabulary,
     candidates_for,
     enrich,
@@ -168,3 +169,36 @@ def test_enrich_draws_options_from_vocabulary_records() -> None:
     train = [_record("t", kvasir.Q_TYPE, "paris iia")]
     test = [_record("v", kvasir.Q_TYPE, "paris is")]
     assert enrich(test, vocabulary_records=train)[0].candidates == ["paris iia"]
+
+
+def test_config_rules_come_first_and_bring_their_candidates():
+    rules = QuestionRule.from_config(
+        [
+            {"pattern": "what shape", "type": "single_choice", "candidates": ["circle", "square"]},
+            {"pattern": r"which (organ|tissue)", "type": "single_choice"},
+        ],
+        "datasets.mine.question_types",
+    )
+    shape = Record(
+        question_id="1", image="a.png", question="What shape is the red object?", answers=["circle"], dataset="d"
+    )
+    organ = Record(question_id="2", image="a.png", question="Which organ is shown?", answers=["liver"], dataset="d")
+    other = Record(question_id="3", image="a.png", question="Which organ or tissue?", answers=["tissue"], dataset="d")
+    assert infer_question_type(shape.question) == "open_ended"  # the built-in rules alone
+    enriched = enrich([shape, organ, other], rules=rules)
+    assert [r.source["inferred_type"] for r in enriched] == ["single_choice"] * 3
+    assert enriched[0].candidates == ["circle", "square"]
+    assert enriched[1].candidates == ["liver", "tissue"]  # the answers seen for this rule's questions
+    assert enriched[2].candidates == ["organ", "tissue"]  # options the question names still come first
+
+
+def test_a_bad_rule_names_its_config_key():
+    with pytest.raises(ValueError, match=r"datasets.mine.question_types\[0\].pattern: not a regular expression"):
+        QuestionRule.from_config([{"pattern": "what (shape", "type": "single_choice"}], "datasets.mine.question_types")
+    with pytest.raises(ValueError, match=r"datasets.mine.question_types\[0\].type: 'shape'"):
+        QuestionRule.from_config([{"pattern": "what shape", "type": "shape"}], "datasets.mine.question_types")
+
+
+def test_what_is_the_colour_of_is_a_colour_question():
+    assert infer_question_type("What is the color of the car?") == "color"
+    assert infer_question_type("what is the colour of the sign") == "color"

@@ -2,6 +2,8 @@
 
 from glob import glob
 
+from vlmflow.data.question_types import QuestionRule
+
 # Upstream files of each dataset format (keys of the dataset's config entry).
 FORMAT_INPUTS = {
     "vqav2": ["questions", "annotations", "images"],
@@ -13,6 +15,13 @@ FORMAT_INPUTS = {
     "hf_datasets": ["path"],
     "parquet": ["parquet"],
 }
+
+
+def check_question_rules():
+    """A dataset's own question-type rules compile and name known types (the key in the error)."""
+    for name, spec in config["datasets"].items():
+        if isinstance(spec.get("question_types"), list):
+            QuestionRule.from_config(spec["question_types"], f"datasets.{name}.question_types")
 
 
 def datasets_of_format(fmt):
@@ -43,7 +52,10 @@ def selection_params(wildcards):
     spec = config["datasets"][wildcards.dataset]
     params = {key: spec.get(key) for key in ("limit", "subsample", "seed", "case_list")}
     if spec.get("question_types"):  # only when set, so other caches keep their provenance
-        params["question_types"] = True
+        params["question_types"] = spec["question_types"]  # true, or the config's rules
     if spec.get("columns"):  # the generic formats' column names
         params["columns"] = spec["columns"]
     return params
+
+
+check_question_rules()

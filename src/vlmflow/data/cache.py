@@ -26,7 +26,7 @@ from vlmflow.data.common import stamp_images
 from vlmflow.data.flat import read_csv_questions, read_jsonl_questions
 from vlmflow.data.hub import read_hf_dataset, read_parquet_questions
 from vlmflow.data.kvasir import read_kvasir
-from vlmflow.data.question_types import enrich
+from vlmflow.data.question_types import QuestionRule, enrich
 from vlmflow.data.select import load_case_ids, select
 from vlmflow.data.swap_pairs import read_swap_pairs
 from vlmflow.data.textvqa import read_textvqa
@@ -105,8 +105,8 @@ def cache_dataset(
     other_specs: dict[str, Spec],
 ) -> int:
     """Read dataset `name`, apply its case list / subsample / limit, write `out_jsonl`; returns the
-    number of records. With `question_types: true` the records get candidates per inferred
-    question type (`vlmflow.data.question_types.enrich`).
+    number of records. With `question_types: true` (or a list of rules, tried before the built-in
+    ones) the records get candidates per inferred question type (`vlmflow.data.question_types.enrich`).
 
     The text of every record is validated; images are checked (decoded in full) and extracted only
     for the records kept, so `limit: 50` on a 6,500-image parquet touches 50 questions' images.
@@ -133,8 +133,13 @@ def cache_dataset(
     keep = [r.question_id for r in chosen]
     with_images = {r.question_id: r for r in read_dataset(name, spec, images_out_dir, only=set(keep))}
     kept = stamp_images([with_images[qid] for qid in keep])
-    if spec.get("question_types"):
-        kept = enrich(kept)
+    if question_types := spec.get("question_types"):
+        rules = (
+            QuestionRule.from_config(question_types, f"datasets.{name}.question_types")
+            if question_types is not True
+            else ()
+        )
+        kept = enrich(kept, rules=rules)
     return write_jsonl(out_jsonl, (r.to_json() for r in kept))
 
 

@@ -9,13 +9,17 @@ Answer options ("candidates") come from the question itself when it offers them 
 right"), else from the answers seen in a dataset for that type. A Kvasir fixed question is its
 own vocabulary key: options for "What type of polyp is present?" are the answers seen for that
 exact string, never those of "What type of procedure ...?", although both are single_choice.
+
+A dataset's config may add rules on top (`QuestionRule`: a pattern, its type and optionally its
+candidates), tried in order before the built-in ones; a rule is its own vocabulary key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from vlmflow.core.records import Record
 from vlmflow.data import kvasir_questions as kvasir
@@ -62,12 +66,44 @@ AUXILIARY_VERBS: frozenset[str] = frozenset(
      "will", "would", "should"}
 )  # fmt: skip
 
-_COLOR = re.compile(r"\b(?:what|which) colou?rs?\b")
+_COLOR = re.compile(r"\b(?:what|which)(?: is| are)?(?: the)? colou?rs?\b")  # "what is the color of the ..."
 _COUNT = re.compile(r"\bhow many\b")
 _SIZE = re.compile(r"\b(?:what size|what is the size|how big|how large)\b")
 _WHERE = re.compile(r"\bwhere\b")
 # "A or B" with single words, skipping an article before B ("a cat or a dog").
 _OPTIONS = re.compile(r"\b([a-z]+) or (?:(?:a|an|the) )?([a-z]+)\b")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionRule:
+    """A question whose text matches `pattern` (a case-insensitive regex, searched) has `type`;
+    its options are `candidates`, else the answers seen for questions of this rule."""
+
+    pattern: str
+    type: str
+    candidates: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_config(cls, items: Sequence[Mapping[str, Any]], where: str) -> tuple[QuestionRule, ...]:
+        """The rules of a dataset's `question_types` list; a bad pattern or type names its key."""
+        rules = []
+        for i, item in enumerate(items):
+            try:
+                re.compile(item["pattern"])
+            except re.error as err:
+                raise ValueError(f"config: {where}[{i}].pattern: not a regular expression ({err})") from err
+            if item["type"] not in QUESTION_TYPES:
+                raise ValueError(f"config: {where}[{i}].type: {item['type']!r} is not one of {QUESTION_TYPES}")
+            candidates = item.get("candidates")
+            rules.append(cls(item["pattern"], item["type"], tuple(candidates) if candidates else None))
+        return tuple(rules)
+
+    def matches(self, question: str) -> bool:
+        return re.search(self.pattern, question, flags=re.IGNORECASE) is not None
+
+
+def matching_rule(question: str, rules: Sequence[QuestionRule]) -> QuestionRule | None:
+    return next((rule for rule in rules if rule.matches(question)), None)
 
 
 def options_in_question(question: str) -> list[str] | None:
@@ -76,8 +112,11 @@ def options_in_question(question: str) -> list[str] | None:
     return [match.group(1), match.group(2)] if match else None
 
 
-def infer_question_type(question: str) -> str:
-    """One of QUESTION_TYPES: a Kvasir fixed string's category, else by the question's wording."""
+def infer_question_type(question: str, rules: Sequence[QuestionRule] = ()) -> str:
+    """One of QUESTION_TYPES: the first matching `rules`' type, a Kvasir fixed string's category,
+    else by the question's wording."""
+    if (rule := matching_rule(question, rules)) is not None:
+        return rule.type
     if (known := KVASIR_TYPES.get(question.strip())) is not None:
         return known
     text = question.strip().lower()
@@ -102,12 +141,15 @@ def inferred_type(record: Record) -> str:
     return infer_question_type(record.question)
 
 
-def vocabulary_key(question: str, qtype: str) -> str:
-    """Where a question's options live: its own string if it is a Kvasir fixed one, else its type.
+def vocabulary_key(question: str, qtype: str, rules: Sequence[QuestionRule] = ()) -> str:
+    """Where a question's options live: its rule's pattern, its own string if it is a Kvasir fixed
+    one, else its type.
 
     Kvasir's fixed strings each have their own answer space (polyp types vs procedures), so
     pooling by type would offer the wrong options; free-form questions are pooled by type.
     """
+    if (rule := matching_rule(question, rules)) is not None:
+        return f"rule:{rule.pattern}"
     return question.strip() if question.strip() in KVASIR_TYPES else qtype
 
 
@@ -117,7 +159,9 @@ def _surface(text: str) -> str:
 
 
 def answer_vocabulary(
-    records: Sequence[Record], qtype_of: Callable[[Record], str] = inferred_type
+    records: Sequence[Record],
+    qtype_of: Callable[[Record], str] = inferred_type,
+    rules: Sequence[QuestionRule] = (),
 ) -> dict[str, list[str]]:
     """Sorted distinct answers per vocabulary key (see `vocabulary_key`).
 
@@ -131,7 +175,7 @@ def answer_vocabulary(
     seen: dict[str, dict[str, str]] = {}  # key -> normalised answer -> smallest surface form
     for record in records:
         qtype = qtype_of(record)
-        key = vocabulary_key(record.question, qtype)
+        key = vocabulary_key(record.question, qtype, rules)
         if key == qtype and qtype not in VOCABULARY_TYPES:
             continue
         forms = seen.setdefault(key, {})
@@ -142,14 +186,19 @@ def answer_vocabulary(
     return {key: sorted(forms.values()) for key, forms in seen.items() if forms}
 
 
-def candidates_for(qtype: str, question: str, vocabulary: dict[str, list[str]]) -> list[str] | None:
+def candidates_for(
+    qtype: str, question: str, vocabulary: dict[str, list[str]], rules: Sequence[QuestionRule] = ()
+) -> list[str] | None:
     """The answer options for a question, or None for numeric and open-ended ones.
 
-    yes_no: "yes", "no", then any other answer seen for that same fixed question. single_choice:
-    the options the question names, else the vocabulary. color, location, multi_choice: the
-    vocabulary. A type with no vocabulary entry gets None.
+    A matching rule's own candidates come first. yes_no: "yes", "no", then any other answer seen
+    for that same fixed question. single_choice: the options the question names, else the
+    vocabulary. color, location, multi_choice: the vocabulary. A type with no vocabulary entry
+    gets None.
     """
-    seen = vocabulary.get(vocabulary_key(question, qtype))
+    if (rule := matching_rule(question, rules)) is not None and rule.candidates:
+        return list(rule.candidates)
+    seen = vocabulary.get(vocabulary_key(question, qtype, rules))
     if qtype == "yes_no":
         return ["yes", "no"] + [a for a in seen or [] if a not in ("yes", "no")]
     if qtype == "single_choice" and (options := options_in_question(question)) is not None:
@@ -159,20 +208,29 @@ def candidates_for(qtype: str, question: str, vocabulary: dict[str, list[str]]) 
     return None
 
 
-def enrich(records: Sequence[Record], vocabulary_records: Sequence[Record] | None = None) -> list[Record]:
-    """Copies of `records` with candidates filled where missing and source["inferred_type"] set.
+def enrich(
+    records: Sequence[Record],
+    vocabulary_records: Sequence[Record] | None = None,
+    rules: Sequence[QuestionRule] = (),
+) -> list[Record]:
+    """Copies of `records` with candidates filled where missing and source["inferred_type"] set,
+    the config's `rules` tried before the built-in ones.
 
     Existing candidates (swap pairs carry theirs) are kept as they are. Options are drawn from
     `vocabulary_records` (e.g. the train split, so evaluation does not peek at its own answers)
     or, by default, from `records` themselves.
     """
-    vocabulary = answer_vocabulary(records if vocabulary_records is None else vocabulary_records)
+
+    def qtype_of(record: Record) -> str:
+        return infer_question_type(record.question, rules)
+
+    vocabulary = answer_vocabulary(records if vocabulary_records is None else vocabulary_records, qtype_of, rules)
     enriched = []
     for record in records:
-        qtype = inferred_type(record)
+        qtype = qtype_of(record)
         candidates = record.candidates
         if candidates is None:
-            candidates = candidates_for(qtype, record.question, vocabulary)
+            candidates = candidates_for(qtype, record.question, vocabulary, rules)
         source = {**record.source, "inferred_type": qtype}
         enriched.append(dataclasses.replace(record, candidates=candidates, source=source))
     return enriched

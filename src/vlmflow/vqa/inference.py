@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -137,6 +138,16 @@ def run_inference(
     def answer(batch: Sequence[Record], batch_size: int) -> list[dict[str, Any]]:
         return answer_batch(model, processor, batch, replace(settings, batch_size=batch_size))
 
+    if settings.decoding != "free" and log is not None:
+        open_types = Counter(r.source.get("inferred_type", "untyped") for r in records if not r.candidates)
+        if open_types:
+            log.warning(
+                "%d of %d questions have no candidates and are answered by free generation (%s); "
+                "question_types rules in the dataset's config can give them some (docs/vqa.md, Question types)",
+                sum(open_types.values()),
+                len(records),
+                ", ".join(f"{qtype}: {n}" for qtype, n in open_types.most_common()),
+            )
     answer_in_batches(writer, records, answer, settings.chunk_batches, f"infer {Path(output).parent.name}", log)
     writer.finish()
     return done
