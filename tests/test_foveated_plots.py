@@ -225,3 +225,12 @@ def test_no_data_raises(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no run has"):
         ft.sweep_table({"E": empty / "eval.json"}, {"E": empty}, tmp_path / "g.csv", tmp_path / "g.md")
     assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("g.*"))
+
+
+def test_labels_that_would_collide_are_spread_and_the_others_stay():
+    from vlmflow.core.figures import spread
+
+    placed = spread([0.29, 0.0, 0.29, 0.15, 0.0], gap=0.02)
+    assert placed[3] == 0.15  # alone: at its value
+    assert sorted(placed) == pytest.approx(sorted([0.28, 0.30, -0.01, 0.01, 0.15]))
+    assert all(abs(a - b) >= 0.02 - 1e-12 for i, a in enumerate(placed) for b in placed[i + 1 :])

@@ -26,7 +26,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from vlmflow.core.figures import save_figure
+from vlmflow.core.figures import save_figure, spread
 from vlmflow.core.io import atomic_write, read_json
 from vlmflow.foveated.sweeps import lower_is_better
 from vlmflow.foveated.tables import WINDOW, read_log, series
@@ -207,9 +207,14 @@ def plot_token_frontier(evals: Mapping[str, Path], output: str | Path, metric: s
     xs = [tokens for _, tokens, _ in frontier] + [widest]
     ys = [value for _, _, value in frontier] + [frontier[-1][2]]
     ax.step(xs, ys, where="post", color="grey", ls="--", label="Pareto frontier")
-    for run, tokens, value in points:
-        ax.scatter(tokens, value, color="C0", zorder=3)
-        ax.annotate(run, (tokens, value), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    values = [value for _, _, value in points]
+    gap = 0.055 * ((max(values) - min(values)) or 1.0)  # one label's height, in data units
+    for tokens in {tokens for _, tokens, _ in points}:  # runs of one token count share a column
+        column = [(run, value) for run, t, value in points if t == tokens]
+        ax.scatter([tokens] * len(column), [value for _, value in column], color="C0", zorder=3)
+        for (run, value), label_y in zip(column, spread([value for _, value in column], gap), strict=True):
+            ax.annotate(run, (tokens, value), xytext=(tokens * 1.15, label_y), textcoords="data", fontsize=8,
+                        va="center", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})  # fmt: skip
     ticks = sorted({tokens for _, tokens, _ in points})
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(t) for t in ticks])

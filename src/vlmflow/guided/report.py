@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import polars as pl
 import seaborn as sns
 
-from vlmflow.core.figures import save_figure
+from vlmflow.core.figures import dodge, save_figure
 from vlmflow.core.io import atomic_write, read_json
 from vlmflow.core.records import Record
 from vlmflow.core.tables import markdown
@@ -53,13 +53,17 @@ def write_retention(
         handle.write(markdown(frame, title))
     metric = frame.columns[-1]
     pruned = frame.filter(pl.col("keep_ratio").is_not_null())
+    methods = sorted(pruned["method"].unique().to_list(), key=lambda method: (method == "guided", method))
+    offsets = dodge(methods)  # equal accuracies (every method at keep 1) stay side by side
+    shown = pruned.with_columns((pl.col("keep_ratio") * pl.col("method").replace_strict(offsets)).alias("shown"))
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
     sns.lineplot(
-        data=pruned.to_pandas(),
-        x="keep_ratio",
+        data=shown.to_pandas(),
+        x="shown",
         y=metric,
         hue="method",
+        hue_order=methods,  # guided drawn last, on top
         style="method",
         markers=True,
         dashes=False,
