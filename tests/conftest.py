@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from vlmflow.core.records import Record
@@ -173,3 +174,14 @@ def tsv_rows(path: Path) -> list[list[str]]:
 def write_tsv(path: Path, rows: list[list[str]]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need a CUDA device: without one they are deselected (and counted as such),
+    so a CPU machine runs every test it can and skips none."""
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]

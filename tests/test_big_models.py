@@ -46,7 +46,7 @@ from vlmflow.zoo.build import build_checkpoint
 FAMILIES = ("qwen2_vl", "gemma3", "qwen3_vl", "llava")
 SETTINGS = GenerationSettings(batch_size=4, max_new_tokens=4)
 MIB = 2**20
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_cuda = pytest.mark.gpu  # deselected where no CUDA device is (tests/conftest.py)
 
 
 def four_layers(family: str) -> dict:
