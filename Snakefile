@@ -28,6 +28,8 @@ try:
 except WorkflowError as error:  # name the key and the file that set it, not the whole schema
     files = [*workflow.configfiles, *workflow.overwrite_configfiles]
     raise WorkflowError(invalid_config_message(config, workflow.source_path(CONFIG_SCHEMA), files) or error) from None
+for section in ("models", "datasets"):  # optional: the foveated and conditioning families name their own
+    config.setdefault(section, {})
 if workflow.overwrite_configfiles and not workflow.config_settings.replace_workflow_config:
     logger.warning(
         "Your --configfile extends the embedded default config.yaml: its experiments run as well. "

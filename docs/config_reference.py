@@ -65,8 +65,8 @@ Everything vlmflow runs is declared in a config file, which is validated against
 and the file that set it). This page lists every key of that schema, in its order. A key is
 written as its dotted path; `<experiment>`, `<model>` and the like stand for names you choose. In
 the sections with `defaults`, an experiment's settings are the built-in defaults, overridden by
-`<section>.defaults`, overridden by the experiment's own keys. Only `models` and `datasets` are
-required: a config declares the families it runs and nothing else.
+`<section>.defaults`, overridden by the experiment's own keys. No section is required: a config
+declares the models, datasets and families it runs and nothing else.
 
 ## Your own config
 
