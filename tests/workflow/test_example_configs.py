@@ -42,9 +42,9 @@ def copy_workflow(dest: Path, config_file: Path) -> Path:
 def placeholder_paths(config: dict) -> tuple[list[str], list[str]]:
     """(files, folders) the config names as checkpoints, data and reference images."""
     files, folders = [], []
-    for spec in config["models"].values():
+    for spec in config.get("models", {}).values():
         folders += [spec[key] for key in ("path", "internvl_chat") if key in spec]
-    for spec in config["datasets"].values():
+    for spec in config.get("datasets", {}).values():
         files += [spec[key] for key in DATASET_FILES if spec.get(key)]
         folders += [spec[key] for key in DATASET_FOLDERS if key in spec]
     foveated = config.get("foveated", {})
