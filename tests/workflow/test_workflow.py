@@ -99,10 +99,18 @@ def test_a_missing_model_stops_both_targets(finished_run):
 
 def test_summary_has_an_accuracy_row_per_experiment(finished_run):
     summary = pl.read_csv(finished_run / "results" / "summary.csv")
-    assert summary.columns == ["experiment", "family", "model", "dataset", "n", "metric", "value", "source"]
+    assert summary.columns == [
+        "experiment", "stage", "family", "model", "dataset", "metric", "kind", "value", "n", "n_of", "source"
+    ]  # fmt: skip
     overall = summary.filter(pl.col("metric").is_in(["vqa_accuracy", "exact_match"]))
     experiments = [*reduced_config()["vqa"]["experiments"], "guide_vqav2.blank_image", "guide_swap.blank_image"]
-    assert sorted(overall.filter(pl.col("family") == "vqa")["experiment"]) == sorted(experiments)
+    vqa = overall.filter(pl.col("family") == "vqa")
+    assert sorted(vqa["experiment"]) == sorted(experiments)
+    stages = dict(zip(vqa["experiment"], vqa["stage"].fill_null(""), strict=True))
+    assert stages["guide_vqav2.blank_image"] == "blank_image" and stages["guide_vqav2"] == ""
+    assert set(summary["kind"]) == {"result", "training", "timing"}
+    finetune = overall.filter(pl.col("family") == "finetune")
+    assert set(finetune["stage"]) == {"base", "trained"} and set(finetune["n_of"]) == {"questions"}
     by_name = {row["experiment"]: row for row in overall.iter_rows(named=True)}
     assert by_name["guide_vqav2"]["metric"] == "vqa_accuracy" and by_name["guide_vqav2"]["n"] == 10
     assert by_name["guide_kvasir"]["metric"] == "exact_match" and by_name["guide_kvasir"]["n"] == 8
@@ -385,6 +393,12 @@ def test_editing_one_limit_replans_only_that_dataset(finished_run, tmp_path):
                 for answers in ("keep-1", "keep-0.5", "guide")
             ],
             ("compare_attention", "comparison=tiny_cot_attention"),
+            # their tables and figures, which the summary waits for
+            *[
+                (rule, f"experiment={experiment}")
+                for experiment in ("tiny_guided", "tiny_guided_cot", "qwen2_5_vl_guided", "qwen3_vl_guided")
+                for rule in ("retention_table", "early_exit")
+            ],
             # one inference experiment per other model family, and the two Qwen pairs' guided runs
             *[(rule, f"experiment={family}_vqav2") for family in FAMILIES for rule in ("infer_vqa", "evaluate_vqa")],
             *[
