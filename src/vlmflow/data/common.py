@@ -7,6 +7,7 @@ broken download sees exactly where to look instead of a KeyError deep in a later
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import io
 import json
@@ -59,6 +60,43 @@ def require_str_list(obj: Any, key: str, path: Path, record: str) -> list[str]:
     if not value or not all(isinstance(v, str) for v in value):
         raise InputError(path, "expected a non-empty list of strings", record=record, field=key)
     return value
+
+
+_SEPARATORS = {"\t": ("TSV", "tab"), ",": ("CSV", "comma")}
+
+
+def read_delimited(path: Path, delimiter: str, required: Collection[str]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) pairs of a TSV or CSV file with a header row naming every `required`
+    column; blank lines are skipped, a row of another width is an error naming its line."""
+    kind, separator = _SEPARATORS[delimiter]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle, delimiter=delimiter)
+            header = next(reader, None)
+            if header is None:
+                raise InputError(path, "empty file: no header row", record="line 1")
+            missing = [column for column in required if column not in header]
+            if missing:
+                names = ", ".join(repr(column) for column in missing)
+                raise InputError(path, f"header lacks column {names}", record="line 1", field=missing[0])
+            rows = []
+            for row in reader:
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise InputError(
+                        path,
+                        f"expected {len(header)} {separator}-separated columns, found {len(row)}",
+                        record=f"line {reader.line_num}",
+                    )
+                rows.append((reader.line_num, dict(zip(header, row, strict=True))))
+            return rows
+    except FileNotFoundError as err:
+        raise InputError(path, "file not found") from err
+    except UnicodeDecodeError as err:
+        raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except csv.Error as err:
+        raise InputError(path, f"malformed {kind} ({err})", record=f"line {reader.line_num}") from err
 
 
 def check_unique(ids: list[str], path: Path, where: list[str], field: str = "question_id") -> None:

@@ -7,7 +7,6 @@ records point at it in place. Without a question id column, a record's id is its
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from vlmflow.core.errors import InputError
 from vlmflow.core.records import Record
 from vlmflow.data.columns import Columns, read_fields
-from vlmflow.data.common import check_unique, verify_listed_image
+from vlmflow.data.common import check_unique, read_delimited, verify_listed_image
 
 # Between the answers of one CSV cell: "red|dark red" is two answers.
 CSV_ANSWER_SEPARATOR = "|"
@@ -76,33 +75,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 def _csv_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) pairs; the header must name every required column, rows must match it."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise InputError(path, "empty file: no header row", record="line 1")
-            missing = columns.missing(header)
-            if missing is not None:
-                raise InputError(path, f"header lacks column {missing!r}", record="line 1", field=missing)
-            rows = []
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise InputError(
-                        path,
-                        f"expected {len(header)} comma-separated columns, found {len(row)}",
-                        record=f"line {reader.line_num}",
-                    )
-                rows.append((reader.line_num, dict(zip(header, row, strict=True))))
-            return rows
-    except FileNotFoundError as err:
-        raise InputError(path, "file not found") from err
-    except UnicodeDecodeError as err:
-        raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except csv.Error as err:
-        raise InputError(path, f"malformed CSV ({err})", record=f"line {reader.line_num}") from err
+    return read_delimited(path, ",", columns.required_columns)
 
 
 def _records(

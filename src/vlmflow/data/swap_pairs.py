@@ -13,7 +13,14 @@ from pathlib import Path
 
 from vlmflow.core.errors import InputError
 from vlmflow.core.records import Record
-from vlmflow.data.common import check_unique, image_path, staged_folder, verify_image_bytes, write_extracted_image
+from vlmflow.data.common import (
+    check_unique,
+    image_path,
+    read_delimited,
+    staged_folder,
+    verify_image_bytes,
+    write_extracted_image,
+)
 
 COLUMNS: tuple[str, ...] = (
     "index", "question_id", "image_base64", "original_question", "swapped_question",
@@ -35,38 +42,7 @@ _FIELD_LIMIT = 1 << 30
 def _rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) pairs; the header must name every column and rows must match it."""
     csv.field_size_limit(_FIELD_LIMIT)
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle, delimiter="\t")
-            header = next(reader, None)
-            if header is None:
-                raise InputError(path, "empty file: no header row", record="line 1")
-            missing = [c for c in COLUMNS if c not in header]
-            if missing:
-                raise InputError(
-                    path,
-                    f"header lacks column(s) {', '.join(missing)}",
-                    record="line 1",
-                    field=missing[0],
-                )
-            rows = []
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise InputError(
-                        path,
-                        f"expected {len(header)} tab-separated columns, found {len(row)}",
-                        record=f"line {reader.line_num}",
-                    )
-                rows.append((reader.line_num, dict(zip(header, row, strict=True))))
-            return rows
-    except FileNotFoundError as err:
-        raise InputError(path, "file not found") from err
-    except UnicodeDecodeError as err:
-        raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
-    except csv.Error as err:
-        raise InputError(path, f"malformed TSV ({err})", record=f"line {reader.line_num}") from err
+    return read_delimited(path, "\t", COLUMNS)
 
 
 def read_swap_pairs(
