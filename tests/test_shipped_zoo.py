@@ -58,3 +58,16 @@ def test_each_scale_is_a_half_precision_checkpoint_its_provenance_describes(scal
     model = AutoModelForImageTextToText.from_pretrained(scale, dtype=torch.float32)
     processor = AutoProcessor.from_pretrained(scale)
     assert model.config.model_type == "qwen2_vl" and processor.tokenizer.vocab_size > 0
+
+
+@pytest.mark.parametrize("model", sorted({path.parent.name for path in SCALES}))
+def test_the_pretraining_figure_draws_from_the_shipped_provenance(model, tmp_path):
+    from PIL import Image
+
+    from vlmflow.pretrain.plots import plot_pretraining, scale_label
+
+    records = [json.loads((path / "provenance.json").read_text()) for path in SCALES if path.parent.name == model]
+    plot_pretraining(records, tmp_path / "pretraining.png")
+    with Image.open(tmp_path / "pretraining.png") as figure:
+        assert figure.width > figure.height > 200
+    assert [scale_label(n) for n in (0, 8000, 160000, 1500)] == ["0", "8k", "160k", "1500"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 from vlmflow.core.figures import save_figure
 
@@ -27,21 +28,33 @@ def accuracy_series(records: Sequence[dict[str, Any]], dataset: str) -> dict[str
     return series
 
 
+def scale_label(samples: int) -> str:
+    """A scale's tick label: 0, 8k, 160k."""
+    return f"{samples // 1000}k" if samples >= 1000 and samples % 1000 == 0 else str(samples)
+
+
 def plot_pretraining(records: Sequence[dict[str, Any]], out_path: str | Path) -> None:
-    """One panel of loss (the last scale's curve), one of accuracy per eval dataset."""
+    """One panel of loss (the last scale's curve), one of accuracy per eval dataset with the scales
+    evenly spaced; lines that share a value are set a little apart, so none hides another."""
     records = sorted(records, key=lambda r: r["samples"])
     datasets = sorted({d for r in records for d in r["evaluation"]})
-    fig, axes = plt.subplots(1, 1 + len(datasets), figsize=(4.2 * (1 + len(datasets)), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(datasets), figsize=(5.0 * (1 + len(datasets)), 3.6), squeeze=False)
     curve = records[-1]["training_curve"]
     loss_axis = axes[0][0]
     loss_axis.plot([p["samples"] for p in curve], [p["loss"] for p in curve], color="tab:blue")
     loss_axis.set(xlabel="samples seen", ylabel="training loss", yscale="log", title=records[-1]["model"])
+    loss_axis.xaxis.set_major_formatter(FuncFormatter(lambda samples, _: scale_label(int(samples))))
+    position = {record["samples"]: i for i, record in enumerate(records)}
     for axis, dataset in zip(axes[0][1:], datasets, strict=True):
-        for label, points in accuracy_series(records, dataset).items():
-            style = {"linewidth": 2.5, "color": "black"} if label == "overall" else {"linewidth": 1.2}
-            axis.plot([s for s, _ in points], [v for _, v in points], marker="o", label=label, **style)
-        axis.set(xlabel="samples seen", ylabel="accuracy", ylim=(-0.02, 1.02), title=dataset)
-        axis.set_xscale("symlog", linthresh=max(1, min(r["samples"] for r in records if r["samples"]) // 2))
-        axis.legend(fontsize=7, loc="lower right")
+        series = accuracy_series(records, dataset)
+        for k, (label, points) in enumerate(series.items()):
+            shift = (k - (len(series) - 1) / 2) * 0.03
+            style = {"linewidth": 2.5, "color": "black", "zorder": 3} if label == "overall" else {"linewidth": 1.2}
+            xs = [position[s] + shift for s, _ in points]
+            axis.plot(xs, [v for _, v in points], marker="o", markersize=4, label=label, **style)
+        axis.set(xlabel="samples seen", ylabel="accuracy", ylim=(-0.03, 1.03), title=dataset)
+        axis.set_xticks(range(len(records)), [scale_label(r["samples"]) for r in records])
+        axis.set_xlim(-0.4, len(records) - 0.6)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     save_figure(fig, out_path)
