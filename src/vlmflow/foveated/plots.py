@@ -72,11 +72,15 @@ def _draw(
     suffix: str = "",
     **style: Any,
 ) -> None:
-    """One line per run that has `column`, smoothed unless the points are sparse evaluations."""
-    for name, line in lines.items():
-        if line.height:
-            values = rolling(line[column]) if smooth else line[column]
-            ax.plot(line["step"], values, color=colours[name], label=name + suffix, **style)
+    """One line per run that has `column`, smoothed unless the points are sparse evaluations. Each
+    run is drawn thinner than the one before, so runs that learn alike show as nested bands
+    instead of one line hiding the others."""
+    drawn = [(name, line) for name, line in lines.items() if line.height]
+    for i, (name, line) in enumerate(drawn):
+        width = 1.0 + 2.5 * (len(drawn) - 1 - i) / max(len(drawn) - 1, 1)
+        values = rolling(line[column]) if smooth else line[column]
+        sizes = {"linewidth": width, "markersize": 2.5 + 1.5 * width} | style
+        ax.plot(line["step"], values, color=colours[name], label=name + suffix, **sizes)
 
 
 def _figure_legend(fig: plt.Figure, axes: Sequence[plt.Axes]) -> None:
