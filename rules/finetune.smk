@@ -75,6 +75,7 @@ rule train_model:
         run_dir=run_dir,
         wandb=setting(finetune_spec, "wandb"),
         gpus=train_gpus,
+        loader_workers=setting(finetune_spec, "loader_workers"),
     script:
         "../workflow/scripts/finetune/train.py"
 

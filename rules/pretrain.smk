@@ -89,6 +89,7 @@ use rule train_model as pretrain_model with:
         run_dir=pretrain_run_dir,
         wandb=setting(pretrain_spec, "wandb"),
         gpus=pretrain_gpus,
+        loader_workers=setting(pretrain_spec, "loader_workers"),
 
 
 # The weights after the first steps of the configured run, from the same build and corpus: what a

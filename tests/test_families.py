@@ -21,7 +21,8 @@ from vlmflow.core.prompts import encode_batch, load_image, processor_inputs, pro
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.core.timing import ForwardClock
 from vlmflow.finetune.examples import collate, label_report
-from vlmflow.finetune.trainer import component, prepare_model, sanity_overfit
+from vlmflow.finetune.sanity import sanity_overfit
+from vlmflow.finetune.trainer import component, prepare_model
 from vlmflow.guided.importance import ImportanceAccumulator, random_scores
 from vlmflow.guided.pruning import generate, language_model, prepare_inputs
 from vlmflow.guided.runner import _special_ids

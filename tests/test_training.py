@@ -18,13 +18,8 @@ from vlmflow.core.checkpoint import sample_order
 from vlmflow.core.gpu_memory import INJECT_OOM_ABOVE
 from vlmflow.core.models import load_vlm
 from vlmflow.core.settings import GenerationSettings, TrainSettings
-from vlmflow.finetune.trainer import (
-    SanityCheckFailed,
-    component,
-    prepare_model,
-    sanity_overfit,
-    train_stage,
-)
+from vlmflow.finetune.sanity import SanityCheckFailed, sanity_overfit
+from vlmflow.finetune.trainer import component, prepare_model, train_stage
 
 GENERATION = GenerationSettings()
 LORA = TrainSettings(steps=6, batch_size=2, lr=1e-2, warmup_steps=1, checkpoint_every=2, lora_r=4, lora_alpha=8)
@@ -72,7 +67,7 @@ def data(tmp_path):
     return make_records(tmp_path / "images", 8)
 
 
-def stage(model_path, records, out, run_dir, until, previous=None, settings=LORA):
+def stage(model_path, records, out, run_dir, until, previous=None, settings=LORA, loader_workers=0):
     return train_stage(
         model_path,
         records,
@@ -84,6 +79,7 @@ def stage(model_path, records, out, run_dir, until, previous=None, settings=LORA
         run_dir=run_dir,
         previous=previous,
         device="cpu",
+        loader_workers=loader_workers,
     )
 
 
@@ -183,6 +179,34 @@ def test_out_of_memory_halves_the_micro_batch_with_the_same_samples(tiny_checkpo
     monkeypatch.delenv(INJECT_OOM_ABOVE)
     resumed = stage(model, data, tmp_path / "out6", tmp_path / "run", until=6)
     assert [r["step"] for r in resumed] == [5, 6], "the configured run resumes the halved run's checkpoint"
+
+
+def test_loader_workers_train_on_the_same_batches(tiny_checkpoints, data, tmp_path):
+    """Micro-batches collated ahead in worker processes: the same curve and weights as in-step
+    collation, also across a scale boundary (the next stage plans its batches from its own start)."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = tiny_checkpoints["qwen2_vl"]
+    settings = TrainSettings(**{**LORA.__dict__, "grad_accum": 2})
+    reference = stage(model, data, tmp_path / "ref", tmp_path / "ref-run", until=6, settings=settings)
+    stage(model, data, tmp_path / "w2", tmp_path / "run", until=2, settings=settings, loader_workers=2)
+    rows = stage(
+        model, data, tmp_path / "w6", tmp_path / "run", until=6, previous=tmp_path / "w2", settings=settings,
+        loader_workers=2,
+    )  # fmt: skip
+    assert [r["step"] for r in rows] == [3, 4, 5, 6]
+    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in reference[2:]], abs=1e-6)
+    assert_same_weights(tmp_path / "w6", tmp_path / "ref")
+
+
+def test_loader_workers_replan_after_the_micro_batch_is_halved(tiny_checkpoints, data, tmp_path, monkeypatch):
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model = tiny_checkpoints["qwen2_vl"]
+    halved = TrainSettings(**{**LORA.__dict__, "batch_size": 1, "grad_accum": 2})
+    reference = stage(model, data, tmp_path / "ref", tmp_path / "ref-run", until=4, settings=halved)
+    monkeypatch.setenv(INJECT_OOM_ABOVE, "1")
+    rows = stage(model, data, tmp_path / "out", tmp_path / "run", until=4, loader_workers=2)
+    assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in reference], abs=1e-6)
+    assert_same_weights(tmp_path / "out", tmp_path / "ref")
 
 
 def test_scales_chain_to_the_uninterrupted_run(tiny_checkpoints, data, tmp_path):

@@ -11,6 +11,7 @@ FINETUNE_DEFAULTS = {
     "wandb": False,
     "threads": 2,
     "gpus": 1,
+    "loader_workers": 0,
     "sanity": {"enabled": True, "samples": 64, "steps": 100, "threshold": 1.0},
 }
 
@@ -31,9 +32,9 @@ def train_gpus(wildcards):
 
 
 def train_threads(wildcards):
-    """`threads` per process, for each of the job's `gpus` processes."""
+    """`threads` and `loader_workers` per process, for each of the job's `gpus` processes."""
     spec = finetune_spec(wildcards.experiment)
-    return spec["threads"] * spec["gpus"]
+    return (spec["threads"] + spec["loader_workers"]) * spec["gpus"]
 
 
 def finetune_generation(name):

@@ -15,6 +15,7 @@ PRETRAIN_DEFAULTS = {
     "wandb": False,
     "threads": 2,
     "gpus": 1,
+    "loader_workers": 0,
 }
 ZOO_DTYPE = "float16"  # of the shipped weights; each scale is evaluated as shipped
 
@@ -80,7 +81,7 @@ def pretrain_generation(wildcards):
 
 def pretrain_threads(wildcards):
     spec = pretrain_spec(wildcards.experiment)
-    return spec["threads"] * spec["gpus"]
+    return (spec["threads"] + spec["loader_workers"]) * spec["gpus"]
 
 
 def pretrain_gpus(wildcards):

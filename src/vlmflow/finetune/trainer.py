@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import shutil
@@ -33,20 +32,13 @@ from transformers import PreTrainedModel, ProcessorMixin, get_cosine_schedule_wi
 from vlmflow.architectures.base import Architecture
 from vlmflow.architectures.registry import architecture
 from vlmflow.core import distributed
-from vlmflow.core.checkpoint import (
-    checkpoint_candidates,
-    read_state_step,
-    restore_latest,
-    sample_order,
-    save_state,
-    truncate_log,
-)
+from vlmflow.core.checkpoint import checkpoint_candidates, read_state_step, restore_latest, save_state, truncate_log
 from vlmflow.core.gpu_memory import free_memory, inject_oom, out_of_memory
 from vlmflow.core.io import atomic_directory, folder_signature, write_json
 from vlmflow.core.models import load_vlm
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings, TrainSettings, halved_micro_batch
-from vlmflow.finetune.examples import collate
+from vlmflow.finetune.batches import BatchSource, MicroBatches
 from vlmflow.finetune.tracking import OfflineWandbRun
 
 logger = logging.getLogger("vlmflow")
@@ -129,12 +121,14 @@ class Trainer:
         settings: TrainSettings,
         generation: GenerationSettings,
         fingerprint: dict[str, Any],
+        loader_workers: int = 0,
     ) -> None:
         if not records:
             raise ValueError("no training records")
         self.processor, self.records, self.settings, self.generation = processor, records, settings, generation
         self.arch = architecture(model)
-        self.fingerprint = fingerprint
+        self.fingerprint, self.loader_workers = fingerprint, loader_workers
+        self.source, self.until = self.batch_source(), 0
         random.seed(settings.seed)
         np.random.seed(settings.seed)
         torch.manual_seed(settings.seed)
@@ -151,11 +145,19 @@ class Trainer:
         self.step = restore_latest(candidates, self.fingerprint, self.model, self.optimizer, self.scheduler, until)
         return self.step
 
+    def batch_source(self) -> BatchSource:
+        batches = MicroBatches(
+            self.arch, self.processor, self.records, self.generation, self.settings.batch_size, self.settings.seed
+        )
+        return BatchSource(batches, self.loader_workers)
+
+    def expect_steps(self, until: int) -> None:
+        """Collate ahead this rank's micro-batches of the steps from here to `until`."""
+        accum, rank, world = self.settings.grad_accum, distributed.rank(), distributed.world_size()
+        self.source.expect([s * accum + a for s in range(self.step, until) for a in range(rank, accum, world)])
+
     def micro_batch(self, index: int) -> dict[str, torch.Tensor]:
-        bs = self.settings.batch_size
-        order = sample_order(len(self.records), self.settings.seed, index * bs, bs)
-        batch = collate(self.arch, self.processor, [self.records[i] for i in order], self.generation)
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch = {k: v.to(self.device) for k, v in self.source.get(index).items()}
         if "pixel_values" in batch and self.model.dtype != torch.float32:
             batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
         return batch
@@ -194,6 +196,9 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             free_memory()
             self.settings = halved_micro_batch(self.settings)
+            self.source.close()
+            self.source = self.batch_source()
+            self.expect_steps(self.until)
             logger.warning(
                 "step %d: out of memory; micro-batch %d x %d accumulation from now on",
                 self.step + 1,
@@ -231,6 +236,8 @@ class Trainer:
         if main:
             truncate_log(log_path, self.step)
         rows = []
+        self.until = until
+        self.expect_steps(until)
         with (
             open(log_path if main else os.devnull, "a", encoding="utf-8") as log,
             tqdm(total=until, initial=self.step, desc="train", unit="step", disable=not main) as bar,
@@ -247,6 +254,7 @@ class Trainer:
                 if checkpoint_dir and (self.step % self.settings.checkpoint_every == 0 or self.step == until):
                     save_state(checkpoint_dir, self.model, self.optimizer, self.scheduler, self.step, self.fingerprint)
                 distributed.inject_kill(self.step)
+        self.source.close()
         return rows
 
     def export(self, directory: Path, base_path: str | Path, extra: dict[str, Path] | None = None) -> None:
@@ -279,16 +287,6 @@ def train_fingerprint(
     return {"base": folder_signature(base_path), "data": data_digest, "train": train, "prompt": asdict(generation)}
 
 
-def loss_reached(rows: Sequence[dict[str, float]], threshold: float) -> tuple[bool, float]:
-    """Whether the loss went below `threshold`, and the lowest loss seen (a gate, not a curve fit)."""
-    best = min((row["loss"] for row in rows), default=math.inf)
-    return best < threshold, best
-
-
-class SanityCheckFailed(RuntimeError):
-    """The model could not overfit a handful of samples: training would waste the GPU hours."""
-
-
 def load_for_training(
     base_path: str | Path, settings: TrainSettings, device: str
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
@@ -297,49 +295,6 @@ def load_for_training(
     if settings.mode == "full":
         model.float()
     return model, processor
-
-
-def sanity_overfit(
-    base_path: str | Path,
-    records: Sequence[Record],
-    settings: TrainSettings,
-    generation: GenerationSettings,
-    *,
-    samples: int,
-    steps: int,
-    threshold: float,
-    log_path: Path,
-    device: str = "auto",
-) -> dict[str, Any]:
-    """Train a fresh copy on the first `samples` records; fail unless the loss drops below
-    `threshold` within `steps` steps (wrong labels or a broken prompt show up here, in minutes)."""
-    subset = list(records[:samples])
-    gate = TrainSettings(
-        **{**asdict(settings), "steps": steps, "warmup_steps": min(settings.warmup_steps, steps // 10)}
-    )
-    model, processor = load_for_training(base_path, gate, device)
-    trainer = Trainer(model, processor, subset, gate, generation, fingerprint={})
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text("")
-    rows = trainer.run(steps, log_path)
-    passed, best = loss_reached(rows, threshold)
-    report = {
-        "passed": passed,
-        "samples": len(subset),
-        "steps": steps,
-        "threshold": threshold,
-        "first_loss": rows[0]["loss"],
-        "best_loss": best,
-        "final_loss": rows[-1]["loss"],
-    }
-    if not passed:
-        raise SanityCheckFailed(
-            f"sanity overfit failed: on {len(subset)} training samples the loss went from "
-            f"{rows[0]['loss']:.3f} to at best {best:.3f} in {steps} steps, never below the threshold "
-            f"{threshold}; training was not started. Check the supervised spans (the label check), the "
-            "learning rate and the prompt format, or raise sanity.steps / sanity.threshold."
-        )
-    return report
 
 
 def train_stage(
@@ -356,23 +311,26 @@ def train_stage(
     device: str = "auto",
     wandb_name: str | None = None,
     gpus: int = 1,
+    loader_workers: int = 0,
 ) -> list[dict[str, float]]:
     """Train to step `until` and export `out_dir` (checkpoint, adapter, trainer state, log).
 
     Starts from the run's own last checkpoint when a killed job left one, else from the previous
     stage's state (an earlier scale), else from the base model. With `wandb_name`, the step log is
     also written to an offline wandb run of that name under `run_dir/wandb/`. With `gpus` > 1 it
-    runs in that many data-parallel processes (the same curve; rank 0 writes every file).
+    runs in that many data-parallel processes (the same curve; rank 0 writes every file). With
+    `loader_workers` > 0 that many processes collate the micro-batches ahead (the same batches).
     """
     distributed.check_split("grad_accum", settings.grad_accum, gpus)
     if gpus > 1:
         return distributed.launch(
             train_stage, gpus, device, base_path, records, data_digest, settings, generation, until=until,
             out_dir=out_dir, run_dir=run_dir, previous=previous, wandb_name=wandb_name,
+            loader_workers=loader_workers,
         )  # fmt: skip
     model, processor = load_for_training(base_path, settings, device)
     fingerprint = train_fingerprint(base_path, data_digest, settings, generation)
-    trainer = Trainer(model, processor, records, settings, generation, fingerprint)
+    trainer = Trainer(model, processor, records, settings, generation, fingerprint, loader_workers)
     checkpoint = run_dir / "checkpoint"
     log_path = run_dir / "log.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from vlmflow.core.io import write_json
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, TrainSettings
-from vlmflow.finetune.trainer import sanity_overfit
+from vlmflow.finetune.sanity import sanity_overfit
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -12,7 +12,8 @@ from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import train_stage
 
 log = log_to(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+workers = snakemake.params.loader_workers  # per training process, besides its threads
+torch.set_num_threads(snakemake.threads - workers * snakemake.params.gpus)
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
 records = read_records(snakemake.input.caches)
@@ -34,6 +35,7 @@ with gpu_slot(0 if snakemake.params.device == "cpu" else snakemake.resources.gpu
         device=snakemake.params.device,
         wandb_name=snakemake.wildcards.experiment if snakemake.params.wandb else None,
         gpus=snakemake.params.gpus,  # > 1: data-parallel processes, the job's threads split between them
+        loader_workers=workers,
     )
     if rows:
         log.info("trained %d steps on %d records; last loss %.4f", len(rows), len(records), rows[-1]["loss"])

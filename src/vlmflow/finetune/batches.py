@@ -1,0 +1,82 @@
+"""A training run's micro-batches by index, collated on the CPU, ahead of the step in worker
+processes when asked (`loader_workers`): on a GPU the collation, not the model, bounds a tiny
+model's step.
+
+Micro-batch `index` holds samples `index * batch_size ..` of the seeded order, whichever process
+collates it, so a run with workers trains on the same batches, in the same order, as one without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import ProcessorMixin
+
+from vlmflow.architectures.base import Architecture
+from vlmflow.core.checkpoint import sample_order
+from vlmflow.core.records import Record
+from vlmflow.core.settings import GenerationSettings
+from vlmflow.finetune.examples import collate
+
+PREFETCH_PER_WORKER = 4  # micro-batches each worker collates ahead
+
+
+class MicroBatches(Dataset):
+    """Micro-batch `index` of a run: `batch_size` records in the seeded order, collated."""
+
+    def __init__(
+        self,
+        arch: Architecture,
+        processor: ProcessorMixin,
+        records: Sequence[Record],
+        generation: GenerationSettings,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        self.arch, self.processor, self.records, self.generation = arch, processor, records, generation
+        self.batch_size, self.seed = batch_size, seed
+
+    def __getitem__(self, index: int) -> tuple[int, dict[str, torch.Tensor]]:
+        order = sample_order(len(self.records), self.seed, index * self.batch_size, self.batch_size)
+        return index, collate(self.arch, self.processor, [self.records[i] for i in order], self.generation)
+
+
+class BatchSource:
+    """Hands out micro-batches by index. `expect(indices)` starts `workers` processes collating
+    those indices in order; a request for another index (or with no workers) collates in place."""
+
+    def __init__(self, batches: MicroBatches, workers: int) -> None:
+        self.batches, self.workers = batches, workers
+        self.ahead: Iterator[tuple[int, dict[str, torch.Tensor]]] | None = None
+        self.pending: Iterator[int] = iter(())
+        self.next_index: int | None = None
+
+    def expect(self, indices: Sequence[int]) -> None:
+        """The indices the run will ask for next, in order."""
+        self.close()
+        if not self.workers or not indices:
+            return
+        loader = DataLoader(
+            self.batches,
+            batch_size=None,
+            sampler=list(indices),
+            num_workers=self.workers,
+            prefetch_factor=PREFETCH_PER_WORKER,
+            multiprocessing_context="fork",  # the workers share the records and processor, never CUDA
+            generator=torch.Generator(),  # its worker seeds are drawn from here, not the training RNG (dropout)
+        )
+        self.ahead, self.pending = iter(loader), iter(indices)
+        self.next_index = next(self.pending)
+
+    def get(self, index: int) -> dict[str, torch.Tensor]:
+        if self.ahead is not None and index == self.next_index:
+            got, batch = next(self.ahead)  # the loader keeps the sampler's order
+            assert got == index, (got, index)
+            self.next_index = next(self.pending, None)
+            return batch
+        return self.batches[index][1]
+
+    def close(self) -> None:
+        self.ahead, self.pending, self.next_index = None, iter(()), None
