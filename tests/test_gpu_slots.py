@@ -113,6 +113,37 @@ def test_timeout_names_busy_device_holder_and_lock_dir(lock_dir: Path, monkeypat
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "outer"
 
 
+def test_jobs_per_gpu_share_a_device_and_no_more(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VLMFLOW_JOBS_PER_GPU=2: two jobs get the one device, a third waits; a two-GPU job still needs
+    two distinct devices."""
+    monkeypatch.setenv("VLMFLOW_GPUS", "0")
+    monkeypatch.setenv("VLMFLOW_JOBS_PER_GPU", "2")
+    first = _spawn(
+        """
+        import os, time
+        with gpu_slot(1, timeout=30):
+            print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+            time.sleep(60)
+        """,
+        "0",
+    )
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "0"
+        with gpu_slot(1, timeout=0) as devices:
+            assert devices == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+            with pytest.raises(TimeoutError, match=r"busy: 0 \("), gpu_slot(1, timeout=0.1, poll=0.05):
+                pass
+        with pytest.raises(ValueError, match=r"2 GPUs requested but only \['0'\] exist"):
+            with gpu_slot(2, timeout=0):
+                pass
+    finally:
+        _kill(first)
+    monkeypatch.setenv("VLMFLOW_JOBS_PER_GPU", "0")
+    with pytest.raises(ValueError, match="VLMFLOW_JOBS_PER_GPU must be a whole number >= 1, got '0'"):
+        with gpu_slot(1, timeout=0):
+            pass
+
+
 def test_partial_set_is_not_held_while_waiting(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VLMFLOW_GPUS", "0,1")
     holder = _hold("0")

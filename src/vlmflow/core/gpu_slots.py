@@ -11,6 +11,11 @@ Enter the slot before the first CUDA call: CUDA reads `CUDA_VISIBLE_DEVICES` onc
 initialises, so a job that has already touched the GPU keeps whatever it saw then. Importing
 torch is fine; `torch.cuda.device_count()` counts through NVML without initialising CUDA.
 
+`VLMFLOW_JOBS_PER_GPU=k` lets k jobs share each device (one lock file per share: `gpu-<id>.lock`,
+`gpu-<id>.1.lock`, ...): small models that leave a GPU mostly idle, as the tiny zoo's pretraining,
+then train side by side on one GPU under `--resources gpu=<devices x k>`. A job of several GPUs
+still gets distinct devices.
+
 Locks are per user (default dir `<tmp>/vlmflow-gpu-locks-<uid>`) and per machine (/tmp is
 node-local); override the dir with `VLMFLOW_GPU_LOCK_DIR` or `lock_dir`. Under SLURM
 (`SLURM_JOB_ID` set) the devices are the ones SLURM assigned to the job (its
@@ -44,15 +49,24 @@ def available_devices() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def jobs_per_gpu() -> int:
+    """How many jobs may share one device: `VLMFLOW_JOBS_PER_GPU` (default 1)."""
+    value = os.environ.get("VLMFLOW_JOBS_PER_GPU", "1")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"VLMFLOW_JOBS_PER_GPU must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def default_lock_dir() -> Path:
     """Where lock files live unless `lock_dir` is given: `VLMFLOW_GPU_LOCK_DIR`, else per user."""
     base = os.environ.get("VLMFLOW_GPU_LOCK_DIR") or Path(tempfile.gettempdir(), f"vlmflow-gpu-locks-{os.getuid()}")
     return Path(base)
 
 
-def _lock_path(lock_dir: Path, device: str) -> Path:
+def _lock_path(lock_dir: Path, device: str, share: int = 0) -> Path:
     # device ids may be UUIDs or MIG ids with "/"; keep the file name flat
-    return lock_dir / f"gpu-{re.sub(r'[^A-Za-z0-9._-]', '_', device)}.lock"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", device)
+    return lock_dir / (f"gpu-{name}.lock" if share == 0 else f"gpu-{name}.{share}.lock")
 
 
 def _try_lock(path: Path) -> int | None:
@@ -66,6 +80,15 @@ def _try_lock(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())  # for the timeout message only
     return fd
+
+
+def _lock_a_share(lock_dir: Path, device: str, shares: int) -> int | None:
+    """The fd of the first free one of `device`'s `shares` locks, or None when all are held."""
+    for share in range(shares):
+        fd = _try_lock(_lock_path(lock_dir, device, share))
+        if fd is not None:
+            return fd
+    return None
 
 
 def _release(fd: int) -> None:
@@ -88,7 +111,8 @@ def gpu_slot(
     timeout: float = 3600.0,
     poll: float = 0.2,
 ) -> Iterator[list[str]]:
-    """Hold `count` devices no other `gpu_slot` holds, with `CUDA_VISIBLE_DEVICES` set to them.
+    """Hold `count` devices no other `gpu_slot` holds (a free share of each, with
+    `VLMFLOW_JOBS_PER_GPU`), with `CUDA_VISIBLE_DEVICES` set to them.
 
     Yields the chosen ids; yields [] and leaves the env alone when `count` is 0 or there are no
     devices (CPU machine), so the same job code runs everywhere. Waits up to `timeout` seconds
@@ -96,7 +120,7 @@ def gpu_slot(
     """
     if count < 0:
         raise ValueError(f"gpu_slot: count must be >= 0, got {count}")
-    devices = available_devices()
+    devices, shares = available_devices(), jobs_per_gpu()
     if count == 0 or not devices:
         yield []
         return
@@ -114,7 +138,7 @@ def gpu_slot(
         for device in devices:
             if len(held) == count:
                 break
-            fd = _try_lock(_lock_path(locks, device))
+            fd = _lock_a_share(locks, device, shares)
             if fd is None:
                 busy.append(device)
             else:
