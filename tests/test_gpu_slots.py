@@ -133,15 +133,13 @@ def test_jobs_per_gpu_share_a_device_and_no_more(lock_dir: Path, monkeypatch: py
             assert devices == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
             with pytest.raises(TimeoutError, match=r"busy: 0 \("), gpu_slot(1, timeout=0.1, poll=0.05):
                 pass
-        with pytest.raises(ValueError, match=r"2 GPUs requested but only \['0'\] exist"):
-            with gpu_slot(2, timeout=0):
-                pass
+        with pytest.raises(ValueError, match=r"2 GPUs requested but only \['0'\] exist"), gpu_slot(2, timeout=0):
+            pass
     finally:
         _kill(first)
     monkeypatch.setenv("VLMFLOW_JOBS_PER_GPU", "0")
-    with pytest.raises(ValueError, match="VLMFLOW_JOBS_PER_GPU must be a whole number >= 1, got '0'"):
-        with gpu_slot(1, timeout=0):
-            pass
+    with pytest.raises(ValueError, match="VLMFLOW_JOBS_PER_GPU must be a whole number >= 1, got '0'"), gpu_slot(1):
+        pass
 
 
 def test_partial_set_is_not_held_while_waiting(lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
