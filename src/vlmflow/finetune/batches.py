@@ -1,6 +1,5 @@
 """A training run's micro-batches by index, collated on the CPU, ahead of the step in worker
-processes when asked (`loader_workers`): on a GPU the collation, not the model, bounds a tiny
-model's step.
+processes when asked (`loader_workers`), so that a GPU step need not wait on the processor.
 
 Micro-batch `index` holds samples `index * batch_size ..` of the seeded order, whichever process
 collates it, so a run with workers trains on the same batches, in the same order, as one without.
