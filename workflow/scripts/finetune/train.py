@@ -13,7 +13,7 @@ from vlmflow.finetune.trainer import train_stage
 
 log = log_to(snakemake.log[0])
 workers = snakemake.params.loader_workers  # per training process, besides its threads
-torch.set_num_threads(snakemake.threads - workers * snakemake.params.gpus)
+torch.set_num_threads(max(1, snakemake.threads - workers * snakemake.params.gpus))  # threads: capped by --cores
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
 records = read_records(snakemake.input.caches)
