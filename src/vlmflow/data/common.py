@@ -25,15 +25,22 @@ from vlmflow.core.records import Record, image_file_stamp
 _TYPE_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file; a syntax error names the line and column."""
+@contextlib.contextmanager
+def reading_text(path: Path) -> Iterator[None]:
+    """Turn a missing file or bytes that are not UTF-8, met inside the block, into an `InputError`."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
+        yield
     except FileNotFoundError as err:
         raise InputError(path, "file not found") from err
     except UnicodeDecodeError as err:
         raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON file; a syntax error names the line and column."""
+    try:
+        with reading_text(path), open(path, encoding="utf-8") as handle:
+            return json.load(handle)
     except json.JSONDecodeError as err:
         raise InputError(path, f"malformed JSON ({err.msg})", record=f"line {err.lineno}, column {err.colno}") from err
 
@@ -70,7 +77,7 @@ def read_delimited(path: Path, delimiter: str, required: Collection[str]) -> lis
     column; blank lines are skipped, a row of another width is an error naming its line."""
     kind, separator = _SEPARATORS[delimiter]
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with reading_text(path), open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
@@ -91,10 +98,6 @@ def read_delimited(path: Path, delimiter: str, required: Collection[str]) -> lis
                     )
                 rows.append((reader.line_num, dict(zip(header, row, strict=True))))
             return rows
-    except FileNotFoundError as err:
-        raise InputError(path, "file not found") from err
-    except UnicodeDecodeError as err:
-        raise InputError(path, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
     except csv.Error as err:
         raise InputError(path, f"malformed {kind} ({err})", record=f"line {reader.line_num}") from err
 

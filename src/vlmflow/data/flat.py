@@ -53,7 +53,8 @@ def read_csv_questions(
     With `only` (question ids), images are checked for those records alone."""
     path = Path(csv_path)
     names = Columns.of(columns, dataset)
-    return _records(path, _csv_rows(path, names), names, dataset, check_images, only, CSV_ANSWER_SEPARATOR)
+    rows = read_delimited(path, ",", names.required_columns)
+    return _records(path, rows, names, dataset, check_images, only, CSV_ANSWER_SEPARATOR)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -71,11 +72,6 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                     yield line, text
     except FileNotFoundError as err:
         raise InputError(path, "file not found") from err
-
-
-def _csv_rows(path: Path, columns: Columns) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs; the header must name every required column, rows must match it."""
-    return read_delimited(path, ",", columns.required_columns)
 
 
 def _records(
