@@ -15,7 +15,7 @@ from typing import Any
 from vlmflow.core.errors import InputError
 from vlmflow.core.records import Record
 from vlmflow.data.columns import Columns, read_fields
-from vlmflow.data.common import check_unique, read_delimited, verify_listed_image
+from vlmflow.data.common import check_unique, read_delimited, reading_text, verify_listed_image
 
 # Between the answers of one CSV cell: "red|dark red" is two answers.
 CSV_ANSWER_SEPARATOR = "|"
@@ -59,19 +59,16 @@ def read_csv_questions(
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of each non-blank line; a byte-order mark is dropped."""
-    try:
-        with open(path, "rb") as handle:
-            for line, raw in enumerate(handle, start=1):
-                try:
-                    text = raw.decode("utf-8-sig")
-                except UnicodeDecodeError as err:
-                    raise InputError(
-                        path, f"not UTF-8 text ({err.reason} at byte {err.start})", record=f"line {line}"
-                    ) from err
-                if text.strip():
-                    yield line, text
-    except FileNotFoundError as err:
-        raise InputError(path, "file not found") from err
+    with reading_text(path), open(path, "rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as err:
+                raise InputError(
+                    path, f"not UTF-8 text ({err.reason} at byte {err.start})", record=f"line {line}"
+                ) from err
+            if text.strip():
+                yield line, text
 
 
 def _records(
