@@ -1,8 +1,9 @@
 # Pretraining the tiny zoo (`snakemake pretrain`): a larger synthetic corpus -> each model built
-# with random weights (or, with `vision_from`, on another model's pretrained tower) -> trained to each scale (a sample count; each stage continues the previous
-# one, resumably) -> the scale's weights exported in fp16 -> evaluated on the `eval` sets -> packaged
-# with its provenance in results/pretrain/zoo/, which `make pretrain` publishes as resources/zoo/.
-# The default workflow starts from resources/zoo/ and plots the pretraining from its provenance.
+# with random weights (with `vision_from`: on another model's pretrained tower) -> trained to each
+# scale (a sample count; each stage continues the previous one, resumably) -> the scale's weights
+# exported in fp16 -> evaluated on the `eval` sets -> packaged with its provenance in
+# results/pretrain/zoo/, which `make pretrain` publishes as resources/zoo/. The default workflow
+# starts from resources/zoo/ and plots the pretraining from its provenance.
 
 
 include: "functions/pretrain.smk"

@@ -200,6 +200,22 @@ def zoo_figures():
     return [f"results/pretrain/{name}/pretraining.png" for name in zoo_models()]
 
 
+def check_vision_source(name, source):
+    """`vision_from` names a model that starts from its own random build, or a checkpoint folder."""
+    if source in pretrain_models():
+        if "vision_from" not in pretrain_models()[source]:
+            return
+        problem = "starts from another tower itself"
+    elif Path(source).is_dir():
+        return
+    else:
+        problem = "is neither a pretrained model nor a checkpoint folder"
+    raise ValueError(
+        f"config: pretrain.models.{name}.vision_from: '{source}' {problem}; name a model under "
+        "pretrain.models that starts from its own random build, or a checkpoint folder"
+    )
+
+
 def check_pretrain():
     for name in pretrain_models():
         spec = pretrain_spec(name)
@@ -214,11 +230,8 @@ def check_pretrain():
                     f"({per_step}) and at most samples ({spec['samples']})"
                 )
         source = pretrain_models()[name].get("vision_from")
-        if source in pretrain_models() and "vision_from" in pretrain_models()[source]:
-            raise ValueError(
-                f"config: pretrain.models.{name}.vision_from: '{source}' starts from another tower itself; "
-                "name a model that starts from its own random build, or a checkpoint folder"
-            )
+        if source is not None:
+            check_vision_source(name, source)
         if not spec["datasets"]:
             raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
 

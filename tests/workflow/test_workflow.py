@@ -545,6 +545,15 @@ def test_config_errors_name_the_key(tmp_path):
         "probing.experiments.tiny_probe.finetune: unknown fine-tuning experiment 'tiny_sfft'" in run.stdout + run.stderr
     )
 
+    config = reduced_config()
+    config["pretrain"]["models"]["tiny_zoo_wide"]["vision_from"] = "tiny_zo"
+    run = snakemake(copy_workflow(tmp_path / "tower", config), "-n")
+    assert run.returncode != 0
+    assert (
+        "pretrain.models.tiny_zoo_wide.vision_from: 'tiny_zo' is neither a pretrained model nor a checkpoint folder"
+        in run.stdout + run.stderr
+    )
+
 
 def test_lint_is_clean():
     run = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
