@@ -1,8 +1,9 @@
 # Pretraining the tiny zoo (`snakemake pretrain`): a larger synthetic corpus -> each model built
-# with random weights -> trained to each scale (a sample count; each stage continues the previous
-# one, resumably) -> the scale's weights exported in fp16 -> evaluated on the `eval` sets -> packaged
-# with its provenance in results/pretrain/zoo/, which `make pretrain` publishes as resources/zoo/.
-# The default workflow starts from resources/zoo/ and plots the pretraining from its provenance.
+# with random weights (with `vision_from`: on another model's pretrained tower) -> trained to each
+# scale (a sample count; each stage continues the previous one, resumably) -> the scale's weights
+# exported in fp16 -> evaluated on the `eval` sets -> packaged with its provenance in
+# results/pretrain/zoo/, which `make pretrain` publishes as resources/zoo/. The default workflow
+# starts from resources/zoo/ and plots the pretraining from its provenance.
 
 
 include: "functions/pretrain.smk"
@@ -62,9 +63,38 @@ use rule build_model as build_pretrain_model with:
     benchmark:
         "results/benchmarks/build_pretrain_model/{model}.tsv"
     wildcard_constraints:
-        model=one_of(pretrain_models()),
+        model=one_of(pretrain_models(grafted=False)),
     params:
         spec=pretrain_build_spec,
+
+
+use rule build_model as build_pretrain_language with:
+    output:
+        checkpoint=directory("results/pretrain/{model}/random"),
+    log:
+        "logs/pretrain/{model}/build.log",
+    benchmark:
+        "results/benchmarks/build_pretrain_model/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(pretrain_models(grafted=True)),
+    params:
+        spec=pretrain_build_spec,
+
+
+# A model with `vision_from` starts from that model's pretrained vision tower (its last scale, as
+# shipped) under its own random language model and projector: step 0 is the graft.
+use rule hybrid_checkpoint as graft_pretrain_vision with:
+    input:
+        vision=pretrain_vision_source,
+        language="results/pretrain/{model}/random",
+    output:
+        checkpoint=directory("results/pretrain/{model}/step-0"),
+    log:
+        "logs/pretrain/{model}/graft.log",
+    wildcard_constraints:
+        model=one_of(pretrain_models(grafted=True)),
+    params:
+        projector=False,
 
 
 use rule train_model as pretrain_model with:

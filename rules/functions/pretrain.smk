@@ -20,8 +20,12 @@ PRETRAIN_DEFAULTS = {
 ZOO_DTYPE = "float16"  # of the shipped weights; each scale is evaluated as shipped
 
 
-def pretrain_models():
-    return family_config("pretrain").get("models", {})
+def pretrain_models(grafted=None):
+    """The models to pretrain; grafted=True / False: only those with / without `vision_from`."""
+    models = family_config("pretrain").get("models", {})
+    if grafted is None:
+        return models
+    return {name: spec for name, spec in models.items() if ("vision_from" in spec) == grafted}
 
 
 @cache
@@ -92,6 +96,15 @@ def pretrain_build_spec(wildcards):
     return pretrain_spec(wildcards.model)["build"]
 
 
+def pretrain_vision_source(wildcards):
+    """What the model's tower starts from: a pretrained model's exported last scale (the weights as
+    shipped), or a checkpoint folder."""
+    source = pretrain_models()[wildcards.model]["vision_from"]
+    if source in pretrain_models():
+        return f"results/pretrain/weights/{source}/samples-{pretrain_scales(source)[-1]}"
+    return source
+
+
 def pretrain_data(name):
     caches = [cache_outputs(dataset) for dataset in pretrain_spec(name)["datasets"]]
     return {
@@ -137,6 +150,8 @@ def zoo_package_inputs(wildcards):
     }
     if samples:
         inputs["checkpoint"] = scale_checkpoint(wildcards)
+    if "vision_from" in pretrain_models()[name]:
+        inputs["vision"] = pretrain_vision_source(wildcards)
     return inputs
 
 
@@ -185,6 +200,22 @@ def zoo_figures():
     return [f"results/pretrain/{name}/pretraining.png" for name in zoo_models()]
 
 
+def check_vision_source(name, source):
+    """`vision_from` names a model that starts from its own random build, or a checkpoint folder."""
+    if source in pretrain_models():
+        if "vision_from" not in pretrain_models()[source]:
+            return
+        problem = "starts from another tower itself"
+    elif Path(source).is_dir():
+        return
+    else:
+        problem = "is neither a pretrained model nor a checkpoint folder"
+    raise ValueError(
+        f"config: pretrain.models.{name}.vision_from: '{source}' {problem}; name a model under "
+        "pretrain.models that starts from its own random build, or a checkpoint folder"
+    )
+
+
 def check_pretrain():
     for name in pretrain_models():
         spec = pretrain_spec(name)
@@ -198,6 +229,9 @@ def check_pretrain():
                     f"config: pretrain.models.{name}: scale {samples} must be a multiple of the samples per step "
                     f"({per_step}) and at most samples ({spec['samples']})"
                 )
+        source = pretrain_models()[name].get("vision_from")
+        if source is not None:
+            check_vision_source(name, source)
         if not spec["datasets"]:
             raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
 

@@ -204,11 +204,27 @@ def test_pretrain_target_ships_each_scale_with_provenance(finished_run):
     model = AutoModelForImageTextToText.from_pretrained(zoo / "samples-8")
     assert model.dtype == torch.float16 and AutoProcessor.from_pretrained(zoo / "samples-8").tokenizer is not None
 
+    # vision_from: step 0 is tiny_zoo's shipped tower under the wider model's own random build
+    wide = finished_run / "results" / "pretrain" / "tiny_zoo_wide"
+    start = load_file(wide / "step-0" / "model.safetensors")
+    random_build = load_file(wide / "random" / "model.safetensors")
+    tower_source = load_file(zoo / "samples-8" / "model.safetensors")
+    assert start.keys() == random_build.keys()
+    for name, tensor in start.items():
+        tower = name.startswith("model.visual.") and not name.startswith("model.visual.merger.")
+        assert torch.equal(tensor, tower_source[name].float() if tower else random_build[name]), name
+    wide_record = json.loads((zoo.parent / "tiny_zoo_wide" / "samples-4" / "provenance.json").read_text())
+    assert (
+        wide_record["vision_from"]["weights_sha256"]
+        == hashlib.sha256((zoo / "samples-8" / "model.safetensors").read_bytes()).hexdigest()
+    )
+
     shutil.copytree(zoo.parent, finished_run / "resources" / "zoo")  # what `make pretrain` publishes
     try:
-        plot = snakemake(finished_run, "results/pretrain/tiny_zoo/pretraining.png")
+        figures = [f"results/pretrain/{name}/pretraining.png" for name in ("tiny_zoo", "tiny_zoo_wide")]
+        plot = snakemake(finished_run, *figures)
         assert plot.returncode == 0, plot.stderr[-3000:]
-        assert (finished_run / "results/pretrain/tiny_zoo/pretraining.png").stat().st_size > 0
+        assert all((finished_run / figure).stat().st_size > 0 for figure in figures)
         dry = snakemake(finished_run, "results/summary.csv", "--dry-run")  # the published zoo's figure joins
         assert dry.returncode == 0, dry.stderr[-3000:]
         assert {rule for rule, _ in planned_jobs(dry.stdout)} <= {"summary", "all"}  # nothing retrains
@@ -527,6 +543,15 @@ def test_config_errors_name_the_key(tmp_path):
     assert run.returncode != 0
     assert (
         "probing.experiments.tiny_probe.finetune: unknown fine-tuning experiment 'tiny_sfft'" in run.stdout + run.stderr
+    )
+
+    config = reduced_config()
+    config["pretrain"]["models"]["tiny_zoo_wide"]["vision_from"] = "tiny_zo"
+    run = snakemake(copy_workflow(tmp_path / "tower", config), "-n")
+    assert run.returncode != 0
+    assert (
+        "pretrain.models.tiny_zoo_wide.vision_from: 'tiny_zo' is neither a pretrained model nor a checkpoint folder"
+        in run.stdout + run.stderr
     )
 
 

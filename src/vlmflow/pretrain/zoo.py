@@ -133,9 +133,16 @@ def provenance(
     first_steps: Mapping[str, Any],
     train_log: Path | None,
     samples_per_step: int,
+    vision_from: Path | None = None,
 ) -> dict[str, Any]:
-    """The provenance.json of one scale (docs/pretraining.md, Provenance)."""
+    """The provenance.json of one scale (docs/pretraining.md, Provenance); `vision_from`: the
+    exported weights whose vision tower the model started from."""
     curve = training_curve(train_log, samples_per_step)
+    started_from = {}
+    if vision_from is not None:
+        started_from = {
+            "vision_from": {"weights": str(vision_from), "weights_sha256": file_digest(vision_from / WEIGHTS)}
+        }
     return {
         "model": model,
         "samples": samples,
@@ -148,6 +155,7 @@ def provenance(
         "final_loss": curve[-1]["loss"] if curve else None,
         "evaluation": evaluation(metrics_files),
         "training_curve": curve,
+        **started_from,
     }
 
 

@@ -20,6 +20,7 @@ record = provenance(
     first_steps=read_json(snakemake.input.first_steps),
     train_log=train_log,
     samples_per_step=config["batch_size"] * config["grad_accum"],
+    vision_from=Path(snakemake.input.vision) if "vision" in snakemake.input.keys() else None,
 )
 package_scale(snakemake.input.weights, snakemake.output.scale, record)
 log.info("packaged %s samples-%d: %s", snakemake.wildcards.model, samples, record["evaluation"])
