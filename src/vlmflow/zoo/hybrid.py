@@ -80,6 +80,7 @@ def hybrid_config(config_a, config_b, with_projector: bool):
     parts = vision_parts(config_b.model_type)
     if parts.projector_out and not with_projector:
         vision[parts.projector_out] = getattr(config_b.vision_config, parts.projector_out)
+    vision["dtype"] = config_b.vision_config.to_dict().get("dtype")  # B's precision: its weights stay unrounded
     config.vision_config = config_b.vision_config.__class__.from_dict(vision)
     return config
 
