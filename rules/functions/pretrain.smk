@@ -229,9 +229,8 @@ def check_pretrain():
                     f"config: pretrain.models.{name}: scale {samples} must be a multiple of the samples per step "
                     f"({per_step}) and at most samples ({spec['samples']})"
                 )
-        source = pretrain_models()[name].get("vision_from")
-        if source is not None:
-            check_vision_source(name, source)
+        if "vision_from" in spec:
+            check_vision_source(name, spec["vision_from"])
         if not spec["datasets"]:
             raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
 

@@ -138,12 +138,7 @@ def provenance(
     """The provenance.json of one scale (docs/pretraining.md, Provenance); `vision_from`: the
     exported weights whose vision tower the model started from."""
     curve = training_curve(train_log, samples_per_step)
-    started_from = {}
-    if vision_from is not None:
-        started_from = {
-            "vision_from": {"weights": str(vision_from), "weights_sha256": file_digest(vision_from / WEIGHTS)}
-        }
-    return {
+    record = {
         "model": model,
         "samples": samples,
         "dtype": read_json(weights_dir / "config.json")["dtype"],
@@ -155,8 +150,10 @@ def provenance(
         "final_loss": curve[-1]["loss"] if curve else None,
         "evaluation": evaluation(metrics_files),
         "training_curve": curve,
-        **started_from,
     }
+    if vision_from is not None:
+        record["vision_from"] = {"weights": str(vision_from), "weights_sha256": file_digest(vision_from / WEIGHTS)}
+    return record
 
 
 def package_scale(weights_dir: str | Path, out_dir: str | Path, record: Mapping[str, Any]) -> None:
