@@ -47,6 +47,16 @@ BENCHMARKS: dict[str, list[str]] = {
         "--batch-size",
         "16",
     ],  # fmt: skip
+    "pretrain_throughput": [
+        "--model",
+        "resources/zoo/qwen2vl_guide/samples-0",
+        "--cache",
+        "results/cache/vqav2_train.jsonl",
+        "results/cache/textvqa_train.jsonl",
+        "results/cache/swap_train.jsonl",
+        "--batch-size",
+        "16",
+    ],  # fmt: skip
     "guided_pruning": [],
     "probing_extraction": ["--model", TRAINED, "--cache", "results/cache/swap_val.jsonl"],
     "shard_throughput": ["--model", TRAINED, "--cache", "results/cache/vqav2_val.jsonl"],
@@ -212,6 +222,27 @@ def section_train(r: dict) -> list[str]:
             f"{r['trl_sft_samples_per_s']:.1f} samples/s, ratio {r['ratio_vlmflow_over_trl']:.2f}x."]  # fmt: skip
 
 
+def section_pretrain(r: dict) -> list[str]:
+    lines = [
+        "Each row: the same checkpoint, records and settings trained twice in one run, with the M-RoPE positions "
+        "built per sample inside the forward (and pageable batches) and with them computed by the loader workers "
+        "(and pinned batches on a GPU); median samples/s after the warm-up steps. A GPU run made elsewhere "
+        "(`--out benchmarks/results/pretrain_throughput_cuda.json`) goes beside it.",
+        "",
+        "| model, device | batch | positions in the forward | positions with the batch | speed-up | same last loss |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in (r, load("pretrain_throughput_cuda")):
+        if run is None or (run is not r and run["device"] == r["device"]):
+            continue
+        for row in run["runs"]:
+            same = "yes" if row["last_loss_forward"] == row["last_loss_batch"] else "**no**"
+            lines.append(f"| `{row['model']}` on {run['device']}, {run['loader_workers']} loader workers, "
+                         f"{run['steps']} steps | {row['batch_size']} | {row['forward_samples_per_s']:.1f} | "
+                         f"{row['batch_samples_per_s']:.1f} | {row['ratio']:.2f}x | {same} |")  # fmt: skip
+    return lines
+
+
 def section_guided(r: dict) -> list[str]:
     lines = [f"Decode model hidden {r['decode']['hidden']}, {r['decode']['layers']} layers, {r['decode']['visual_tokens']} "
              f"visual tokens; prefill of {r['prefill_batch']} prompts on {r['device']}.", "",
@@ -292,6 +323,7 @@ SECTIONS = {
     "resume_loss": ("Resume: work lost per kill", section_resume),
     "pipeline_overhead": ("Pipeline overhead in the default run", section_pipeline),
     "train_throughput": ("Training throughput: vlmflow vs TRL", section_train),
+    "pretrain_throughput": ("Pretraining throughput: M-RoPE positions with the batch", section_pretrain),
     "guided_pruning": ("Guided pruning: prefill and batched pipeline", section_guided),
     "probing_extraction": ("Probing: one-prefill hooks vs generate-with-hooks", section_probing),
     "shard_throughput": ("Sharded inference: one process vs concurrent shards", section_shards),

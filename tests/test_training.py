@@ -14,10 +14,14 @@ from conftest import make_records
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
+import vlmflow.finetune.trainer as trainer_module
+from vlmflow.architectures.registry import architecture
 from vlmflow.core.checkpoint import sample_order
 from vlmflow.core.gpu_memory import INJECT_OOM_ABOVE
 from vlmflow.core.models import load_vlm
 from vlmflow.core.settings import GenerationSettings, TrainSettings
+from vlmflow.finetune.examples import collate
+from vlmflow.finetune.positions import batch_positions
 from vlmflow.finetune.sanity import SanityCheckFailed, sanity_overfit
 from vlmflow.finetune.trainer import component, prepare_model, train_stage
 
@@ -289,3 +293,33 @@ def test_wandb_mirrors_the_step_log_to_an_offline_run(tiny_checkpoints, data, tm
     assert len(runs) == 1, "one offline run, nothing sent anywhere"
     payload = runs[0].read_bytes()
     assert b"guide_sft" in payload and b"grad_norm" in payload and b"samples_per_s" in payload
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_batch_positions_are_the_forwards_own(family, family_checkpoints, data, tmp_path, monkeypatch):
+    """M-RoPE positions computed with the batch (loader side) equal those the forward builds, and a
+    run that hands them to the model trains to the same curve and weights as one that does not."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    model, processor = load_vlm(family_checkpoints[family], device="cpu")
+    positions = batch_positions(model)
+    assert positions is not None, family
+    batch = collate(architecture(model), processor, data[:3], GENERATION)
+    own, _ = model.model.get_rope_index(
+        batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"], attention_mask=batch["attention_mask"]
+    )
+    assert torch.equal(positions(batch), own)
+    settings = TrainSettings(**{**LORA.__dict__, "mode": "full"})
+    with_positions = stage(
+        family_checkpoints[family], data, tmp_path / "with", tmp_path / "run-with", 3, settings=settings
+    )
+    monkeypatch.setattr(trainer_module, "batch_positions", lambda model: None)
+    without = stage(
+        family_checkpoints[family], data, tmp_path / "without", tmp_path / "run-without", 3, settings=settings
+    )
+    assert [r["loss"] for r in with_positions] == [r["loss"] for r in without]
+    assert_same_weights(tmp_path / "with", tmp_path / "without")
+
+
+def test_families_without_batch_positions_are_left_to_their_forward(family_checkpoints):
+    model, _ = load_vlm(family_checkpoints["llava"], device="cpu")
+    assert batch_positions(model) is None

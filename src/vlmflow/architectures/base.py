@@ -56,6 +56,7 @@ class Architecture:
     language_model_path: str = "model.language_model"  # the decoder-only language model (no LM head)
     vision_blocks_path: str | None = None  # the vision tower's transformer blocks
     nested_images: bool = False  # the processor wants one image list per prompt
+    batch_positions: bool = False  # the forward builds M-RoPE positions per sample: training does it with the batch
     unsupported: Mapping[str, str] = field(default_factory=dict)  # stage -> why not
 
     def require(self, stage: str) -> None:

@@ -5,4 +5,6 @@ on the replayed states and the features come out in image order, as in the model
 
 from vlmflow.architectures.base import Architecture
 
-ARCHITECTURE = Architecture(family="qwen2_5_vl", model_types=("qwen2_5_vl",), vision_blocks_path="model.visual.blocks")
+ARCHITECTURE = Architecture(
+    family="qwen2_5_vl", model_types=("qwen2_5_vl",), vision_blocks_path="model.visual.blocks", batch_positions=True
+)

@@ -2,4 +2,6 @@
 
 from vlmflow.architectures.base import Architecture
 
-ARCHITECTURE = Architecture(family="qwen2_vl", model_types=("qwen2_vl",), vision_blocks_path="model.visual.blocks")
+ARCHITECTURE = Architecture(
+    family="qwen2_vl", model_types=("qwen2_vl",), vision_blocks_path="model.visual.blocks", batch_positions=True
+)

@@ -40,4 +40,6 @@ class Qwen3VL(Architecture):
         return hidden
 
 
-ARCHITECTURE = Qwen3VL(family="qwen3_vl", model_types=("qwen3_vl",), vision_blocks_path="model.visual.blocks")
+ARCHITECTURE = Qwen3VL(
+    family="qwen3_vl", model_types=("qwen3_vl",), vision_blocks_path="model.visual.blocks", batch_positions=True
+)

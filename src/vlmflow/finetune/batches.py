@@ -18,6 +18,7 @@ from vlmflow.core.checkpoint import sample_order
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings
 from vlmflow.finetune.examples import collate
+from vlmflow.finetune.positions import BatchPositions
 
 PREFETCH_PER_WORKER = 4  # micro-batches each worker collates ahead
 
@@ -33,21 +34,26 @@ class MicroBatches(Dataset):
         generation: GenerationSettings,
         batch_size: int,
         seed: int,
+        positions: BatchPositions | None = None,
     ) -> None:
         self.arch, self.processor, self.records, self.generation = arch, processor, records, generation
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.positions = batch_size, seed, positions
 
     def __getitem__(self, index: int) -> tuple[int, dict[str, torch.Tensor]]:
         order = sample_order(len(self.records), self.seed, index * self.batch_size, self.batch_size)
-        return index, collate(self.arch, self.processor, [self.records[i] for i in order], self.generation)
+        batch = collate(self.arch, self.processor, [self.records[i] for i in order], self.generation)
+        positions = self.positions(batch) if self.positions is not None else None
+        if positions is not None:
+            batch["position_ids"] = positions  # (3, B, L), as the forward would build them
+        return index, batch
 
 
 class BatchSource:
     """Hands out micro-batches by index. `expect(indices)` starts `workers` processes collating
     those indices in order; a request for another index (or with no workers) collates in place."""
 
-    def __init__(self, batches: MicroBatches, workers: int) -> None:
-        self.batches, self.workers = batches, workers
+    def __init__(self, batches: MicroBatches, workers: int, pin_memory: bool = False) -> None:
+        self.batches, self.workers, self.pin_memory = batches, workers, pin_memory
         self.ahead: Iterator[tuple[int, dict[str, torch.Tensor]]] | None = None
         self.pending: Iterator[int] = iter(())
         self.next_index: int | None = None
@@ -63,6 +69,7 @@ class BatchSource:
             sampler=list(indices),
             num_workers=self.workers,
             prefetch_factor=PREFETCH_PER_WORKER,
+            pin_memory=self.pin_memory,  # for a GPU: the host-to-device copy runs asynchronously
             multiprocessing_context="fork",  # the workers share the records and processor, never CUDA
             generator=torch.Generator(),  # its worker seeds are drawn from here, not the training RNG (dropout)
         )

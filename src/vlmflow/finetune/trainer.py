@@ -39,6 +39,7 @@ from vlmflow.core.models import load_vlm
 from vlmflow.core.records import Record
 from vlmflow.core.settings import GenerationSettings, TrainSettings, halved_micro_batch
 from vlmflow.finetune.batches import BatchSource, MicroBatches
+from vlmflow.finetune.positions import batch_positions
 from vlmflow.finetune.tracking import OfflineWandbRun
 
 logger = logging.getLogger("vlmflow")
@@ -128,6 +129,8 @@ class Trainer:
         self.processor, self.records, self.settings, self.generation = processor, records, settings, generation
         self.arch = architecture(model)
         self.fingerprint, self.loader_workers = fingerprint, loader_workers
+        self.device = next(model.parameters()).device
+        self.positions = batch_positions(model)
         self.source, self.until = self.batch_source(), 0
         random.seed(settings.seed)
         np.random.seed(settings.seed)
@@ -135,7 +138,6 @@ class Trainer:
         self.model = prepare_model(model, settings)
         distributed.seed_rank(settings.seed)
         self.model.train()
-        self.device = next(self.model.parameters()).device
         self.optimizer = torch.optim.AdamW(param_groups(self.model, settings), lr=settings.lr)
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, settings.warmup_steps, settings.steps)
         self.step = 0
@@ -147,9 +149,15 @@ class Trainer:
 
     def batch_source(self) -> BatchSource:
         batches = MicroBatches(
-            self.arch, self.processor, self.records, self.generation, self.settings.batch_size, self.settings.seed
+            self.arch,
+            self.processor,
+            self.records,
+            self.generation,
+            self.settings.batch_size,
+            self.settings.seed,
+            self.positions,
         )
-        return BatchSource(batches, self.loader_workers)
+        return BatchSource(batches, self.loader_workers, pin_memory=self.device.type == "cuda")
 
     def expect_steps(self, until: int) -> None:
         """Collate ahead this rank's micro-batches of the steps from here to `until`."""
@@ -157,7 +165,7 @@ class Trainer:
         self.source.expect([s * accum + a for s in range(self.step, until) for a in range(rank, accum, world)])
 
     def micro_batch(self, index: int) -> dict[str, torch.Tensor]:
-        batch = {k: v.to(self.device) for k, v in self.source.get(index).items()}
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in self.source.get(index).items()}
         if "pixel_values" in batch and self.model.dtype != torch.float32:
             batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)
         return batch
