@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -298,12 +299,15 @@ def test_wandb_mirrors_the_step_log_to_an_offline_run(tiny_checkpoints, data, tm
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def test_batch_positions_are_the_forwards_own(family, family_checkpoints, data, tmp_path, monkeypatch):
     """M-RoPE positions computed with the batch (loader side) equal those the forward builds, and a
-    run that hands them to the model trains to the same curve and weights as one that does not."""
+    run that hands them to the model trains to the same curve and weights as one that does not;
+    ragged questions, so the batches are padded."""
     torch.use_deterministic_algorithms(True, warn_only=True)
+    data = [replace(r, question=r.question + " Look closely." * (i % 3)) for i, r in enumerate(data)]
     model, processor = load_vlm(family_checkpoints[family], device="cpu")
     positions = batch_positions(model)
     assert positions is not None, family
     batch = collate(architecture(model), processor, data[:3], GENERATION)
+    assert not batch["attention_mask"].all(), "a padded batch"
     own, _ = model.model.get_rope_index(
         batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"], attention_mask=batch["attention_mask"]
     )
