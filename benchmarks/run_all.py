@@ -133,6 +133,13 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def with_gpu_run(r: dict, name: str) -> list[dict]:
+    """This run's result, and beside it `<name>_cuda.json`, a GPU run made elsewhere, if any and
+    on another device."""
+    gpu = load(f"{name}_cuda")
+    return [r] + ([gpu] if gpu is not None and gpu["device"] != r["device"] else [])
+
+
 def mark(met: bool) -> str:
     return "met" if met else "**missed**"
 
@@ -232,9 +239,7 @@ def section_pretrain(r: dict) -> list[str]:
         "| model, device | batch | positions in the forward | positions with the batch | speed-up | same last loss |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for run in (r, load("pretrain_throughput_cuda")):
-        if run is None or (run is not r and run["device"] == r["device"]):
-            continue
+    for run in with_gpu_run(r, "pretrain_throughput"):
         for row in run["runs"]:
             same = "yes" if row["last_loss_forward"] == row["last_loss_batch"] else "**no**"
             lines.append(f"| `{row['model']}` on {run['device']}, {run['loader_workers']} loader workers, "
@@ -277,9 +282,7 @@ def section_shards(r: dict) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     # A GPU run made elsewhere (`--device cuda --out benchmarks/results/shard_throughput_cuda.json`) goes beside it.
-    for run in (r, load("shard_throughput_cuda")):
-        if run is None or (run is not r and run["device"] == r["device"]):
-            continue
+    for run in with_gpu_run(r, "shard_throughput"):
         one, many = run["one_process"], run["sharded"]
         lines += [
             f"| `{run['model']}` on {run['device']}: {run['questions']} questions, batch {run['batch_size']}, "

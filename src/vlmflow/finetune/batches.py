@@ -42,9 +42,8 @@ class MicroBatches(Dataset):
     def __getitem__(self, index: int) -> tuple[int, dict[str, torch.Tensor]]:
         order = sample_order(len(self.records), self.seed, index * self.batch_size, self.batch_size)
         batch = collate(self.arch, self.processor, [self.records[i] for i in order], self.generation)
-        positions = self.positions(batch) if self.positions is not None else None
-        if positions is not None:
-            batch["position_ids"] = positions  # (3, B, L), as the forward would build them
+        if self.positions is not None and (ids := self.positions(batch)) is not None:
+            batch["position_ids"] = ids  # (3, B, L), as the forward would build them
         return index, batch
 
 
