@@ -1,5 +1,6 @@
 # Pretraining the tiny zoo (`snakemake pretrain`): a larger synthetic corpus -> each model built
-# with random weights (with `vision_from`: on another model's pretrained tower) -> trained to each
+# with random weights (with `vision_from`: on another model's pretrained tower; with `init_from`:
+# another model's pretrained weights, continued in a later stage) -> trained to each
 # scale (a sample count; each stage continues the previous one, resumably) -> the scale's weights
 # exported in fp16 -> evaluated on the `eval` sets -> packaged with its provenance in
 # results/pretrain/zoo/, which `make pretrain` publishes as resources/zoo/. The default workflow
@@ -63,7 +64,7 @@ use rule build_model as build_pretrain_model with:
     benchmark:
         "results/benchmarks/build_pretrain_model/{model}.tsv"
     wildcard_constraints:
-        model=one_of(pretrain_models(grafted=False)),
+        model=one_of(pretrain_models(start="build")),
     params:
         spec=pretrain_build_spec,
 
@@ -76,7 +77,7 @@ use rule build_model as build_pretrain_language with:
     benchmark:
         "results/benchmarks/build_pretrain_model/{model}.tsv"
     wildcard_constraints:
-        model=one_of(pretrain_models(grafted=True)),
+        model=one_of(pretrain_models(start="graft")),
     params:
         spec=pretrain_build_spec,
 
@@ -92,9 +93,26 @@ use rule hybrid_checkpoint as graft_pretrain_vision with:
     log:
         "logs/pretrain/{model}/graft.log",
     wildcard_constraints:
-        model=one_of(pretrain_models(grafted=True)),
+        model=one_of(pretrain_models(start="graft")),
     params:
         projector=False,
+
+
+# A model with `init_from` continues another's pretraining with its own data and schedule (a later
+# stage, as VLMs are pretrained in stages): step 0 is that model's last scale as shipped, or a folder.
+rule init_pretrain_model:
+    input:
+        source=pretrain_init_source,
+    output:
+        checkpoint=directory("results/pretrain/{model}/step-0"),
+    log:
+        "logs/pretrain/{model}/init.log",
+    wildcard_constraints:
+        model=one_of(pretrain_models(start="init")),
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/pretrain/init.py"
 
 
 use rule train_model as pretrain_model with:
@@ -175,6 +193,7 @@ rule package_zoo_scale:
         "../envs/vlmflow.yaml"
     params:
         config=pretrain_provenance_config,
+        init_origin=pretrain_init_origin,
     script:
         "../workflow/scripts/pretrain/package.py"
 

@@ -23,6 +23,10 @@ def config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
+def shipped_last_scale(model: str) -> str:
+    return max((p.name for p in (ZOO / model).glob("samples-*")), key=lambda name: int(name.removeprefix("samples-")))
+
+
 def test_every_configured_model_is_shipped_at_every_scale():
     pretrain = config()["pretrain"]
     for name, spec in pretrain["models"].items():
@@ -49,7 +53,15 @@ def test_each_scale_is_a_half_precision_checkpoint_its_provenance_describes(scal
     assert record["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert record["model"] == scale.parent.name and f"samples-{record['samples']}" == scale.name
     own = config()["pretrain"]["models"][scale.parent.name]  # the config it was trained with is today's
-    assert {key: record["config"][key] for key in own} == own
+    trained = {key: record["config"][key] for key in own}
+    if own.get("init_from") in config()["pretrain"]["models"]:
+        # Continued from that model's shipped last scale (the weights its export gives, as `make
+        # pretrain` would), named by folder: the provenance names the model the folder came from.
+        source = own["init_from"]
+        assert trained["init_from"] in (source, f"resources/zoo/{source}/{shipped_last_scale(source)}")
+        assert record["init_from"]["model"] == source
+        trained["init_from"] = source
+    assert trained == own
     assert len(record["commit"]) >= 40 and len(record["data_sha256"]) == 64
     assert record["first_steps"]["steps"][0]["step"] == 0 and record["evaluation"]
     with safe_open(weights, "pt") as handle:
@@ -64,10 +76,12 @@ def test_each_scale_is_a_half_precision_checkpoint_its_provenance_describes(scal
 def test_the_pretraining_figure_draws_from_the_shipped_provenance(model, tmp_path):
     from PIL import Image
 
-    from vlmflow.pretrain.plots import plot_pretraining, scale_label
+    from vlmflow.pretrain.plots import plot_pretraining, samples_axis_label, scale_label
 
     records = [json.loads((path / "provenance.json").read_text()) for path in SCALES if path.parent.name == model]
     plot_pretraining(records, tmp_path / "pretraining.png")
     with Image.open(tmp_path / "pretraining.png") as figure:
         assert figure.width > figure.height > 200
     assert [scale_label(n) for n in (0, 8000, 160000, 1500)] == ["0", "8k", "160k", "1500"]
+    continued = {"qwen2vl_guide_reading": "samples seen after qwen2vl_guide 480k"}  # a second stage's axis
+    assert samples_axis_label(records[-1]) == continued.get(model, "samples seen")

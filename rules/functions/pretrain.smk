@@ -20,12 +20,20 @@ PRETRAIN_DEFAULTS = {
 ZOO_DTYPE = "float16"  # of the shipped weights; each scale is evaluated as shipped
 
 
-def pretrain_models(grafted=None):
-    """The models to pretrain; grafted=True / False: only those with / without `vision_from`."""
+def pretrain_start(spec):
+    """How a pretrained model's step 0 is made: `init` (a copy of `init_from`: continued
+    pretraining), `graft` (`vision_from`'s tower on its own random build) or `build` (random)."""
+    if "init_from" in spec:
+        return "init"
+    return "graft" if "vision_from" in spec else "build"
+
+
+def pretrain_models(start=None):
+    """The models to pretrain; start="build" / "graft" / "init": only those whose step 0 is made so."""
     models = family_config("pretrain").get("models", {})
-    if grafted is None:
+    if start is None:
         return models
-    return {name: spec for name, spec in models.items() if ("vision_from" in spec) == grafted}
+    return {name: spec for name, spec in models.items() if pretrain_start(spec) == start}
 
 
 @cache
@@ -96,13 +104,30 @@ def pretrain_build_spec(wildcards):
     return pretrain_spec(wildcards.model)["build"]
 
 
-def pretrain_vision_source(wildcards):
-    """What the model's tower starts from: a pretrained model's exported last scale (the weights as
-    shipped), or a checkpoint folder."""
-    source = pretrain_models()[wildcards.model]["vision_from"]
+def pretrained_source(source):
+    """Another pretrained model's exported last scale (the weights as shipped), or a checkpoint folder."""
     if source in pretrain_models():
         return f"results/pretrain/weights/{source}/samples-{pretrain_scales(source)[-1]}"
     return source
+
+
+def pretrain_vision_source(wildcards):
+    """What the model's tower starts from."""
+    return pretrained_source(pretrain_models()[wildcards.model]["vision_from"])
+
+
+def pretrain_init_source(wildcards):
+    """What a continued pretraining starts from."""
+    return pretrained_source(pretrain_models()[wildcards.model]["init_from"])
+
+
+def pretrain_init_origin(wildcards):
+    """The model and samples a continued pretraining starts from, when `init_from` names a pretrained
+    model (a folder's own provenance.json says it otherwise)."""
+    source = pretrain_models()[wildcards.model].get("init_from")
+    if source in pretrain_models():
+        return {"model": source, "samples": pretrain_scales(source)[-1]}
+    return {}
 
 
 def pretrain_data(name):
@@ -150,8 +175,11 @@ def zoo_package_inputs(wildcards):
     }
     if samples:
         inputs["checkpoint"] = scale_checkpoint(wildcards)
-    if "vision_from" in pretrain_models()[name]:
+    start = pretrain_start(pretrain_models()[name])
+    if start == "graft":
         inputs["vision"] = pretrain_vision_source(wildcards)
+    elif start == "init":
+        inputs["init"] = pretrain_init_source(wildcards)
     return inputs
 
 
@@ -200,19 +228,29 @@ def zoo_figures():
     return [f"results/pretrain/{name}/pretraining.png" for name in zoo_models()]
 
 
-def check_vision_source(name, source):
-    """`vision_from` names a model that starts from its own random build, or a checkpoint folder."""
-    if source in pretrain_models():
-        if "vision_from" not in pretrain_models()[source]:
+SOURCE_KINDS = {  # what `vision_from` / `init_from` may name besides a checkpoint folder
+    "vision_from": "a model under pretrain.models that starts from its own random build",
+    "init_from": "another model under pretrain.models",
+}
+
+
+def check_source(name, key, source):
+    """A model's `vision_from` or `init_from` names another pretrained model (for `vision_from` not
+    a graft itself) or a checkpoint folder."""
+    models = pretrain_models()
+    if source in models:
+        if source == name:
+            problem = "is the model itself"
+        elif key == "vision_from" and pretrain_start(models[source]) == "graft":
+            problem = "starts from another tower itself"
+        else:
             return
-        problem = "starts from another tower itself"
     elif Path(source).is_dir():
         return
     else:
         problem = "is neither a pretrained model nor a checkpoint folder"
     raise ValueError(
-        f"config: pretrain.models.{name}.vision_from: '{source}' {problem}; name a model under "
-        "pretrain.models that starts from its own random build, or a checkpoint folder"
+        f"config: pretrain.models.{name}.{key}: '{source}' {problem}; name {SOURCE_KINDS[key]}, or a checkpoint folder"
     )
 
 
@@ -229,8 +267,18 @@ def check_pretrain():
                     f"config: pretrain.models.{name}: scale {samples} must be a multiple of the samples per step "
                     f"({per_step}) and at most samples ({spec['samples']})"
                 )
-        if "vision_from" in spec:
-            check_vision_source(name, spec["vision_from"])
+        for key in SOURCE_KINDS:
+            if key in spec:
+                check_source(name, key, spec[key])
+        if "init_from" in spec and {"build", "vision_from"} & spec.keys():
+            raise ValueError(
+                f"config: pretrain.models.{name}: init_from continues a pretrained model, so it takes no build "
+                "or vision_from"
+            )
+        if not {"build", "init_from"} & spec.keys():
+            raise ValueError(
+                f"config: pretrain.models.{name}: give build (a new model) or init_from (continued pretraining)"
+            )
         if not spec["datasets"]:
             raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
 

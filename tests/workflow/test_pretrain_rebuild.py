@@ -13,18 +13,19 @@ from test_workflow import REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
 
+SOURCES = ("vision_from", "init_from")  # what a model may start from besides its own random build
+
 
 def test_pretraining_rebuilds_the_shipped_first_steps(tmp_path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     models = config["pretrain"]["models"]
-    # A model that starts from another's pretrained tower starts here from that model's shipped last
-    # scale (hours of training otherwise), which must be the tower its provenance records.
+    # A model that starts from another's pretrained tower or weights starts here from that model's
+    # shipped last scale (hours of training otherwise), which must be the one its provenance records.
     for spec in models.values():
-        if spec.get("vision_from") in models:
-            last = max(
-                int(p.name.split("-")[1]) for p in (REPO / "resources/zoo" / spec["vision_from"]).glob("samples-*")
-            )
-            spec["vision_from"] = str(REPO / "resources/zoo" / spec["vision_from"] / f"samples-{last}")
+        for key in SOURCES:
+            if spec.get(key) in models:
+                last = max(int(p.name.split("-")[1]) for p in (REPO / "resources/zoo" / spec[key]).glob("samples-*"))
+                spec[key] = str(REPO / "resources/zoo" / spec[key] / f"samples-{last}")
     workdir = copy_workflow(tmp_path / "flow", config)
     targets = [f"results/pretrain/{name}/first_steps.json" for name in models]
     run = snakemake(workdir, *targets)
@@ -35,6 +36,7 @@ def test_pretraining_rebuilds_the_shipped_first_steps(tmp_path):
             shipped = json.loads((scale / "provenance.json").read_text())
             assert rebuilt["data_sha256"] == shipped["data_sha256"] == shipped["first_steps"]["data_sha256"], scale
             assert rebuilt["steps"] == shipped["first_steps"]["steps"], scale
-            if "vision_from" in spec:
-                tower = hashlib.sha256((REPO / spec["vision_from"] / "model.safetensors").read_bytes()).hexdigest()
-                assert shipped["vision_from"]["weights_sha256"] == tower, scale
+            for key in SOURCES:
+                if key in spec:
+                    source = hashlib.sha256((REPO / spec[key] / "model.safetensors").read_bytes()).hexdigest()
+                    assert shipped[key]["weights_sha256"] == source, scale

@@ -219,9 +219,28 @@ def test_pretrain_target_ships_each_scale_with_provenance(finished_run):
         == hashlib.sha256((zoo / "samples-8" / "model.safetensors").read_bytes()).hexdigest()
     )
 
+    # init_from: step 0 is tiny_zoo's shipped last scale in float32; its stage trains on its own data
+    more = finished_run / "results" / "pretrain" / "tiny_zoo_more"
+    start = load_file(more / "step-0" / "model.safetensors")
+    assert start.keys() == tower_source.keys()
+    assert all(torch.equal(start[k], v.float() if v.is_floating_point() else v) for k, v in tower_source.items())
+    more_record = json.loads((zoo.parent / "tiny_zoo_more" / "samples-4" / "provenance.json").read_text())
+    assert more_record["init_from"] == {
+        "weights": "results/pretrain/weights/tiny_zoo/samples-8",
+        "weights_sha256": hashlib.sha256((zoo / "samples-8" / "model.safetensors").read_bytes()).hexdigest(),
+        "model": "tiny_zoo",
+        "samples": 8,
+    }
+    assert more_record["data_sha256"] != record["data_sha256"]  # vqav2 alone, not tiny_zoo's corpus
+    assert [p["samples"] for p in more_record["training_curve"]] == [2, 4]
+    trained = load_file(more / "step-2" / "model.safetensors")
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
+
     shutil.copytree(zoo.parent, finished_run / "resources" / "zoo")  # what `make pretrain` publishes
     try:
-        figures = [f"results/pretrain/{name}/pretraining.png" for name in ("tiny_zoo", "tiny_zoo_wide")]
+        figures = [
+            f"results/pretrain/{name}/pretraining.png" for name in ("tiny_zoo", "tiny_zoo_wide", "tiny_zoo_more")
+        ]
         plot = snakemake(finished_run, *figures)
         assert plot.returncode == 0, plot.stderr[-3000:]
         assert all((finished_run / figure).stat().st_size > 0 for figure in figures)
@@ -551,6 +570,15 @@ def test_config_errors_name_the_key(tmp_path):
     assert run.returncode != 0
     assert (
         "pretrain.models.tiny_zoo_wide.vision_from: 'tiny_zo' is neither a pretrained model nor a checkpoint folder"
+        in run.stdout + run.stderr
+    )
+
+    config = reduced_config()
+    config["pretrain"]["models"]["tiny_zoo_more"]["build"] = config["pretrain"]["models"]["tiny_zoo"]["build"]
+    run = snakemake(copy_workflow(tmp_path / "stage", config), "-n")
+    assert run.returncode != 0
+    assert (
+        "pretrain.models.tiny_zoo_more: init_from continues a pretrained model, so it takes no build or vision_from"
         in run.stdout + run.stderr
     )
 

@@ -33,6 +33,14 @@ def scale_label(samples: int) -> str:
     return f"{samples // 1000}k" if samples >= 1000 and samples % 1000 == 0 else str(samples)
 
 
+def samples_axis_label(record: dict[str, Any]) -> str:
+    """ "samples seen", and for a continued pretraining (`init_from`) the scale it continued."""
+    source = record.get("init_from", {})
+    if "samples" not in source:
+        return "samples seen"
+    return f"samples seen after {source['model']} {scale_label(source['samples'])}"
+
+
 def plot_pretraining(records: Sequence[dict[str, Any]], out_path: str | Path) -> None:
     """One panel of loss (the last scale's curve), one of accuracy per eval dataset with the scales
     evenly spaced; lines that share a value are set a little apart, so none hides another."""
@@ -42,7 +50,8 @@ def plot_pretraining(records: Sequence[dict[str, Any]], out_path: str | Path) ->
     curve = records[-1]["training_curve"]
     loss_axis = axes[0][0]
     loss_axis.plot([p["samples"] for p in curve], [p["loss"] for p in curve], color="tab:blue")
-    loss_axis.set(xlabel="samples seen", ylabel="training loss", yscale="log", title=records[-1]["model"])
+    xlabel = samples_axis_label(records[-1])
+    loss_axis.set(xlabel=xlabel, ylabel="training loss", yscale="log", title=records[-1]["model"])
     loss_axis.xaxis.set_major_formatter(FuncFormatter(lambda samples, _: scale_label(int(samples))))
     position = {record["samples"]: i for i, record in enumerate(records)}
     for axis, dataset in zip(axes[0][1:], datasets, strict=True):
@@ -52,7 +61,7 @@ def plot_pretraining(records: Sequence[dict[str, Any]], out_path: str | Path) ->
             style = {"linewidth": 2.5, "color": "black", "zorder": 3} if label == "overall" else {"linewidth": 1.2}
             xs = [position[s] + shift for s, _ in points]
             axis.plot(xs, [v for _, v in points], marker="o", markersize=4, label=label, **style)
-        axis.set(xlabel="samples seen", ylabel="accuracy", ylim=(-0.03, 1.03), title=dataset)
+        axis.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.03, 1.03), title=dataset)
         axis.set_xticks(range(len(records)), [scale_label(r["samples"]) for r in records])
         axis.set_xlim(-0.4, len(records) - 0.6)
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -55,13 +55,15 @@ def state_digest(model: torch.nn.Module) -> str:
 
 
 def export_weights(checkpoint: str | Path, out_dir: str | Path, dtype: str) -> None:
-    """Copy a training checkpoint's model files to `out_dir` with its floating-point weights cast
-    to `dtype` (integer buffers unchanged) and the config's dtype set to match; training state
-    (optimizer, log, adapter) stays behind."""
+    """Copy a checkpoint's model files to `out_dir` with its floating-point weights cast to `dtype`
+    (integer buffers unchanged) and the config's dtype set to match; training state (optimizer,
+    log, adapter) and a shipped scale's provenance stay behind. A training checkpoint exported in
+    the zoo's dtype is a shipped scale; a shipped scale exported in float32 is where a continued
+    pretraining (`init_from`) starts."""
     checkpoint = Path(checkpoint)
     with atomic_directory(out_dir) as tmp:
         for item in checkpoint.iterdir():
-            if item.name in TRAINING_ONLY or item.name == WEIGHTS:
+            if item.name in (*TRAINING_ONLY, WEIGHTS, PROVENANCE):
                 continue
             if item.is_dir():
                 shutil.copytree(item, tmp / item.name)
@@ -134,9 +136,13 @@ def provenance(
     train_log: Path | None,
     samples_per_step: int,
     vision_from: Path | None = None,
+    init_from: Path | None = None,
+    init_origin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The provenance.json of one scale (docs/pretraining.md, Provenance); `vision_from`: the
-    exported weights whose vision tower the model started from."""
+    exported weights whose vision tower the model started from; `init_from`: the weights a
+    continued pretraining started from, with the model and samples they come from (`init_origin`,
+    or the folder's own provenance when it is a shipped scale)."""
     curve = training_curve(train_log, samples_per_step)
     record = {
         "model": model,
@@ -153,6 +159,12 @@ def provenance(
     }
     if vision_from is not None:
         record["vision_from"] = {"weights": str(vision_from), "weights_sha256": file_digest(vision_from / WEIGHTS)}
+    if init_from is not None:
+        record["init_from"] = {"weights": str(init_from), "weights_sha256": file_digest(init_from / WEIGHTS)}
+        if (init_from / PROVENANCE).is_file():
+            source = read_json(init_from / PROVENANCE)
+            init_origin = {"model": source["model"], "samples": source["samples"]}
+        record["init_from"] |= dict(init_origin or {})
     return record
 
 

@@ -21,6 +21,8 @@ record = provenance(
     train_log=train_log,
     samples_per_step=config["batch_size"] * config["grad_accum"],
     vision_from=Path(snakemake.input.vision) if "vision" in snakemake.input.keys() else None,
+    init_from=Path(snakemake.input.init) if "init" in snakemake.input.keys() else None,
+    init_origin=snakemake.params.init_origin,
 )
 package_scale(snakemake.input.weights, snakemake.output.scale, record)
 log.info("packaged %s samples-%d: %s", snakemake.wildcards.model, samples, record["evaluation"])
