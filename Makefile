@@ -5,7 +5,7 @@
 #   make lint  checks formatting (snakefmt, ruff format), lints (ruff, snakemake --lint) and the
 #              import layers (lint-imports); `make format` rewrites the formatting
 #   make bench runs every benchmark (after `make run`) and writes benchmarks/RESULTS.md
-#   make pretrain  trains the tiny zoo again (snakemake pretrain: about 3 hours on 2 cores) and
+#   make pretrain  trains the tiny zoo again (snakemake pretrain: about 4 hours on 2 cores) and
 #              publishes results/pretrain/zoo/ as resources/zoo/, the checkpoints the default starts from
 PYTHON ?= python3
 VENV ?= .venv
