@@ -34,7 +34,7 @@ def scale_label(samples: int) -> str:
 
 
 def samples_axis_label(record: dict[str, Any]) -> str:
-    """ "samples seen", and for a continued pretraining (`init_from`) the scale it continued."""
+    """The samples axis' label; a continued pretraining (`init_from`) names the scale it continued."""
     source = record.get("init_from", {})
     if "samples" not in source:
         return "samples seen"
