@@ -38,7 +38,7 @@ rule generate_conditioning:
         experiment=one_of(conditioning_experiments()),
     conda:
         "../envs/vlmflow.yaml"
-    threads: 2
+    threads: setting(conditioning_experiment, "threads")
     resources:
         **GPU_RESOURCES,
     params:
@@ -85,11 +85,11 @@ rule conditioning_dimensions:
         "results/benchmarks/conditioning_dimensions.tsv"
     conda:
         "../envs/vlmflow.yaml"
-    threads: 2
+    threads: analysis_threads
     resources:
         **GPU_RESOURCES,
     params:
-        spec=conditioning_analysis(),
+        spec=analysis_settings,
         model=analysis_model,
     script:
         "../workflow/scripts/conditioning/dimensions.py"

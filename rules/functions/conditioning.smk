@@ -3,7 +3,7 @@
 from vlmflow.core.settings import ImageSettings
 
 # What an experiment inherits unless `conditioning.defaults` or the experiment sets it.
-CONDITIONING_DEFAULTS = {**asdict(ImageSettings()), "device": "auto", "image": None}
+CONDITIONING_DEFAULTS = {**asdict(ImageSettings()), "device": "auto", "threads": 2, "image": None}
 
 
 def conditioning():
@@ -43,7 +43,8 @@ def conditioning_experiment(name):
 
 
 def conditioning_spec(wildcards):
-    return conditioning_experiment(wildcards.experiment)
+    """The experiment's settings, as its job's params (threads aside: they change no image)."""
+    return {k: v for k, v in conditioning_experiment(wildcards.experiment).items() if k != "threads"}
 
 
 def conditioning_model(name, where):
@@ -64,6 +65,15 @@ def conditioning_model(name, where):
 def experiment_model(wildcards):
     where = f"conditioning.experiments.{wildcards.experiment}"
     return conditioning_model(conditioning_experiment(wildcards.experiment)["model"], where)
+
+
+def analysis_settings(wildcards):
+    """The analysis' settings, as its job's params (threads aside: they change no number)."""
+    return {k: v for k, v in conditioning_analysis().items() if k != "threads"}
+
+
+def analysis_threads(wildcards):
+    return conditioning_analysis().get("threads", CONDITIONING_DEFAULTS["threads"])
 
 
 def analysis_model(wildcards):

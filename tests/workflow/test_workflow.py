@@ -583,6 +583,30 @@ def test_config_errors_name_the_key(tmp_path):
     )
 
 
+def test_conditioning_jobs_take_their_threads(tmp_path):
+    """`threads` of conditioning.defaults, an experiment and the analysis reach their jobs (2 unset)."""
+    config = reduced_config()
+    config["conditioning"]["defaults"]["threads"] = 3
+    config["conditioning"]["experiments"]["vl_double_conditioning"]["threads"] = 1
+    config["conditioning"]["analysis"]["threads"] = 4
+    dry = snakemake(copy_workflow(tmp_path / "threads", config), "-n", "--cores", "4")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    blocks = re.split(r"^(?=rule \w+:$)", dry.stdout, flags=re.MULTILINE)
+
+    def threads(rule: str, wildcards: str = "") -> int:
+        (block,) = [b for b in blocks if b.startswith(f"rule {rule}:") and wildcards in b]
+        found = re.search(r"^\s+threads: (\d+)$", block, flags=re.MULTILINE)
+        return int(found.group(1)) if found else 1
+
+    assert threads("generate_conditioning", "experiment=vl_only_vs_qwen3") == 3
+    assert threads("generate_conditioning", "experiment=vl_double_conditioning") == 1
+    assert threads("conditioning_dimensions") == 4
+    del config["conditioning"]["defaults"]["threads"], config["conditioning"]["analysis"]["threads"]
+    dry = snakemake(copy_workflow(tmp_path / "unset", config), "-n", "--cores", "4")
+    blocks = re.split(r"^(?=rule \w+:$)", dry.stdout, flags=re.MULTILINE)
+    assert threads("generate_conditioning", "experiment=vl_only_vs_qwen3") == threads("conditioning_dimensions") == 2
+
+
 def test_lint_is_clean():
     run = subprocess.run([SNAKEMAKE, "--lint"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
