@@ -23,6 +23,11 @@ stay_offline()  # no network at run time: every job loads from local folders onl
 # (`set-resources`), never in the rules. Running out of memory is handled inside the job (the
 # batch is halved), so no rule retries by default; `snakemake --retries N` still applies.
 GPU_RESOURCES = {"gpu": 1, "mem_mb": 32000, "runtime": 720}
+# Which of the ready jobs start first (`priority:`): the data and built models every later job
+# waits on (seconds each), then the long poles, training runs that other jobs wait on; on 2 cores a
+# long run started last would leave one core idle at the end.
+PRIORITY_PREPARE = 20
+PRIORITY_TRAIN = 10
 
 
 def warn_when_gpus_are_missing():

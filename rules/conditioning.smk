@@ -16,6 +16,7 @@ rule build_conditioning_model:
         "logs/build_model/{model}.log",
     wildcard_constraints:
         model=one_of(conditioning_built_models()),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:

@@ -14,6 +14,7 @@ rule cache_vqav2:
         "logs/cache/{dataset}.log",
     wildcard_constraints:
         dataset=one_of(datasets_of_format("vqav2")),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -89,6 +90,7 @@ rule blank_image_control:
         "logs/cache/{dataset}.blank_image.log",
     wildcard_constraints:
         dataset=one_of(config["datasets"]),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     script:

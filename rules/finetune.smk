@@ -62,7 +62,7 @@ rule train_model:
     wildcard_constraints:
         experiment=one_of(finetune_experiments()),
         step=r"\d+",
-    priority: 10  # the long pole: training starts before the shorter jobs that are also ready
+    priority: PRIORITY_TRAIN
     conda:
         "../envs/vlmflow.yaml"
     threads: train_threads

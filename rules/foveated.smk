@@ -14,6 +14,7 @@ rule build_foveated_model:
         "logs/build_model/{model}.log",
     wildcard_constraints:
         model=one_of(foveated_built_models()),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -36,6 +37,7 @@ rule train_foveated:
         "results/benchmarks/train_foveated/{run}.tsv"
     wildcard_constraints:
         run=one_of(foveated_runs()),
+    priority: foveated_priority
     conda:
         "../envs/vlmflow.yaml"
     threads: foveated_train_threads

@@ -15,6 +15,7 @@ rule synth_vqav2:
         "logs/synth/vqav2_{split}.log",
     wildcard_constraints:
         split=synthetic_splits("vqav2"),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -78,6 +79,7 @@ rule synth_shape_videos:
         "logs/synth/shapes_{split}.log",
     wildcard_constraints:
         split=synthetic_splits("shapes"),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -94,6 +96,7 @@ rule synth_corpus:
         corpus="resources/corpus.txt",
     log:
         "logs/synth/corpus.log",
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     script:
@@ -105,6 +108,7 @@ rule synth_conditioning_image:
         image="resources/raw/conditioning/house.png",
     log:
         "logs/synth/conditioning_image.log",
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     script:
@@ -122,6 +126,7 @@ rule build_model:
         "results/benchmarks/build_model/{model}.tsv"
     wildcard_constraints:
         model=one_of(built_models()),
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -139,7 +144,7 @@ rule hybrid_checkpoint:
         "logs/hybrid_checkpoint/{model}.log",
     wildcard_constraints:
         model=one_of(hybrid_models()),
-    priority: 10  # a training job usually waits for it
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     params:
@@ -157,7 +162,7 @@ rule convert_internvl_chat:
         "logs/convert_internvl_chat/{model}.log",
     wildcard_constraints:
         model=one_of(converted_models()),
-    priority: 10  # every stage of the model waits for it
+    priority: PRIORITY_PREPARE
     conda:
         "../envs/vlmflow.yaml"
     script:

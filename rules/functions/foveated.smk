@@ -49,6 +49,14 @@ def foveated_train_threads(wildcards):
     return spec["threads"] * spec["gpus"]
 
 
+def foveated_priority(wildcards):
+    """A run of a sweep that decides whether another sweep runs trains first (as train_model does):
+    the other sweep's runs wait on its decision."""
+    sweeps = foveated_sweeps()
+    deciding = {sweep["skip_when"]["sweep"] for sweep in sweeps.values() if sweep.get("skip_when")}
+    return PRIORITY_TRAIN if any(wildcards.run in sweeps[name]["runs"] for name in deciding) else 0
+
+
 def foveated_built_models():
     return [name for name, spec in foveated().get("models", {}).items() if "build" in spec]
 
