@@ -1,7 +1,8 @@
 # Foveated VLM (seed 001): each configured run trains from the same DINOv2 + causal-LM parts on the
-# same seeded sample budget, is evaluated in its modes (coarse_only, coarse_fine, autoregressive),
-# and the sweeps compare runs. The LR sweep waits on the freeze sweep's decision (a checkpoint):
-# when connector-only training (F1) wins, its runs are never scheduled.
+# same seeded sample budget and, in the same job, its saved model is evaluated in its modes
+# (coarse_only, coarse_fine, autoregressive, blank_frames); the sweeps compare runs. The LR sweep
+# waits on the freeze sweep's decision (a checkpoint): when connector-only training (F1) wins, its
+# runs are never scheduled.
 
 
 include: "functions/foveated.smk"
@@ -31,6 +32,7 @@ rule train_foveated:
         log="results/foveated/{run}/log.jsonl",
         evals="results/foveated/{run}/evals.jsonl",
         attention=directory("results/foveated/{run}/attention"),
+        evaluation="results/foveated/{run}/eval.json",
     log:
         "logs/foveated/{run}/train.log",
     benchmark:
@@ -51,30 +53,6 @@ rule train_foveated:
         gpus=foveated_gpus,
     script:
         "../workflow/scripts/foveated/train.py"
-
-
-rule evaluate_foveated:
-    input:
-        model="results/foveated/{run}/model",
-        val=foveated_val,
-    output:
-        evaluation="results/foveated/{run}/eval.json",
-    log:
-        "logs/foveated/{run}/evaluate.log",
-    benchmark:
-        "results/benchmarks/evaluate_foveated/{run}.tsv"
-    wildcard_constraints:
-        run=one_of(foveated_runs()),
-    conda:
-        "../envs/vlmflow.yaml"
-    threads: setting(foveated_spec, "threads", wildcard="run")
-    resources:
-        **GPU_RESOURCES,
-    params:
-        settings=foveated_settings,
-        device=setting(foveated_spec, "device", wildcard="run"),
-    script:
-        "../workflow/scripts/foveated/evaluate.py"
 
 
 checkpoint decide_foveated_sweep:
