@@ -583,6 +583,16 @@ def test_config_errors_name_the_key(tmp_path):
     )
 
 
+def planned_field(output: str, rule: str, field: str, wildcards: str = "", default: int = 0) -> int:
+    """An integer field (threads, priority) of the one planned job of `rule` whose block names
+    `wildcards` (end them with a newline to match the whole line); a dry run leaves out a field at
+    its default."""
+    blocks = re.split(r"^(?=rule \w+:$)", output, flags=re.MULTILINE)
+    (block,) = [b for b in blocks if b.startswith(f"rule {rule}:") and wildcards in b]
+    found = re.search(rf"^\s+{field}: (\d+)$", block, flags=re.MULTILINE)
+    return int(found.group(1)) if found else default
+
+
 def test_conditioning_jobs_take_their_threads(tmp_path):
     """`threads` of conditioning.defaults, an experiment and the analysis reach their jobs (2 unset)."""
     config = reduced_config()
@@ -591,20 +601,30 @@ def test_conditioning_jobs_take_their_threads(tmp_path):
     config["conditioning"]["analysis"]["threads"] = 4
     dry = snakemake(copy_workflow(tmp_path / "threads", config), "-n", "--cores", "4")
     assert dry.returncode == 0, dry.stderr[-3000:]
-    blocks = re.split(r"^(?=rule \w+:$)", dry.stdout, flags=re.MULTILINE)
 
     def threads(rule: str, wildcards: str = "") -> int:
-        (block,) = [b for b in blocks if b.startswith(f"rule {rule}:") and wildcards in b]
-        found = re.search(r"^\s+threads: (\d+)$", block, flags=re.MULTILINE)
-        return int(found.group(1)) if found else 1
+        return planned_field(dry.stdout, rule, "threads", wildcards, default=1)
 
     assert threads("generate_conditioning", "experiment=vl_only_vs_qwen3") == 3
     assert threads("generate_conditioning", "experiment=vl_double_conditioning") == 1
     assert threads("conditioning_dimensions") == 4
     del config["conditioning"]["defaults"]["threads"], config["conditioning"]["analysis"]["threads"]
     dry = snakemake(copy_workflow(tmp_path / "unset", config), "-n", "--cores", "4")
-    blocks = re.split(r"^(?=rule \w+:$)", dry.stdout, flags=re.MULTILINE)
     assert threads("generate_conditioning", "experiment=vl_only_vs_qwen3") == threads("conditioning_dimensions") == 2
+
+
+def test_data_and_gating_training_start_first(tmp_path):
+    """Priorities of a planned run: synthetic data, caches and built models first, then training that
+    other jobs wait on (fine-tuning; the foveated runs of a sweep that decides another), the rest last."""
+    dry = snakemake(copy_workflow(tmp_path / "flow", reduced_config()), "-n")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    for rule, wildcards in [("synth_vqav2", "split=val\n"), ("cache_vqav2", "dataset=vqav2_val\n"),
+                            ("build_foveated_model", "")]:  # fmt: skip
+        assert planned_field(dry.stdout, rule, "priority", wildcards) == 20, rule
+    assert planned_field(dry.stdout, "train_model", "priority", "experiment=tiny_sft, step=4\n") == 10
+    assert planned_field(dry.stdout, "train_foveated", "priority", "run=F1\n") == 10  # freeze decides lr, lr_alt
+    assert planned_field(dry.stdout, "train_foveated", "priority", "run=B1\n") == 0
+    assert planned_field(dry.stdout, "infer_vqa", "priority", "experiment=guide_vqav2\n") == 0
 
 
 def test_lint_is_clean():
