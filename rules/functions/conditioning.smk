@@ -42,9 +42,13 @@ def conditioning_experiment(name):
     return spec
 
 
+def conditioning_job_params(spec):
+    """Settings as a job's params: all but threads, which change no result (so rerun nothing)."""
+    return {k: v for k, v in spec.items() if k != "threads"}
+
+
 def conditioning_spec(wildcards):
-    """The experiment's settings, as its job's params (threads aside: they change no image)."""
-    return {k: v for k, v in conditioning_experiment(wildcards.experiment).items() if k != "threads"}
+    return conditioning_job_params(conditioning_experiment(wildcards.experiment))
 
 
 def conditioning_model(name, where):
@@ -68,8 +72,7 @@ def experiment_model(wildcards):
 
 
 def analysis_settings(wildcards):
-    """The analysis' settings, as its job's params (threads aside: they change no number)."""
-    return {k: v for k, v in conditioning_analysis().items() if k != "threads"}
+    return conditioning_job_params(conditioning_analysis())
 
 
 def analysis_threads(wildcards):

@@ -50,11 +50,15 @@ def reduced_config() -> dict:
     return yaml.safe_load((REPO / "tests" / "workflow" / "config.yaml").read_text())
 
 
+def job_blocks(output: str) -> list[str]:
+    """A dry run's output cut before each job's `rule <name>:` line."""
+    return re.split(r"^(?=rule \w+:$)", output, flags=re.MULTILINE)
+
+
 def planned_jobs(output: str) -> list[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run lists."""
-    blocks = re.split(r"^(?=rule \w+:$)", output, flags=re.MULTILINE)
     planned = []
-    for block in blocks:
+    for block in job_blocks(output):
         head = re.match(r"rule (\w+):$", block, flags=re.MULTILINE)
         if head:
             wildcards = re.search(r"^\s+wildcards: (.*)$", block, flags=re.MULTILINE)
@@ -587,8 +591,7 @@ def planned_field(output: str, rule: str, field: str, wildcards: str = "", defau
     """An integer field (threads, priority) of the one planned job of `rule` whose block names
     `wildcards` (end them with a newline to match the whole line); a dry run leaves out a field at
     its default."""
-    blocks = re.split(r"^(?=rule \w+:$)", output, flags=re.MULTILINE)
-    (block,) = [b for b in blocks if b.startswith(f"rule {rule}:") and wildcards in b]
+    (block,) = [b for b in job_blocks(output) if b.startswith(f"rule {rule}:") and wildcards in b]
     found = re.search(rf"^\s+{field}: (\d+)$", block, flags=re.MULTILINE)
     return int(found.group(1)) if found else default
 
