@@ -170,6 +170,41 @@ def test_vqav2_yes_no_balanced(tmp_path: Path) -> None:
     assert Counter(a["question_type"] for a in anns)["how many"] == 40, "a count question per image"
 
 
+def test_vqav2_several_scenes_ask_one_object_by_name(tmp_path: Path) -> None:
+    """`several` scenes: 2-3 objects of different shapes and colours; the colour / shape questions
+    name one object present, and the yes/no pair's "no" joins two present objects' attributes."""
+    write_vqav2(tmp_path, "val", 12, 2, image_size=224, scene="several")
+    questions = json.loads((tmp_path / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())["questions"]
+    anns = json.loads((tmp_path / "v2_mscoco_val2014_annotations.json").read_text())["annotations"]
+    assert len(anns) == 12 * vqav2.QUESTIONS_PER_IMAGE
+    by_image: dict[int, list[tuple[str, dict]]] = {}
+    for q, a in zip(questions, anns, strict=True):
+        by_image.setdefault(q["image_id"], []).append((q["question"], a))
+    for image_id, asked in by_image.items():
+        image = Image.open(tmp_path / f"val2014/COCO_val2014_{image_id:012d}.jpg")
+        present = [c for c in scenes.COLOURS if colour_mask(image, c).sum() > 0.02 * 224 * 224 / 9]
+        assert 2 <= len(present) <= len(scenes.SHAPES)
+        assert [a["question_type"] for _, a in asked] == ["what color is the", "what", "is there a", "is there a"]
+        (_, colour), (shape_question, shape), *pair = [(text, a["multiple_choice_answer"]) for text, a in asked]
+        assert colour in present
+        assert shape_question.split()[4] in present and shape in scenes.SHAPES
+        assert sorted(answer for _, answer in pair) == ["no", "yes"]
+        asked_colours = {text.split()[3] for text, _ in pair}
+        assert len(asked_colours) == 1 and asked_colours <= set(present), "the pair names one present colour"
+        asked_shapes = {text.split()[4].rstrip("?") for text, _ in pair}
+        assert len(asked_shapes) == 2, "the pair differs only in the shape asked about"
+
+
+def test_vqav2_scene_kinds_have_their_own_streams(tmp_path: Path) -> None:
+    write_vqav2(tmp_path / "one", "val", 3, 0, image_size=32)
+    write_vqav2(tmp_path / "default", "val", 3, 0, image_size=32, scene="one_kind")
+    write_vqav2(tmp_path / "several", "val", 3, 0, image_size=32, scene="several")
+    assert files(tmp_path / "one") == files(tmp_path / "default")
+    assert files(tmp_path / "one") != files(tmp_path / "several")
+    with pytest.raises(ValueError, match="scene must be one of"):
+        write_vqav2(tmp_path / "bad", "val", 3, 0, scene="crowd")
+
+
 def test_textvqa_shape(data: Path) -> None:
     top = json.loads((data / "textvqa/TextVQA_0.5.1_val.json").read_text())
     assert {k: top[k] for k in ("dataset_type", "dataset_name", "dataset_version")} == {

@@ -1,19 +1,26 @@
 """Synthetic VQAv2 in the real upstream layout: the questions/annotations JSON pair and COCO names.
 
-Each image holds 1-3 copies of one shape in one palette colour, one per cell of a 3x3 grid, among
-grey distractor discs, so every question has one answer readable from the pixels: the colour of the
-shape, how many there are, whether a colour/shape pair is present, the shape of a colour.
+Two kinds of scene, one per cell of a 3x3 grid, among grey distractor discs, so every question has
+one answer readable from the pixels:
 
-Every image is asked how many shapes there are, one of the colour / shape questions and a yes/no
-minimal pair: "Is there a <what is there>?" (yes) and "Is there a <something absent>?" (no). The
-pair differs only in the words asked about, so neither the image nor the question alone predicts
-the answer (the idea behind VQA v2's complementary pairs); without it a tiny model stays at the
-yes/no prior. All shapes have one size, so a count is a number of objects, not an area.
+- `one_kind` (the default): 1-3 copies of one shape in one palette colour. Every image is asked
+  how many shapes there are, one of the colour / shape questions and a yes/no minimal pair: "Is
+  there a <what is there>?" (yes) and "Is there a <something absent>?" (no). The pair differs only
+  in the words asked about, so neither the image nor the question alone predicts the answer (the
+  idea behind VQA v2's complementary pairs); without it a tiny model stays at the yes/no prior.
+  All shapes have one size, so a count is a number of objects, not an area.
+- `several`: 2-3 objects of different shapes and different colours. Every image is asked the
+  colour of one object named by its shape, the shape of another named by its colour and a yes/no
+  pair whose "no" swaps an attribute between two objects present ("Is there a red circle?" where a
+  red square and a blue circle are), so each answer is in one object's tokens and only binding
+  the words to that object answers it: the scenes where guided pruning's question-aware attention
+  should matter (seed 000).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +35,7 @@ QUESTIONS: dict[str, tuple[str, str, str]] = {
     "shape": ("What shape is the {colour} object?", "what", "other"),
 }
 MAX_COUNT = 3
+SCENES = ("one_kind", "several")
 QUESTIONS_PER_IMAGE = 4
 OBJECT_FRACTION = 0.72  # side of every shape as a fraction of its grid cell
 
@@ -77,6 +85,35 @@ def _scene(rng: random.Random) -> tuple[list[Shape], str, int]:
     return [Shape(shape, colour, cell) for cell in cells], shape, count
 
 
+def _several(rng: random.Random) -> list[Shape]:
+    """2-3 objects of different shapes in different colours, each in its own grid cell."""
+    count = rng.randint(2, len(scenes.SHAPES))
+    shapes, colours = rng.sample(scenes.SHAPES, count), rng.sample(scenes.COLOURS, count)
+    cells = rng.sample(range(9), count)
+    return [Shape(shape, colour, cell) for shape, colour, cell in zip(shapes, colours, cells, strict=True)]
+
+
+def _several_questions(objects: list[Shape], rng: random.Random) -> list[tuple[str, str, str, list[str]]]:
+    """(kind, question, canonical answer, plausible wrong answers) for a `several` scene: the colour of
+    one object, the shape of another, and the yes/no pair (in random order) whose "no" binds one
+    present object's colour to another present object's shape."""
+    first, second = rng.sample(objects, 2)
+    colour_wrong = [o.colour for o in objects if o != first] + [c for c in scenes.COLOURS if c != first.colour]
+    shape_wrong = [o.shape for o in objects if o != second] + [s for s in scenes.SHAPES if s != second.shape]
+    yes, foil = rng.sample(objects, 2)
+    yesno = QUESTIONS["yesno"][0]
+    pair = [
+        ("yesno", yesno.format(colour=yes.colour, shape=yes.shape), "yes", ["no"]),
+        ("yesno", yesno.format(colour=yes.colour, shape=foil.shape), "no", ["yes"]),
+    ]
+    rng.shuffle(pair)
+    return [
+        ("colour", QUESTIONS["colour"][0].format(shape=first.shape), first.colour, list(dict.fromkeys(colour_wrong))),
+        ("shape", QUESTIONS["shape"][0].format(colour=second.colour), second.shape, list(dict.fromkeys(shape_wrong))),
+        *pair,
+    ]
+
+
 def _question(
     kind: str, objects: list[Shape], count_shape: str, count: int, yes: bool, rng: random.Random
 ) -> tuple[str, str, list[str]]:
@@ -124,19 +161,38 @@ def _kinds(rng: random.Random) -> list[tuple[str, bool]]:
     return [("count", False), (rng.choice(("colour", "shape")), False), *pair]
 
 
-def write_vqav2(out_dir: Path, split: str, n_images: int, seed: int, image_size: int = 224) -> None:
+def _one_kind_questions(
+    objects: list[Shape], count_shape: str, count: int, rng: random.Random
+) -> Iterator[tuple[str, str, str, list[str]]]:
+    """(kind, question, canonical answer, plausible wrong answers) for a `one_kind` scene, drawn
+    lazily: the answers' spellings draw from `rng` between questions, as they always have."""
+    for kind, yes in _kinds(rng):
+        yield (kind, *_question(kind, objects, count_shape, count, yes, rng))
+
+
+def write_vqav2(
+    out_dir: Path, split: str, n_images: int, seed: int, image_size: int = 224, scene: str = "one_kind"
+) -> None:
     """Write the questions file, the annotations file and the images of one split (four questions
-    per image, question_id = image_id * 1000 + k as in the real set)."""
+    per image, question_id = image_id * 1000 + k as in the real set) of `one_kind` or `several`
+    scenes (each kind with its own random stream)."""
     scenes.check_split(split)
-    rng = scenes.make_rng(seed, "vqav2", split)
+    if scene not in SCENES:
+        raise ValueError(f"VQAv2-like scene must be one of {SCENES}, got {scene!r}")
+    rng = scenes.make_rng(seed, "vqav2", split) if scene == "one_kind" else scenes.make_rng(seed, "vqav2", scene, split)
     out_dir = Path(out_dir)
     image_ids = sorted(rng.sample(range(1, 600_000), n_images))
     questions, annotations = [], []
     for image_id in image_ids:
-        objects, count_shape, count = _scene(rng)
-        scenes.write_bytes(image_path(out_dir, split, image_id), _draw(objects, rng, image_size))
-        for k, (kind, yes) in enumerate(_kinds(rng)):
-            text, answer, wrong = _question(kind, objects, count_shape, count, yes, rng)
+        if scene == "one_kind":
+            objects, count_shape, count = _scene(rng)
+            scenes.write_bytes(image_path(out_dir, split, image_id), _draw(objects, rng, image_size))
+            asked = _one_kind_questions(objects, count_shape, count, rng)
+        else:
+            objects = _several(rng)
+            scenes.write_bytes(image_path(out_dir, split, image_id), _draw(objects, rng, image_size))
+            asked = _several_questions(objects, rng)
+        for k, (kind, text, answer, wrong) in enumerate(asked):
             qid = image_id * 1000 + k
             _, question_type, answer_type = QUESTIONS[kind]
             answers = scenes.vary_answer(rng, answer, wrong)
