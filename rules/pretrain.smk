@@ -26,6 +26,22 @@ use rule synth_vqav2 as synth_pretrain_vqav2 with:
         image_size=synthetic().get("image_size", 224),
 
 
+use rule synth_vqav2 as synth_pretrain_vqav2_several with:
+    output:
+        questions="resources/raw/pretrain/vqav2_several/v2_OpenEnded_mscoco_{split}2014_questions.json",
+        annotations="resources/raw/pretrain/vqav2_several/v2_mscoco_{split}2014_annotations.json",
+        images=directory("resources/raw/pretrain/vqav2_several/{split}2014"),
+    log:
+        "logs/synth/pretrain_vqav2_several_{split}.log",
+    wildcard_constraints:
+        split="train",
+    params:
+        format="vqav2_several",
+        n=pretrain_synth_size("vqav2_several"),
+        seed=pretrain_synth_seed(),
+        image_size=synthetic().get("image_size", 224),
+
+
 use rule synth_vqav2 as synth_pretrain_textvqa with:
     output:
         json="resources/raw/pretrain/textvqa/{split}/TextVQA_0.5.1_{split}.json",

@@ -27,6 +27,22 @@ rule synth_vqav2:
         "../workflow/scripts/resources/synth.py"
 
 
+use rule synth_vqav2 as synth_vqav2_several with:
+    output:
+        questions="resources/raw/vqav2_several/v2_OpenEnded_mscoco_{split}2014_questions.json",
+        annotations="resources/raw/vqav2_several/v2_mscoco_{split}2014_annotations.json",
+        images=directory("resources/raw/vqav2_several/{split}2014"),
+    log:
+        "logs/synth/vqav2_several_{split}.log",
+    wildcard_constraints:
+        split=synthetic_splits("vqav2_several"),
+    params:
+        format="vqav2_several",
+        n=synth_size("vqav2_several"),
+        seed=synthetic().get("seed", 0),
+        image_size=synthetic().get("image_size", 224),
+
+
 use rule synth_vqav2 as synth_textvqa with:
     output:
         json="resources/raw/textvqa/{split}/TextVQA_0.5.1_{split}.json",

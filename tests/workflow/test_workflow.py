@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from vlmflow.pretrain.zoo import state_digest
+from vlmflow.synth.vqav2 import write_vqav2
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -628,6 +629,36 @@ def test_data_and_gating_training_start_first(tmp_path):
     assert planned_field(dry.stdout, "train_foveated", "priority", "run=F1\n") == 10  # freeze decides lr, lr_alt
     assert planned_field(dry.stdout, "train_foveated", "priority", "run=B1\n") == 0
     assert planned_field(dry.stdout, "infer_vqa", "priority", "experiment=guide_vqav2\n") == 0
+
+
+def folder_bytes(folder: Path) -> dict[Path, bytes]:
+    """Every file under `folder` but Snakemake's directory-output markers."""
+    return {
+        p.relative_to(folder): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != ".snakemake_timestamp"
+    }
+
+
+def test_several_object_scenes_are_written_by_their_rules(tmp_path):
+    """`vqav2_several` sizes make the `several` scenes, for the default's data and the pretraining
+    corpus, each with its seed: the generator's own bytes."""
+    config = reduced_config()
+    config["synthetic"]["sizes"]["vqav2_several"] = {"train": 2, "val": 3}
+    config["pretrain"]["synthetic"]["sizes"]["vqav2_several"] = 2
+    workdir = copy_workflow(tmp_path / "flow", config)
+    targets = {
+        "resources/raw/vqav2_several": ("val", 3, 0),
+        "resources/raw/pretrain/vqav2_several": ("train", 2, 1),
+    }
+    run = snakemake(
+        workdir,
+        *(f"{folder}/v2_OpenEnded_mscoco_{split}2014_questions.json" for folder, (split, _, _) in targets.items()),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for folder, (split, n, seed) in targets.items():
+        write_vqav2(tmp_path / "direct" / folder, split, n, seed, image_size=112, scene="several")
+        assert folder_bytes(workdir / folder) == folder_bytes(tmp_path / "direct" / folder), folder
 
 
 def test_lint_is_clean():

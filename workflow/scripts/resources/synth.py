@@ -14,6 +14,8 @@ common = {"seed": snakemake.params.seed, "image_size": snakemake.params.image_si
 match snakemake.params.format:
     case "vqav2":
         write_vqav2(Path(snakemake.output.questions).parent, split, n, **common)
+    case "vqav2_several":
+        write_vqav2(Path(snakemake.output.questions).parent, split, n, **common, scene="several")
     case "textvqa":
         write_textvqa(Path(snakemake.output.json).parent, split, n, **common)
     case "kvasir":
