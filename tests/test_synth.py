@@ -196,6 +196,7 @@ def test_vqav2_several_scenes_ask_one_object_by_name(tmp_path: Path) -> None:
 
 
 def test_vqav2_scene_kinds_have_their_own_streams(tmp_path: Path) -> None:
+    """`one_kind` is the default, byte for byte; `several` draws other scenes; others are refused."""
     write_vqav2(tmp_path / "one", "val", 3, 0, image_size=32)
     write_vqav2(tmp_path / "default", "val", 3, 0, image_size=32, scene="one_kind")
     write_vqav2(tmp_path / "several", "val", 3, 0, image_size=32, scene="several")
