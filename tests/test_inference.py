@@ -163,6 +163,7 @@ def test_a_second_writer_fails_naming_the_holder(tmp_path):
     assert f"pid {os.getpid()}" in second.stdout and "another process" in second.stdout
     writer.append([{"question_id": "q1"}])
     writer.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl"], "no resume state or lock left"
     again = subprocess.run([sys.executable, "-c", SECOND_WRITER, str(output)], capture_output=True, text=True)
     assert again.returncode == 0, "the lock is released when the writer finishes"
     first = ResumableJsonl(tmp_path / "other.jsonl", {})

@@ -8,7 +8,8 @@ complete lines (a line cut by the kill is dropped) in whole batches, so it sees 
 boundaries an uninterrupted run would; a different fingerprint starts over. One process at a time
 writes a partial file: `<output>.partial.lock` is held (flock) while the writer lives, and a second
 writer fails naming the holder's pid. `finish()` checks that the rows answer exactly the expected
-questions, then renames the partial file onto the output, so the output only ever exists complete.
+questions, then renames the partial file onto the output, so the output only ever exists complete,
+and removes the resume state and the lock file beside it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ResumableJsonl:
         self.total = len(self.expected_ids) if self.expected_ids is not None else None
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.meta = self.output.with_name(self.output.name + ".partial.json")
+        self.lock_path = self.output.with_name(self.output.name + ".partial.lock")
         self.fingerprint = json.loads(json.dumps(fingerprint))  # normalise tuples, key types
         self._lock = self._acquire()
         self.unit = unit
@@ -52,8 +54,7 @@ class ResumableJsonl:
     def _acquire(self) -> Any:
         """Hold `<output>.partial.lock` for this writer's lifetime, or fail naming the holder."""
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        path = self.output.with_name(self.output.name + ".partial.lock")
-        handle = open(path, "a+")  # noqa: SIM115 - held open while this writer lives
+        handle = open(self.lock_path, "a+")  # noqa: SIM115 - held open while this writer lives
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -135,6 +136,7 @@ class ResumableJsonl:
             write_jsonl(self.output, rows)
             self.partial.unlink()
         self.meta.unlink(missing_ok=True)
+        self.lock_path.unlink(missing_ok=True)  # removed while held: a later writer makes a new one
         self.close()
 
     def close(self) -> None:
