@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vlmflow.core.settings import FoveatedSettings
+from vlmflow.foveated import motion
 from vlmflow.foveated.data import FrameStore, read_samples
 from vlmflow.foveated.evaluate import FrameBatches, evaluate
 from vlmflow.foveated.model import FoveatedVLM, from_parts, load_frame_lm, text_loss
@@ -283,3 +284,25 @@ def test_blanking_the_frames_changes_only_the_samples_that_have_frames(parts):
         seen = evaluate(model, batches, indices, "coarse_fine", 8)
         blank = evaluate(model, batches, indices, "coarse_fine", 8, blank=True)
         assert (seen["val_loss"] == pytest.approx(blank["val_loss"])) == (kind == "text"), kind
+
+
+def test_the_evaluation_measures_the_query_attention_on_the_moving_shape(parts, monkeypatch):
+    monkeypatch.setattr(motion, "PATCH_COVER", 0.05)  # a 2x2 grid: the shape fills a quarter of a patch at most
+    model, tokenizer, processor = model_of(parts)
+    val = read_samples(parts / "data" / "val.jsonl")
+    batches = FrameBatches(val, tokenizer, FrameStore(processor), 64, torch.device("cpu"))
+    videos = [i for i, s in enumerate(val) if s.kind == "video"]
+    texts = [i for i, s in enumerate(val) if s.kind == "text"]
+    for mode in ("coarse_only", "coarse_fine"):
+        seen = evaluate(model, batches, videos, mode, 8)
+        assert 0 < seen["mover_share"] < 1 and 0 < seen["mover_attention"] < 1, mode
+        assert seen["mover_lift"] == pytest.approx(seen["mover_attention"] / seen["mover_share"])
+    blank, text = (
+        evaluate(model, batches, videos, "coarse_fine", 8, blank=True),
+        evaluate(model, batches, texts, "coarse_fine", 8),
+    )
+    for scores in (blank, text):
+        assert scores["mover_attention"] is None and scores["mover_lift"] is None
+    baseline, tokenizer, processor = model_of(parts, architecture="multi_token")
+    batches = FrameBatches(val, tokenizer, FrameStore(processor), 64, torch.device("cpu"))
+    assert evaluate(baseline, batches, videos, "multi_token", 8)["mover_lift"] is None

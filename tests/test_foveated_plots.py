@@ -54,6 +54,7 @@ def _eval_rows(kind: str) -> list[dict[str, Any]]:
                      "val_loss_fine": loss - 0.1 if kind == "foveated" else None,
                      "val_loss_coarse": loss + 0.1 if query else None,
                      "attention_entropy": 2.0 if query else None,
+                     "mover_lift": 1.0 + i if query else None,
                      "val_loss/video": loss, "val_accuracy/video": 0.5})  # fmt: skip
     return rows
 
@@ -196,6 +197,7 @@ def test_sweep_table_values_and_nulls(runs: dict[str, Path], tmp_path: Path) -> 
     assert f3["loss_ratio"] == pytest.approx(ratio)
     assert a6["loss_ratio"] is None and b1["loss_ratio"] is None
     assert f3["max_grad_norm"] == pytest.approx(3.0)
+    assert (f3["mover_lift"], b1["mover_lift"]) == (3.0, None)
     assert (f3["visual_tokens_per_frame"], b1["visual_tokens_per_frame"]) == (1, 16)
     assert f3["coarse_fine/accuracy"] == 0.6 and a6["coarse_fine/accuracy"] is None
     assert b1["multi_token/val_loss"] == 1.1 and b1["coarse_only/val_loss"] is None

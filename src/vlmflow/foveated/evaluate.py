@@ -3,10 +3,13 @@
 Every run is scored the same way whatever its training loss: answer-only cross-entropy (mean over
 answer tokens) and exact-match accuracy (every answer token, eos included, is the argmax given the
 right prefix, which is what greedy decoding would produce), overall and per kind of sample.
+Where the query attends to patches, how much of that attention lands on each video's moving
+object (`vlmflow.foveated.motion`) says whether the heatmaps follow it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from tqdm.auto import tqdm
 from vlmflow.core.io import atomic_write
 from vlmflow.foveated.data import FrameSample, FrameStore, collate, tokenize
 from vlmflow.foveated.model import MODES, FrameLM, training_mode, visual_tokens_per_frame
+from vlmflow.foveated.motion import MIN_FRAMES, mover_attention, moving_patches
 from vlmflow.foveated.query import attention_entropy
 
 
@@ -59,16 +63,20 @@ def evaluate(
     blank: bool = False,
 ) -> dict[str, float]:
     """val_loss, accuracy (and per kind), val_loss_coarse / val_loss_fine where the mode has them,
-    and the mean entropy of the query attention (the fine pass's where there is one). `blank`
-    replaces every frame by a uniform one (the processor's mean colour): the control that says
-    how much of the score comes from the pixels."""
+    the mean entropy of the query attention (the fine pass's where there is one), and on videos of
+    three or more frames that attention's share on the moving object's patches (`mover_attention`), the
+    share of patches it covers (`mover_share`, what uniform attention would give) and their ratio
+    (`mover_lift`). `blank` replaces every frame by a uniform one (the processor's mean colour):
+    the control that says how much of the score comes from the pixels."""
     was_training = model.training
     model.eval()
     kinds = [batches.samples[i].kind for i in indices]
     sample_loss, sample_tokens, sample_correct = [], [], []
     totals = {"coarse": [0.0, 0.0], "fine": [0.0, 0.0], "entropy": [0.0, 0.0]}
+    mover_mass, mover_share, mover_frames = 0.0, 0.0, 0
     for start in tqdm(range(0, len(indices), batch_size), desc=f"eval {mode}", unit="batch", leave=False):
-        batch = batches(indices[start : start + batch_size], loss="answer_only")
+        chunk = indices[start : start + batch_size]
+        batch = batches(chunk, loss="answer_only")
         if blank:
             batch["pixel_values"] = torch.zeros_like(batch["pixel_values"])
         out = model(**batch, mode=mode)
@@ -86,6 +94,16 @@ def evaluate(
         if weights is not None and real.any():
             totals["entropy"][0] += float(attention_entropy(weights[real].float())) * int(real.sum())
             totals["entropy"][1] += int(real.sum())
+        if weights is not None and not blank:
+            grid = math.isqrt(weights.shape[-1] - 1)
+            for row, index in enumerate(chunk):
+                frames = int(real[row].sum())
+                if batches.samples[index].kind == "video" and frames >= MIN_FRAMES:
+                    moving = moving_patches(batch["pixel_values"][row, :frames], grid)
+                    mass, share = mover_attention(weights[row, :frames], moving)
+                    mover_mass += float(mass.sum())
+                    mover_share += float(share.sum())
+                    mover_frames += len(mass)
     model.train(was_training)
     losses, counts, hits = (
         np.array(sample_loss),
@@ -107,6 +125,9 @@ def evaluate(
     ):
         total, count = totals[name]
         result[key] = total / count if count else None
+    result["mover_attention"] = mover_mass / mover_frames if mover_frames else None
+    result["mover_share"] = mover_share / mover_frames if mover_frames else None
+    result["mover_lift"] = mover_mass / mover_share if mover_frames else None
     return result
 
 

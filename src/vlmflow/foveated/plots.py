@@ -152,18 +152,24 @@ def attention_tokens(run_dirs: Sequence[Path]) -> int | None:
 
 
 def plot_attention_entropy(runs: Mapping[str, Path], output: str | Path) -> None:
-    """Entropy of the query's attention per run; the uniform level log(tokens) is the ceiling a
-    query that picks nothing would sit at."""
+    """Entropy of the query's attention per run (left; the uniform level log(tokens) is the
+    ceiling a query that picks nothing would sit at) and, at each evaluation, its attention on the
+    validation videos' moving shape over what uniform attention would give (right; 1 = uniform)."""
     entropy = _series_per_run(runs, "log.jsonl", "attention_entropy")
+    lift = _series_per_run(runs, "evals.jsonl", "mover_lift")
     _require([entropy], "attention_entropy in log.jsonl", list(runs))
     _style()
-    fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
-    _draw(ax, entropy, "attention_entropy", _run_colours(list(runs)))
+    colours = _run_colours(list(runs))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), constrained_layout=True)
+    _draw(axes[0], entropy, "attention_entropy", colours)
     tokens = attention_tokens([Path(folder) for folder in runs.values()])
     if tokens:
-        ax.axhline(math.log(tokens), color="grey", ls=":", label=f"uniform (log {tokens})")
-    ax.set(title=f"attention entropy (rolling mean {WINDOW})", xlabel="step", ylabel="nats")
-    ax.legend(fontsize=7)
+        axes[0].axhline(math.log(tokens), color="grey", ls=":", label=f"uniform (log {tokens})")
+    axes[0].set(title=f"attention entropy (rolling mean {WINDOW})", xlabel="step", ylabel="nats")
+    _draw(axes[1], lift, "mover_lift", colours, smooth=False, marker="o")
+    axes[1].axhline(1.0, color="grey", ls=":", label="uniform")
+    axes[1].set(title="attention on the moving shape / uniform", xlabel="step", ylabel="lift")
+    _figure_legend(fig, axes)
     save_figure(fig, output)
 
 

@@ -50,6 +50,7 @@ def _run_row(run: str, run_dir: Path | None, eval_path: Path | None) -> dict[str
         "min_val_loss_step": best.get("step"),
         "loss_ratio": ratio.mean() if ratio is not None else None,
         "max_grad_norm": log["grad_norm"].max() if "grad_norm" in log.columns else None,
+        "mover_lift": _last(evals, "mover_lift"),
     }
     if eval_path is not None and eval_path.exists():
         result = read_json(eval_path)
@@ -62,7 +63,8 @@ def _run_row(run: str, run_dir: Path | None, eval_path: Path | None) -> dict[str
 
 def sweep_frame(evals: Mapping[str, Path], runs_logs: Mapping[str, Path]) -> pl.DataFrame:
     """One row per run (runs_logs order, then runs only evaluated): final and best validation
-    loss, final accuracy, late loss ratio, worst gradient norm and each mode's final values."""
+    loss, final accuracy, late loss ratio, worst gradient norm, the query's final attention on the
+    moving shape against uniform (`mover_lift`) and each mode's final values."""
     names = list(dict.fromkeys([*runs_logs, *evals]))
     rows = [
         _run_row(name, Path(runs_logs[name]) if name in runs_logs else None,
