@@ -64,9 +64,9 @@ def evaluate(
 ) -> dict[str, float]:
     """val_loss, accuracy (and per kind), val_loss_coarse / val_loss_fine where the mode has them,
     the mean entropy of the query attention (the fine pass's where there is one), and on videos of
-    three or more frames that attention's share on the moving object's patches (`mover_attention`), the
-    share of patches it covers (`mover_share`, what uniform attention would give) and their ratio
-    (`mover_lift`). `blank` replaces every frame by a uniform one (the processor's mean colour):
+    three or more frames that attention's share on the moving object's patches
+    (`mover_attention`), the share of patches it covers (`mover_share`, what uniform attention
+    would give) and their ratio (`mover_lift`). `blank` replaces every frame by a uniform one (the processor's mean colour):
     the control that says how much of the score comes from the pixels."""
     was_training = model.training
     model.eval()

@@ -26,7 +26,7 @@ def moving_patches(frames: torch.Tensor, grid: int) -> torch.Tensor:
     -> (frames, grid * grid) bool in row-major patch order: the patches the mover covers."""
     count = frames.shape[0]
     if count < MIN_FRAMES:
-        raise ValueError(f"telling the mover from what it uncovers needs at least 3 frames, got {count}")
+        raise ValueError(f"telling the mover from what it uncovers needs at least {MIN_FRAMES} frames, got {count}")
     differs = (frames[:, None] - frames[None]).abs().amax(dim=2) > MOVING_THRESHOLD  # (frames, frames, h, w)
     itself = torch.eye(count, dtype=torch.bool, device=frames.device)[:, :, None, None]
     differs |= itself  # a frame is not compared with itself
