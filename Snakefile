@@ -4,11 +4,11 @@
 #
 # One rule file per family, each holding its input functions and settings beside its rules:
 # resources (synthetic data, tiny model zoo) -> data (cache to JSONL) -> finetune (LoRA / full
-# fine-tuning) -> pretrain (the shipped zoo, `snakemake pretrain`) -> vqa (batched, resumable
-# inference and evaluation) -> guided (guided visual-token pruning) -> probing (hidden states of
-# swap pairs across checkpoints) -> foveated (the foveated-VLM sweeps) -> conditioning (VLM hidden
-# states as a diffusion transformer's text conditioning) -> report (summary.csv, ablations). Each
-# family file checks its own config section as it is read.
+# fine-tuning) -> foveated (the foveated-VLM sweeps) -> pretrain (the shipped zoo, its foveated
+# parts included, `snakemake pretrain`) -> vqa (batched, resumable inference and evaluation) ->
+# guided (guided visual-token pruning) -> probing (hidden states of swap pairs across checkpoints)
+# -> conditioning (VLM hidden states as a diffusion transformer's text conditioning) -> report
+# (summary.csv, ablations). Each family file checks its own config section as it is read.
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
@@ -41,11 +41,11 @@ include: "rules/common.smk"
 include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
+include: "rules/foveated.smk"
 include: "rules/pretrain.smk"
 include: "rules/vqa.smk"
 include: "rules/guided.smk"
 include: "rules/probing.smk"
-include: "rules/foveated.smk"
 include: "rules/conditioning.smk"
 include: "rules/report.smk"
 

@@ -72,6 +72,21 @@ use rule synth_vqav2 as synth_pretrain_swap_pairs with:
         image_size=synthetic().get("image_size", 224),
 
 
+use rule synth_shape_videos as synth_pretrain_shapes with:
+    output:
+        jsonl="resources/raw/pretrain/shapes/{split}.jsonl",
+        frames=directory("resources/raw/pretrain/shapes/{split}"),
+    log:
+        "logs/synth/pretrain_shapes_{split}.log",
+    wildcard_constraints:
+        split="train",
+    params:
+        n=pretrain_synth_size("shapes"),
+        seed=pretrain_synth_seed(),
+        image_size=synthetic().get("video_image_size", 112),
+        frames=synthetic().get("video_frames", 4),
+
+
 use rule build_model as build_pretrain_model with:
     output:
         checkpoint=directory("results/pretrain/{model}/step-0"),
@@ -212,6 +227,84 @@ rule package_zoo_scale:
         init_origin=pretrain_init_origin,
     script:
         "../workflow/scripts/pretrain/package.py"
+
+
+# The foveated parts (`pretrain.foveated`): a tiny DINOv2 + Llama built with random weights ->
+# trained together as the seed's multi-token baseline on the shapes corpus -> shipped as the two
+# parts, fp16, with provenance; the foveated default builds its runs from them.
+use rule build_foveated_model as build_pretrain_foveated with:
+    output:
+        parts=directory("results/pretrain/{model}/random"),
+    log:
+        "logs/pretrain/{model}/build.log",
+    wildcard_constraints:
+        model=one_of(pretrain_foveated_models()),
+    params:
+        spec=pretrain_foveated_build_spec,
+
+
+use rule train_foveated as pretrain_foveated with:
+    input:
+        unpack(pretrain_foveated_inputs),
+    output:
+        model=directory("results/pretrain/{run}/model"),
+        log="results/pretrain/{run}/log.jsonl",
+        evals="results/pretrain/{run}/evals.jsonl",
+        attention=directory("results/pretrain/{run}/attention"),
+        evaluation="results/pretrain/{run}/eval.json",
+    log:
+        "logs/pretrain/{run}/train.log",
+    benchmark:
+        "results/benchmarks/pretrain_foveated/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(pretrain_foveated_models()),
+    threads: pretrain_foveated_threads
+    resources:
+        **gpu_resources(pretrain_foveated_gpus),
+    params:
+        settings=pretrain_foveated_settings,
+        parts=pretrain_foveated_parts,
+        device=setting(pretrain_foveated_spec, "device", wildcard="run"),
+        state="results/pretrain/{run}/state",
+        gpus=pretrain_foveated_gpus,
+
+
+rule pretrain_foveated_first_steps:
+    input:
+        unpack(pretrain_foveated_inputs),
+    output:
+        digests="results/pretrain/{run}/first_steps.json",
+    log:
+        "logs/pretrain/{run}/first_steps.log",
+    wildcard_constraints:
+        run=one_of(pretrain_foveated_models()),
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        settings=pretrain_foveated_settings,
+        parts=pretrain_foveated_parts,
+        steps=2,
+    script:
+        "../workflow/scripts/pretrain/first_steps_foveated.py"
+
+
+rule package_foveated_parts:
+    input:
+        unpack(pretrain_foveated_package_inputs),
+    output:
+        parts=directory("results/pretrain/zoo/{model}/samples-{samples}"),
+    log:
+        "logs/pretrain/{model}/package-{samples}.log",
+    wildcard_constraints:
+        model=one_of(pretrain_foveated_models()),
+        samples=r"\d+",
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        config=pretrain_foveated_provenance_config,
+        dtype=ZOO_DTYPE,
+    script:
+        "../workflow/scripts/pretrain/package_foveated.py"
 
 
 rule pretrain:

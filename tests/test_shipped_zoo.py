@@ -14,7 +14,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "resources" / "zoo"
-SCALES = sorted(ZOO.glob("*/samples-*"))
+SCALES = sorted(p for p in ZOO.glob("*/samples-*") if (p / "model.safetensors").is_file())
+PARTS = sorted(p for p in ZOO.glob("*/samples-*") if (p / "vision").is_dir())  # the foveated parts
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
 
@@ -36,6 +37,36 @@ def test_every_configured_model_is_shipped_at_every_scale():
     for name, model in config()["models"].items():
         if model.get("path", "").startswith("resources/zoo/"):
             assert (REPO / model["path"] / "provenance.json").is_file(), name
+    assert sorted(p.parent.name for p in PARTS) == sorted(pretrain.get("foveated", {}))
+    for name, model in config()["foveated"]["models"].items():
+        for part in ("vision", "language"):
+            if model.get(part, "").startswith("resources/zoo/"):
+                assert (REPO / model[part]).parent / "provenance.json" in [p / "provenance.json" for p in PARTS], name
+
+
+@pytest.mark.parametrize("parts", PARTS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_foveated_parts_are_half_precision_folders_their_provenance_describes(parts):
+    from vlmflow.foveated.model import from_parts
+
+    record = json.loads((parts / "provenance.json").read_text())
+    assert record["model"] == parts.parent.name and f"samples-{record['samples']}" == parts.name
+    own = config()["pretrain"]["foveated"][parts.parent.name]
+    assert {key: record["config"][key] for key in own if key != "settings"} == {
+        key: value for key, value in own.items() if key != "settings"
+    }
+    assert all(record["config"]["settings"][key] == value for key, value in own.get("settings", {}).items())
+    assert record["config"]["settings"]["budget"] == own["samples"]
+    for part in ("vision", "language"):
+        weights = parts / part / "model.safetensors"
+        assert record["weights_sha256"][part] == hashlib.sha256(weights.read_bytes()).hexdigest(), part
+        with safe_open(weights, "pt") as handle:
+            assert {handle.get_slice(name).get_dtype() for name in handle.keys()} <= {"F16", "I64"}, part
+    assert len(record["commit"]) >= 40 and len(record["data_sha256"]) == 64
+    assert [row["step"] for row in record["first_steps"]["steps"]] == [0, 1, 2]
+    assert record["evaluations"][0]["samples"] == 0 and record["evaluations"][-1]["samples"] == record["samples"]
+    model, tokenizer, processor = from_parts(parts / "vision", parts / "language", {"architecture": "foveated"})
+    assert model.vision.config.model_type == "dinov2" and model.language.config.model_type == "llama"
+    assert tokenizer.chat_template and processor.crop_size["height"] == model.vision.config.image_size
 
 
 def test_the_zoo_stays_small():
@@ -72,13 +103,14 @@ def test_each_scale_is_a_half_precision_checkpoint_its_provenance_describes(scal
     assert model.config.model_type == "qwen2_vl" and processor.tokenizer.vocab_size > 0
 
 
-@pytest.mark.parametrize("model", sorted({path.parent.name for path in SCALES}))
+@pytest.mark.parametrize("model", sorted({path.parent.name for path in [*SCALES, *PARTS]}))
 def test_the_pretraining_figure_draws_from_the_shipped_provenance(model, tmp_path):
     from PIL import Image
 
     from vlmflow.pretrain.plots import plot_pretraining, samples_axis_label, scale_label
 
-    records = [json.loads((path / "provenance.json").read_text()) for path in SCALES if path.parent.name == model]
+    folders = [path for path in [*SCALES, *PARTS] if path.parent.name == model]
+    records = [json.loads((path / "provenance.json").read_text()) for path in folders]
     plot_pretraining(records, tmp_path / "pretraining.png")
     with Image.open(tmp_path / "pretraining.png") as figure:
         assert figure.width > figure.height > 200

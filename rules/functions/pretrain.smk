@@ -193,12 +193,94 @@ def pretrain_provenance_config(wildcards):
 
 
 def pretrain_outputs():
-    """The `pretrain` target: every scale of every model, packaged for resources/zoo/."""
-    return [
+    """The `pretrain` target: every scale of every model and the foveated parts, packaged for
+    resources/zoo/."""
+    scales = [
         f"results/pretrain/zoo/{name}/samples-{samples}"
         for name in pretrain_models()
         for samples in pretrain_scales(name)
     ]
+    parts = [
+        f"results/pretrain/zoo/{name}/samples-{foveated_parts_samples(name)}" for name in pretrain_foveated_models()
+    ]
+    return scales + parts
+
+
+# The foveated parts (`pretrain.foveated`): what a pretraining run inherits unless it sets it.
+PRETRAIN_FOVEATED_DEFAULTS = {"device": "auto", "threads": 2, "gpus": 1}
+PRETRAIN_FOVEATED_SETTINGS = {**asdict(FoveatedSettings()), "architecture": "multi_token"}
+
+
+def pretrain_foveated_models():
+    return family_config("pretrain").get("foveated", {})
+
+
+@cache
+def pretrain_foveated_spec(name):
+    """A foveated parts' pretraining: its build, samples, how it runs and its full training
+    settings (built-in < its `settings`; `budget` is `samples`)."""
+    own = pretrain_foveated_models()[name]
+    settings = {**PRETRAIN_FOVEATED_SETTINGS, **own.get("settings", {}), "budget": own["samples"]}
+    settings["mix"] = tuple(sorted(dict(settings["mix"]).items()))
+    settings["freeze"] = tuple(settings["freeze"])
+    return {**PRETRAIN_FOVEATED_DEFAULTS, **own, "settings": settings}
+
+
+def foveated_parts_samples(name):
+    """The samples the trained parts have seen: the budget, in whole steps."""
+    settings = pretrain_foveated_spec(name)["settings"]
+    return -(-settings["budget"] // settings["batch_size"]) * settings["batch_size"]
+
+
+def pretrain_foveated_build_spec(wildcards):
+    return pretrain_foveated_spec(wildcards.model)["build"]
+
+
+def pretrain_foveated_settings(wildcards):
+    return pretrain_foveated_spec(wildcards.run)["settings"]
+
+
+def pretrain_foveated_threads(wildcards):
+    spec = pretrain_foveated_spec(wildcards.run)
+    return spec["threads"] * spec["gpus"]
+
+
+def pretrain_foveated_gpus(wildcards):
+    return pretrain_foveated_spec(wildcards.run)["gpus"]
+
+
+def pretrain_foveated_parts(wildcards):
+    build = f"results/pretrain/{wildcards.run}/random"
+    return {"vision": f"{build}/vision", "language": f"{build}/language"}
+
+
+def pretrain_foveated_inputs(wildcards):
+    """The random build, the pretraining corpus and the default's shapes val set (the evaluation)."""
+    return {
+        "parts": f"results/pretrain/{wildcards.run}/random",
+        "train": "resources/raw/pretrain/shapes/train.jsonl",
+        "val": "resources/raw/shapes/val.jsonl",
+    }
+
+
+def pretrain_foveated_package_inputs(wildcards):
+    name = wildcards.model
+    if int(wildcards.samples) != foveated_parts_samples(name):
+        raise ValueError(
+            f"results/pretrain/zoo/{name}/samples-{wildcards.samples}: the parts are shipped after "
+            f"{foveated_parts_samples(name)} samples only"
+        )
+    return {
+        "model": f"results/pretrain/{name}/model",
+        "log": f"results/pretrain/{name}/log.jsonl",
+        "evals": f"results/pretrain/{name}/evals.jsonl",
+        "first_steps": f"results/pretrain/{name}/first_steps.json",
+        "corpus": "resources/raw/pretrain/shapes/train.jsonl",
+    }
+
+
+def pretrain_foveated_provenance_config(wildcards):
+    return pretrain_foveated_spec(wildcards.model)
 
 
 def pretrain_synth_size(fmt):
@@ -216,8 +298,9 @@ def pretrain_synth_seed():
 
 
 def zoo_models():
-    """Pretrained models shipped in resources/zoo/ (each with its scales' provenance)."""
-    return [name for name in pretrain_models() if Path(f"resources/zoo/{name}").is_dir()]
+    """Pretrained models and foveated parts shipped in resources/zoo/ (each with its provenance)."""
+    names = [*pretrain_models(), *pretrain_foveated_models()]
+    return [name for name in names if Path(f"resources/zoo/{name}").is_dir()]
 
 
 def zoo_provenance(wildcards):
@@ -281,6 +364,22 @@ def check_pretrain():
             )
         if not spec["datasets"]:
             raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
+    for name in pretrain_foveated_models():
+        if name in pretrain_models():
+            raise ValueError(f"config: pretrain.foveated.{name}: the name is taken by pretrain.models.{name}")
+        misplaced = {"model", "data", "budget", "device", "threads", "gpus"} & set(
+            pretrain_foveated_models()[name].get("settings", {})
+        )
+        if misplaced:
+            raise ValueError(
+                f"config: pretrain.foveated.{name}.settings: {', '.join(sorted(misplaced))} cannot be set here; "
+                "the budget is `samples`, device, threads and gpus sit beside `settings`, and the parts train on "
+                "their own build and corpus"
+            )
+        if "shapes" not in family_config("pretrain").get("synthetic", {}).get("sizes", {}):
+            raise ValueError(
+                f"config: pretrain.foveated.{name}: give pretrain.synthetic.sizes.shapes, the size of its corpus"
+            )
 
 
 check_pretrain()

@@ -21,8 +21,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from vlmflow.pretrain.zoo import state_digest
+from vlmflow.foveated.model import from_parts, load_frame_lm
 from vlmflow.synth.vqav2 import write_vqav2
+from vlmflow.zoo.provenance import state_digest
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -241,10 +242,37 @@ def test_pretrain_target_ships_each_scale_with_provenance(finished_run):
     trained = load_file(more / "step-2" / "model.safetensors")
     assert any(not torch.equal(trained[k], start[k]) for k in start)
 
+    # the foveated parts: the multi-token run's encoder and language model, fp16, with provenance
+    parts = zoo.parent / "tiny_parts" / "samples-8"
+    assert sorted(p.name for p in parts.iterdir()) == ["language", "provenance.json", "vision"]
+    parts_record = json.loads((parts / "provenance.json").read_text())
+    trained, _, _ = load_frame_lm(finished_run / "results" / "pretrain" / "tiny_parts" / "model")
+    assert trained.architecture == "multi_token"
+    shipped, _, _ = from_parts(parts / "vision", parts / "language", {"architecture": "multi_token", "grid": 2})
+    for name, tensor in trained.state_dict().items():
+        if not name.startswith("connector."):  # the baseline's connector is not shipped
+            assert torch.equal(shipped.state_dict()[name], tensor.half()), name
+    for part in ("vision", "language"):
+        digest = hashlib.sha256((parts / part / "model.safetensors").read_bytes()).hexdigest()
+        assert parts_record["weights_sha256"][part] == digest, part
+    assert parts_record["samples"] == 8 and parts_record["dtype"] == "float16"
+    assert [row["samples"] for row in parts_record["evaluations"]] == [0, 4, 8]
+    assert set(parts_record["evaluation"]["shapes_val"]["per_question_type"]) <= {"video", "image", "text"}
+    assert [p["samples"] for p in parts_record["training_curve"]] == [4, 8]
+    assert [s["step"] for s in parts_record["first_steps"]["steps"]] == [0, 1, 2]
+    random_build, _, _ = from_parts(
+        finished_run / "results/pretrain/tiny_parts/random/vision",
+        finished_run / "results/pretrain/tiny_parts/random/language",
+        {**parts_record["config"]["settings"]},
+        parts_record["config"]["settings"]["seed"],
+    )
+    assert parts_record["first_steps"]["steps"][0]["weights_sha256"] == state_digest(random_build.float())
+
     shutil.copytree(zoo.parent, finished_run / "resources" / "zoo")  # what `make pretrain` publishes
     try:
         figures = [
-            f"results/pretrain/{name}/pretraining.png" for name in ("tiny_zoo", "tiny_zoo_wide", "tiny_zoo_more")
+            f"results/pretrain/{name}/pretraining.png"
+            for name in ("tiny_zoo", "tiny_zoo_wide", "tiny_zoo_more", "tiny_parts")
         ]
         plot = snakemake(finished_run, *figures)
         assert plot.returncode == 0, plot.stderr[-3000:]

@@ -178,11 +178,12 @@ class FrameLM(nn.Module, ABC):
 
     def save_pretrained(self, directory: str | Path, tokenizer: Any, image_processor: Any) -> None:
         """config.json + model.safetensors + tokenizer + image processor, written atomically."""
+        dtype = str(self.connector.weight.dtype).removeprefix("torch.")  # parts loaded in fp16 train in fp32
         with atomic_directory(directory) as tmp:
             config = {
                 **self.settings,
-                "vision_config": self.vision.config.to_dict(),
-                "text_config": self.language.config.to_dict(),
+                "vision_config": {**self.vision.config.to_dict(), "dtype": dtype},
+                "text_config": {**self.language.config.to_dict(), "dtype": dtype},
             }
             (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
             save_model(self, str(tmp / "model.safetensors"))

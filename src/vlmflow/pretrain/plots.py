@@ -41,10 +41,21 @@ def samples_axis_label(record: dict[str, Any]) -> str:
     return f"samples seen after {source['model']} {scale_label(source['samples'])}"
 
 
+def evaluation_points(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per evaluated sample count: a shipped scale's own, or, where the provenance holds
+    the run's evaluations along the way (the foveated parts), one per evaluation."""
+    points = []
+    for record in records:
+        for row in record.get("evaluations", [record]):
+            points.append({**record, "samples": row["samples"], "evaluation": row["evaluation"]})
+    return points
+
+
 def plot_pretraining(records: Sequence[dict[str, Any]], out_path: str | Path) -> None:
     """One panel of loss (the last scale's curve), one of accuracy per eval dataset with the scales
-    evenly spaced; lines that share a value are set a little apart, so none hides another."""
-    records = sorted(records, key=lambda r: r["samples"])
+    (or evaluations) evenly spaced; lines that share a value are set a little apart, so none hides
+    another."""
+    records = sorted(evaluation_points(records), key=lambda r: r["samples"])
     datasets = sorted({d for r in records for d in r["evaluation"]})
     fig, axes = plt.subplots(1, 1 + len(datasets), figsize=(5.0 * (1 + len(datasets)), 3.6), squeeze=False)
     curve = records[-1]["training_curve"]

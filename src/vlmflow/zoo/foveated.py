@@ -18,6 +18,8 @@ from transformers import (
     Dinov2Model,
     LlamaConfig,
     LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
 
@@ -64,7 +66,19 @@ def build_foveated_parts(spec: dict[str, Any], corpus_lines: list[str], out_dir:
         )
     )
     with atomic_directory(out_dir) as tmp:
-        vision.save_pretrained(tmp / "vision")
-        processor.save_pretrained(tmp / "vision")
-        language.save_pretrained(tmp / "language")
-        tokenizer.save_pretrained(tmp / "language")
+        save_parts(vision, processor, language, tokenizer, tmp)
+
+
+def save_parts(
+    vision: Dinov2Model,
+    processor: BitImageProcessor,
+    language: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    folder: Path,
+) -> None:
+    """`folder/vision` (the encoder and its image processor) and `folder/language` (the causal LM
+    and its tokenizer): the two folders `from_parts` loads. The caller makes `folder` atomic."""
+    vision.save_pretrained(folder / "vision")
+    processor.save_pretrained(folder / "vision")
+    language.save_pretrained(folder / "language")
+    tokenizer.save_pretrained(folder / "language")

@@ -7,7 +7,8 @@ from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import Trainer, load_for_training
-from vlmflow.pretrain.zoo import corpus_digest, current_commit, state_digest
+from vlmflow.pretrain.zoo import corpus_digest
+from vlmflow.zoo.provenance import current_commit, state_digest
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(1)  # one CPU thread: the same machine and versions give the same digests
