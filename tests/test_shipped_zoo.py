@@ -56,6 +56,11 @@ def test_the_foveated_parts_are_half_precision_folders_their_provenance_describe
     }
     assert all(record["config"]["settings"][key] == value for key, value in own.get("settings", {}).items())
     assert record["config"]["settings"]["budget"] == own["samples"]
+    # A run's new connector is initialised from the run's seed, as the pretraining's was from its
+    # own: the same seed would start every run at the connector the parts were trained with.
+    runs = config()["foveated"]
+    seeds = {runs["defaults"].get("seed", 0), *(run.get("seed", 0) for run in runs["runs"].values())}
+    assert record["config"]["settings"]["seed"] not in seeds
     for part in ("vision", "language"):
         weights = parts / part / "model.safetensors"
         assert record["weights_sha256"][part] == hashlib.sha256(weights.read_bytes()).hexdigest(), part
