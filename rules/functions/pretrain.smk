@@ -276,6 +276,7 @@ def pretrain_foveated_package_inputs(wildcards):
         "evals": f"results/pretrain/{name}/evals.jsonl",
         "first_steps": f"results/pretrain/{name}/first_steps.json",
         "corpus": "resources/raw/pretrain/shapes/train.jsonl",
+        "evaluation": f"results/pretrain/{name}/eval.json",
     }
 
 

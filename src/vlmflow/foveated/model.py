@@ -178,7 +178,7 @@ class FrameLM(nn.Module, ABC):
 
     def save_pretrained(self, directory: str | Path, tokenizer: Any, image_processor: Any) -> None:
         """config.json + model.safetensors + tokenizer + image processor, written atomically."""
-        dtype = str(self.connector.weight.dtype).removeprefix("torch.")  # parts loaded in fp16 train in fp32
+        dtype = str(self.connector.weight.dtype).removeprefix("torch.")  # as trained: fp16 parts train in fp32
         with atomic_directory(directory) as tmp:
             config = {
                 **self.settings,

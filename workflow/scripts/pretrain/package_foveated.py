@@ -20,7 +20,7 @@ with atomic_directory(snakemake.output.parts) as tmp:
         evals=evals,
         train_log=Path(snakemake.input.log),
         first_steps_record=read_json(snakemake.input.first_steps),
-        val_samples=config["settings"]["val_samples"],
+        val_samples=read_json(snakemake.input.evaluation)["modes"]["blank_frames"]["n"],  # the fixed val set's size
     )
     (tmp / "provenance.json").write_text(json.dumps(record, indent=2) + "\n")
 log.info("packaged %s samples-%s: %s", snakemake.wildcards.model, snakemake.wildcards.samples, record["evaluation"])
