@@ -27,10 +27,12 @@ def foveated_sweeps():
 @cache
 def foveated_spec(run):
     """A run's full settings: built-in defaults < foveated.defaults < the run."""
-    spec = merged_settings("foveated", FOVEATED_DEFAULTS, foveated()["runs"][run])
-    spec["mix"] = tuple(sorted(dict(spec["mix"]).items()))
-    spec["freeze"] = tuple(spec["freeze"])
-    return spec
+    return frozen_settings(merged_settings("foveated", FOVEATED_DEFAULTS, foveated()["runs"][run]))
+
+
+def frozen_settings(spec):
+    """`mix` and `freeze` as tuples, as FoveatedSettings holds them (and @cache can hash them)."""
+    return {**spec, "mix": tuple(sorted(dict(spec["mix"]).items())), "freeze": tuple(spec["freeze"])}
 
 
 def foveated_settings(wildcards):

@@ -220,16 +220,14 @@ def pretrain_foveated_spec(name):
     """A foveated parts' pretraining: its build, samples, how it runs and its full training
     settings (built-in < its `settings`; `budget` is `samples`)."""
     own = pretrain_foveated_models()[name]
-    settings = {**PRETRAIN_FOVEATED_SETTINGS, **own.get("settings", {}), "budget": own["samples"]}
-    settings["mix"] = tuple(sorted(dict(settings["mix"]).items()))
-    settings["freeze"] = tuple(settings["freeze"])
+    settings = frozen_settings({**PRETRAIN_FOVEATED_SETTINGS, **own.get("settings", {}), "budget": own["samples"]})
     return {**PRETRAIN_FOVEATED_DEFAULTS, **own, "settings": settings}
 
 
 def foveated_parts_samples(name):
     """The samples the trained parts have seen: the budget, in whole steps."""
-    settings = pretrain_foveated_spec(name)["settings"]
-    return -(-settings["budget"] // settings["batch_size"]) * settings["batch_size"]
+    settings = FoveatedSettings(**pretrain_foveated_spec(name)["settings"])
+    return settings.steps * settings.batch_size
 
 
 def pretrain_foveated_build_spec(wildcards):
