@@ -42,11 +42,11 @@ include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/finetune.smk"
 include: "rules/foveated.smk"
+include: "rules/conditioning.smk"
 include: "rules/pretrain.smk"
 include: "rules/vqa.smk"
 include: "rules/guided.smk"
 include: "rules/probing.smk"
-include: "rules/conditioning.smk"
 include: "rules/report.smk"
 
 

@@ -1,6 +1,7 @@
 # VL conditioning (seed 003): a VLM's hidden states, extracted, normalised and blended with the
 # reference text encoder's, condition a Z-Image diffusion transformer. Each experiment generates
-# its images from the same noise (metadata.json, comparison_grid.png); the dimension analysis
+# its images from the same noise (metadata.json, comparison_grid.png); the caption-following study
+# measures how often each recipe's pictures show what many captions name; the dimension analysis
 # compares every VLM layer and token type with the reference encoder.
 
 
@@ -96,6 +97,33 @@ rule conditioning_dimensions:
         "../workflow/scripts/conditioning/dimensions.py"
 
 
+rule conditioning_caption_following:
+    input:
+        unpack(following_inputs),
+    output:
+        pictures="results/conditioning/caption_following/pictures.jsonl",
+        rates="results/conditioning/caption_following/rates.csv",
+        plot=report(
+            "results/conditioning/caption_following/caption_following.png",
+            caption="../workflow/report/conditioning_following.rst",
+            category="VL conditioning",
+        ),
+    log:
+        "logs/conditioning/caption_following.log",
+    benchmark:
+        "results/benchmarks/conditioning_caption_following.tsv"
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: following_threads
+    resources:
+        **GPU_RESOURCES,
+    params:
+        spec=following_settings,
+        model=following_model,
+    script:
+        "../workflow/scripts/conditioning/following.py"
+
+
 rule conditioning_report:
     input:
         unpack(conditioning_report_inputs),
@@ -108,5 +136,6 @@ rule conditioning_report:
     params:
         models={name: conditioning_experiment(name)["model"] for name in conditioning_experiments()},
         analysis_model=(conditioning_analysis() or {}).get("model"),
+        following_model=(conditioning_following() or {}).get("model"),
     script:
         "../workflow/scripts/conditioning/report.py"

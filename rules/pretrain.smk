@@ -307,6 +307,99 @@ rule package_foveated_parts:
         "../workflow/scripts/pretrain/package_foveated.py"
 
 
+# The VL-conditioning study's tiny Z-Image + Qwen3-VL (`pretrain.conditioning`): built with random
+# weights -> each part trained by its own objective on the captioned scenes (text encoder: language
+# modelling; VAE: reconstruction; transformer: flow matching on the trained encoder's embeddings and
+# the VAE's latents; VLM: captioning with its tower, under the trained encoder as language model)
+# -> the pipeline and VLM in fp16 with their provenance (caption following measured on the
+# default's scenes), which the conditioning default uses as it would Z-Image-Turbo and Qwen3-VL.
+use rule synth_captioned_scenes as synth_pretrain_scenes with:
+    output:
+        scenes=directory("resources/raw/pretrain/scenes/{split}"),
+    log:
+        "logs/synth/pretrain_scenes_{split}.log",
+    wildcard_constraints:
+        split="train",
+    params:
+        n=pretrain_synth_size("scenes"),
+        seed=pretrain_synth_seed(),
+        image_size=synthetic().get("scene_image_size", 64),
+
+
+use rule build_conditioning_model as build_pretrain_conditioning with:
+    output:
+        parts=directory("results/pretrain/{model}/random"),
+    log:
+        "logs/pretrain/{model}/build.log",
+    wildcard_constraints:
+        model=one_of(pretrain_conditioning_models()),
+    params:
+        spec=pretrain_conditioning_build_spec,
+
+
+rule pretrain_conditioning_part:
+    input:
+        unpack(pretrain_conditioning_part_inputs),
+    output:
+        part=directory("results/pretrain/{model}/{part}"),
+        log="results/pretrain/{model}/{part}.jsonl",
+    log:
+        "logs/pretrain/{model}/{part}.log",
+    benchmark:
+        "results/benchmarks/pretrain_conditioning/{model}.{part}.tsv"
+    wildcard_constraints:
+        model=one_of(pretrain_conditioning_models()),
+        part=one_of(ZIMAGE_PARTS),
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: pretrain_conditioning_threads
+    params:
+        settings=pretrain_conditioning_part_settings,
+        state="results/pretrain/{model}/{part}.state",
+    script:
+        "../workflow/scripts/pretrain/conditioning_part.py"
+
+
+rule pretrain_conditioning_first_steps:
+    input:
+        random="results/pretrain/{model}/random",
+        scenes="resources/raw/pretrain/scenes/train",
+    output:
+        digests="results/pretrain/{model}/first_steps.json",
+    log:
+        "logs/pretrain/{model}/first_steps.log",
+    wildcard_constraints:
+        model=one_of(pretrain_conditioning_models()),
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        config=pretrain_conditioning_provenance_config,
+        steps=2,
+    script:
+        "../workflow/scripts/pretrain/first_steps_conditioning.py"
+
+
+rule package_conditioning_pipeline:
+    input:
+        unpack(pretrain_conditioning_package_inputs),
+    output:
+        folder=directory("results/pretrain/zoo/{model}"),
+    log:
+        "logs/pretrain/{model}/package.log",
+    benchmark:
+        "results/benchmarks/package_conditioning_pipeline/{model}.tsv"
+    wildcard_constraints:
+        model=one_of(pretrain_conditioning_models()),
+    conda:
+        "../envs/vlmflow.yaml"
+    threads: pretrain_conditioning_threads
+    params:
+        config=pretrain_conditioning_provenance_config,
+        dtype=ZOO_DTYPE,
+    script:
+        "../workflow/scripts/pretrain/package_conditioning.py"
+
+
 rule pretrain:
     input:
         pretrain_outputs(),
@@ -330,3 +423,22 @@ rule plot_pretraining:
         "../envs/vlmflow.yaml"
     script:
         "../workflow/scripts/pretrain/plot.py"
+
+
+rule plot_conditioning_pretraining:
+    input:
+        provenance="resources/zoo/{model}/provenance.json",
+    output:
+        plot=report(
+            "results/pretrain/{model}/pretraining.png",
+            caption="../workflow/report/conditioning_pretraining.rst",
+            category="Pretraining",
+        ),
+    log:
+        "logs/pretrain/{model}/plot.log",
+    wildcard_constraints:
+        model=one_of(zoo_conditioning_models()),
+    conda:
+        "../envs/vlmflow.yaml"
+    script:
+        "../workflow/scripts/pretrain/plot_conditioning.py"

@@ -107,6 +107,24 @@ rule synth_shape_videos:
         "../workflow/scripts/resources/synth_videos.py"
 
 
+rule synth_captioned_scenes:
+    output:
+        scenes=directory("resources/raw/scenes/{split}"),
+    log:
+        "logs/synth/scenes_{split}.log",
+    wildcard_constraints:
+        split=synthetic_splits("scenes"),
+    priority: PRIORITY_PREPARE
+    conda:
+        "../envs/vlmflow.yaml"
+    params:
+        n=synth_size("scenes"),
+        seed=synthetic().get("seed", 0),
+        image_size=synthetic().get("scene_image_size", 64),
+    script:
+        "../workflow/scripts/resources/synth_scenes.py"
+
+
 rule synth_corpus:
     output:
         corpus="resources/corpus.txt",

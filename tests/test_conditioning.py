@@ -17,7 +17,7 @@ from vlmflow.conditioning.plots import comparison_grid, plot_dimensions
 from vlmflow.conditioning.recipe import ConditioningSpec, VLSource, condition
 from vlmflow.conditioning.report import dimension_rows, image_rows
 from vlmflow.core.settings import ImageSettings
-from vlmflow.synth.reference_image import cartoon_house
+from vlmflow.synth.captioned_scenes import REFERENCE_SCENE, draw_scene
 from vlmflow.zoo.conditioning import build_conditioning_models
 
 SPEC = {
@@ -65,7 +65,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("zimage")
     build_conditioning_models(SPEC, CORPUS, root / "model")
     image = root / "house.png"
-    cartoon_house(64).save(image)
+    draw_scene(REFERENCE_SCENE, 64).save(image)
     return root
 
 

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 ZOO = REPO / "resources" / "zoo"
 SCALES = sorted(p for p in ZOO.glob("*/samples-*") if (p / "model.safetensors").is_file())
 PARTS = sorted(p for p in ZOO.glob("*/samples-*") if (p / "vision").is_dir())  # the foveated parts
+PIPELINES = sorted(p for p in ZOO.iterdir() if (p / "pipeline").is_dir())  # the conditioning pipelines
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_TOTAL_BYTES = 40 * 1024 * 1024
 
@@ -38,6 +39,13 @@ def test_every_configured_model_is_shipped_at_every_scale():
         if model.get("path", "").startswith("resources/zoo/"):
             assert (REPO / model["path"] / "provenance.json").is_file(), name
     assert sorted(p.parent.name for p in PARTS) == sorted(pretrain.get("foveated", {}))
+    assert sorted(p.name for p in PIPELINES) == sorted(pretrain.get("conditioning", {}))
+    for name, model in config()["conditioning"]["models"].items():
+        for part in ("pipeline", "vlm"):
+            if model.get(part, "").startswith("resources/zoo/"):
+                assert (REPO / model[part]).parent / "provenance.json" in [p / "provenance.json" for p in PIPELINES], (
+                    name
+                )
     for name, model in config()["foveated"]["models"].items():
         for part in ("vision", "language"):
             if model.get(part, "").startswith("resources/zoo/"):
@@ -72,6 +80,37 @@ def test_the_foveated_parts_are_half_precision_folders_their_provenance_describe
     model, tokenizer, processor = from_parts(parts / "vision", parts / "language", {"architecture": "foveated"})
     assert model.vision.config.model_type == "dinov2" and model.language.config.model_type == "llama"
     assert tokenizer.chat_template and processor.crop_size["height"] == model.vision.config.image_size
+
+
+@pytest.mark.parametrize("folder", PIPELINES, ids=lambda p: p.name)
+def test_the_conditioning_pipeline_is_what_its_provenance_describes_and_follows_captions(folder):
+    from diffusers import ZImagePipeline
+
+    from vlmflow.conditioning.extract import reference_hidden_states, vl_forward
+    from vlmflow.conditioning.package import weight_digests
+
+    record = json.loads((folder / "provenance.json").read_text())
+    own = config()["pretrain"]["conditioning"][folder.name]  # the config it was trained with is today's
+    assert all(record["config"][key] == value for key, value in own.items() if not isinstance(value, dict))
+    assert record["config"]["build"] == own["build"]
+    for part in ("text_encoder", "vae", "transformer", "vlm"):
+        assert all(record["config"][part][key] == value for key, value in own[part].items()), part
+        assert [row["step"] for row in record["first_steps"][part]] == [0, 2], part
+    assert weight_digests(folder) == {part: trained["weights_sha256"] for part, trained in record["parts"].items()}
+    assert len(record["commit"]) >= 40 and len(record["corpus_sha256"]) == 64
+    for weights in folder.rglob("*.safetensors"):
+        with safe_open(weights, "pt") as handle:
+            assert {handle.get_slice(name).get_dtype() for name in handle.keys()} <= {"F16", "I64"}, weights
+    # The must-show of the pretraining: pictures follow their captions.
+    assert record["evaluation"]["caption_following"]["colour_follows_caption"] >= 0.8
+    pipeline = ZImagePipeline.from_pretrained(folder / "pipeline", dtype=torch.float32)
+    vlm = AutoModelForImageTextToText.from_pretrained(folder / "vlm", dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(folder / "vlm")
+    assert vlm.config.get_text_config().hidden_size == pipeline.text_encoder.config.hidden_size
+    prompt = "a red house with a yellow sun"  # without the picture, the VLM reads a prompt close to the encoder
+    reference = reference_hidden_states(pipeline.text_encoder, pipeline.tokenizer, prompt)
+    hidden_states, _ = vl_forward(vlm, processor, prompt, None)
+    assert hidden_states[-2].shape[0] >= reference.shape[0]
 
 
 def test_the_zoo_stays_small():

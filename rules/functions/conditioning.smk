@@ -99,10 +99,47 @@ def conditioning_analysis_inputs(wildcards):
     return conditioning_model_inputs(spec["model"], spec.get("image"), "conditioning.analysis")
 
 
+def conditioning_following():
+    return conditioning().get("caption_following")
+
+
+@cache
+def following_spec():
+    """The caption-following study's settings (built-in < conditioning.defaults < its own) with
+    each recipe's full settings (defaults' recipe < the recipe)."""
+    own = {"grid_captions": 6, **{k: v for k, v in conditioning_following().items() if k != "recipes"}}
+    spec = merged_settings("conditioning", CONDITIONING_DEFAULTS, own, nested=("recipe",))
+    recipe = spec.pop("recipe")
+    spec["recipes"] = {name: {**recipe, **settings} for name, settings in conditioning_following()["recipes"].items()}
+    if "model" not in spec:
+        raise ValueError("config: conditioning.caption_following: no model (set it there or in conditioning.defaults)")
+    return spec
+
+
+def following_settings(wildcards):
+    return conditioning_job_params(following_spec())
+
+
+def following_threads(wildcards):
+    return following_spec()["threads"]
+
+
+def following_model(wildcards):
+    return conditioning_model(following_spec()["model"], "conditioning.caption_following")
+
+
+def following_inputs(wildcards):
+    spec = following_spec()
+    inputs = conditioning_model_inputs(spec["model"], spec["image"], "conditioning.caption_following")
+    return {**inputs, "captions": spec["captions"]}
+
+
 def conditioning_report_inputs(wildcards):
     inputs = {"metadata": [f"results/conditioning/{name}/metadata.json" for name in conditioning_experiments()]}
     if conditioning_analysis():
         inputs["layers"] = "results/conditioning/dimensions/layers.csv"
+    if conditioning_following():
+        inputs["rates"] = "results/conditioning/caption_following/rates.csv"
     return inputs
 
 
@@ -112,11 +149,13 @@ def conditioning_outputs():
     files = [f"results/conditioning/{name}/{file}" for name in conditioning_experiments() for file in names]
     if conditioning_analysis():
         files.append("results/conditioning/dimensions/dimensions.png")
+    if conditioning_following():
+        files.append("results/conditioning/caption_following/caption_following.png")
     return files + (["results/conditioning/summary.csv"] if files else [])
 
 
 def conditioning_summary_entries():
-    if not (conditioning_experiments() or conditioning_analysis()):
+    if not (conditioning_experiments() or conditioning_analysis() or conditioning_following()):
         return []
     return [
         {

@@ -1,5 +1,7 @@
 # Settings and input functions of the pretraining rules (rules/pretrain.smk).
 
+from vlmflow.core.settings import ZIMAGE_PART_NEEDS, ZIMAGE_PARTS, ZImagePartSettings
+
 # Settings a pretrained model inherits unless `pretrain.defaults` or the model sets them. Budgets
 # are in samples (`samples`, `scales`); the steps follow from the effective batch.
 PRETRAIN_DEFAULTS = {
@@ -193,8 +195,8 @@ def pretrain_provenance_config(wildcards):
 
 
 def pretrain_outputs():
-    """The `pretrain` target: every scale of every model and the foveated parts, packaged for
-    resources/zoo/."""
+    """The `pretrain` target: every scale of every model, the foveated parts and the conditioning
+    pipelines, packaged for resources/zoo/."""
     scales = [
         f"results/pretrain/zoo/{name}/samples-{samples}"
         for name in pretrain_models()
@@ -203,7 +205,7 @@ def pretrain_outputs():
     parts = [
         f"results/pretrain/zoo/{name}/samples-{foveated_parts_samples(name)}" for name in pretrain_foveated_models()
     ]
-    return scales + parts
+    return scales + parts + [f"results/pretrain/zoo/{name}" for name in pretrain_conditioning_models()]
 
 
 # The foveated parts (`pretrain.foveated`): what a pretraining run inherits unless it sets it.
@@ -282,6 +284,56 @@ def pretrain_foveated_provenance_config(wildcards):
     return pretrain_foveated_spec(wildcards.model)
 
 
+# The VL-conditioning study's Z-Image + Qwen3-VL (`pretrain.conditioning`): each part's training.
+PRETRAIN_CONDITIONING_DEFAULTS = {"threads": 2, "eval": {"steps": 8}}
+
+
+def pretrain_conditioning_models():
+    return family_config("pretrain").get("conditioning", {})
+
+
+def pretrain_conditioning_spec(name):
+    return {**PRETRAIN_CONDITIONING_DEFAULTS, **pretrain_conditioning_models()[name]}
+
+
+def pretrain_conditioning_build_spec(wildcards):
+    return pretrain_conditioning_spec(wildcards.model)["build"]
+
+
+def pretrain_conditioning_part_settings(wildcards):
+    """A part's full training settings (built-in < its own)."""
+    return asdict(ZImagePartSettings(**pretrain_conditioning_spec(wildcards.model)[wildcards.part]))
+
+
+def pretrain_conditioning_threads(wildcards):
+    return pretrain_conditioning_spec(wildcards.model)["threads"]
+
+
+def pretrain_conditioning_part_inputs(wildcards):
+    """The random build, the scenes and the trained parts this part learns from."""
+    run = f"results/pretrain/{wildcards.model}"
+    needed = {part: f"{run}/{part}" for part in ZIMAGE_PART_NEEDS[wildcards.part]}
+    return {"random": f"{run}/random", "scenes": "resources/raw/pretrain/scenes/train", **needed}
+
+
+def pretrain_conditioning_package_inputs(wildcards):
+    run = f"results/pretrain/{wildcards.model}"
+    return {
+        "random": f"{run}/random",
+        "scenes": "resources/raw/pretrain/scenes/train",
+        "val": "resources/raw/scenes/val",
+        "first_steps": f"{run}/first_steps.json",
+        **{part: f"{run}/{part}" for part in ZIMAGE_PARTS},
+        **{f"{part}_log": f"{run}/{part}.jsonl" for part in ZIMAGE_PARTS},
+    }
+
+
+def pretrain_conditioning_provenance_config(wildcards):
+    """The model's spec with each part's full settings."""
+    spec = pretrain_conditioning_spec(wildcards.model)
+    return {**spec, **{part: asdict(ZImagePartSettings(**spec[part])) for part in ZIMAGE_PARTS}}
+
+
 def pretrain_synth_size(fmt):
     """A params function: the size of the pretraining corpus' split of one synthetic format."""
 
@@ -302,12 +354,17 @@ def zoo_models():
     return [name for name in names if Path(f"resources/zoo/{name}").is_dir()]
 
 
+def zoo_conditioning_models():
+    """Pretrained conditioning pipelines shipped in resources/zoo/ (one provenance each)."""
+    return [name for name in pretrain_conditioning_models() if Path(f"resources/zoo/{name}/provenance.json").is_file()]
+
+
 def zoo_provenance(wildcards):
     return sorted(str(p) for p in Path(f"resources/zoo/{wildcards.model}").glob("samples-*/provenance.json"))
 
 
 def zoo_figures():
-    return [f"results/pretrain/{name}/pretraining.png" for name in zoo_models()]
+    return [f"results/pretrain/{name}/pretraining.png" for name in [*zoo_models(), *zoo_conditioning_models()]]
 
 
 SOURCE_KINDS = {  # what `vision_from` / `init_from` may name besides a checkpoint folder
@@ -363,6 +420,13 @@ def check_pretrain():
             )
         if not spec["datasets"]:
             raise ValueError(f"config: pretrain.models.{name}: no datasets to pretrain on")
+    for name in pretrain_conditioning_models():
+        if name in [*pretrain_models(), *pretrain_foveated_models()]:
+            raise ValueError(f"config: pretrain.conditioning.{name}: the name is taken by another pretrained model")
+        if "scenes" not in family_config("pretrain").get("synthetic", {}).get("sizes", {}):
+            raise ValueError(
+                f"config: pretrain.conditioning.{name}: give pretrain.synthetic.sizes.scenes, the size of its corpus"
+            )
     for name in pretrain_foveated_models():
         if name in pretrain_models():
             raise ValueError(f"config: pretrain.foveated.{name}: the name is taken by pretrain.models.{name}")

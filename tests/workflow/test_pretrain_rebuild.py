@@ -1,6 +1,6 @@
 """Rebuilding the shipped zoo with today's config gives the same weights: the first steps of
 `snakemake pretrain`, from scratch (corpus, build, two optimizer steps), against the digests the
-shipped provenance recorded, for every model and the foveated parts."""
+shipped provenance recorded, for every model, the foveated parts and the conditioning pipeline."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def test_pretraining_rebuilds_the_shipped_first_steps(tmp_path):
                 spec[key] = str(REPO / "resources/zoo" / spec[key] / f"samples-{last}")
     workdir = copy_workflow(tmp_path / "flow", config)
     parts = config["pretrain"].get("foveated", {})
-    targets = [f"results/pretrain/{name}/first_steps.json" for name in [*models, *parts]]
+    pipelines = config["pretrain"].get("conditioning", {})
+    targets = [f"results/pretrain/{name}/first_steps.json" for name in [*models, *parts, *pipelines]]
     run = snakemake(workdir, *targets)
     assert run.returncode == 0, run.stderr[-5000:]
     for name in parts:  # the foveated parts: one shipped folder each
@@ -37,6 +38,10 @@ def test_pretraining_rebuilds_the_shipped_first_steps(tmp_path):
         shipped = json.loads((folder / "provenance.json").read_text())
         assert rebuilt["data_sha256"] == shipped["data_sha256"] == shipped["first_steps"]["data_sha256"], name
         assert rebuilt["steps"] == shipped["first_steps"]["steps"], name
+    for name in pipelines:  # the conditioning pipelines: each part's first steps from the random build
+        rebuilt = json.loads((workdir / f"results/pretrain/{name}/first_steps.json").read_text())
+        shipped = json.loads((REPO / "resources" / "zoo" / name / "provenance.json").read_text())
+        assert rebuilt == shipped["first_steps"], name
     for name, spec in models.items():
         rebuilt = json.loads((workdir / f"results/pretrain/{name}/first_steps.json").read_text())
         for scale in sorted((REPO / "resources" / "zoo" / name).glob("samples-*")):

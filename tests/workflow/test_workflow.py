@@ -272,11 +272,29 @@ def test_pretrain_target_ships_each_scale_with_provenance(finished_run):
     )
     assert parts_record["first_steps"]["steps"][0]["weights_sha256"] == state_digest(random_build.float())
 
+    # the conditioning pipeline: each part trained by its objective, shipped as pipeline/ + vlm/ in fp16
+    pipeline_zoo = zoo.parent / "tiny_zimage"
+    zimage_record = json.loads((pipeline_zoo / "provenance.json").read_text())
+    assert list(zimage_record["parts"]) == ["text_encoder", "vae", "transformer", "vlm"]
+    assert all(p["steps"] == 2 and len(p["training_curve"]) == 2 for p in zimage_record["parts"].values())
+    run_dir = finished_run / "results" / "pretrain" / "tiny_zimage"
+    for part, weights in (("transformer", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model")):
+        trained = load_file(run_dir / part / f"{weights}.safetensors")
+        shipped = load_file(pipeline_zoo / "pipeline" / part / f"{weights}.safetensors")
+        assert shipped.keys() == trained.keys()
+        assert all(torch.equal(shipped[k], v.half()) for k, v in trained.items()), part
+    assert zimage_record["evaluation"]["caption_following"]["n"] == 4  # the default's val scenes
+    assert zimage_record["evaluation"]["captioning"]["n"] == 4
+    assert {part: [r["step"] for r in rows] for part, rows in zimage_record["first_steps"].items()} == dict.fromkeys(
+        zimage_record["parts"], [0, 2]
+    )
+    assert not any(run_dir.glob("*.state"))  # finished parts leave no resume state behind
+
     shutil.copytree(zoo.parent, finished_run / "resources" / "zoo")  # what `make pretrain` publishes
     try:
         figures = [
             f"results/pretrain/{name}/pretraining.png"
-            for name in ("tiny_zoo", "tiny_zoo_wide", "tiny_zoo_more", "tiny_parts")
+            for name in ("tiny_zoo", "tiny_zoo_wide", "tiny_zoo_more", "tiny_parts", "tiny_zimage")
         ]
         plot = snakemake(finished_run, *figures)
         assert plot.returncode == 0, plot.stderr[-3000:]

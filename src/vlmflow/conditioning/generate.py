@@ -26,6 +26,7 @@ from diffusers import DiffusionPipeline, ZImagePipeline
 from PIL import Image
 from tqdm.auto import tqdm
 
+from vlmflow.conditioning.caption_following import caption_following, dominant_colour
 from vlmflow.conditioning.recipe import ConditioningSpec, Encoders, condition
 from vlmflow.core.io import atomic_write, read_json, write_json
 from vlmflow.core.models import load_vlm, pick_device
@@ -126,6 +127,14 @@ def image_metadata(
     }
 
 
+def following(image: Image.Image, prompt: str, vlm_image: Image.Image | None) -> dict[str, Any]:
+    """Whether a picture shows what the prompt names (`caption_following`) and whether its
+    dominant colour is instead that of the picture the VLM saw (`colour_follows_image`)."""
+    measure = caption_following(image, prompt)
+    image_colour = dominant_colour(vlm_image)[0] if vlm_image is not None else None
+    return {**measure, "image_colour": image_colour, "colour_follows_image": measure["dominant_colour"] == image_colour}
+
+
 def resume_key(pipeline_path: str | Path, vlm_path: str | Path, image_path: str | Path | None) -> dict[str, Any]:
     """What a kept image must share with this run besides prompt, recipe and sampling: the two
     model folders (path and when their index was written, so a rebuilt model counts as another)
@@ -142,7 +151,7 @@ def resume_key(pipeline_path: str | Path, vlm_path: str | Path, image_path: str 
     }
 
 
-def _negative(encoders: Encoders, spec: ConditioningSpec, settings: ImageSettings) -> torch.Tensor | None:
+def negative_embeddings(encoders: Encoders, spec: ConditioningSpec, settings: ImageSettings) -> torch.Tensor | None:
     """The reference encoder's embeddings of the negative prompt, under CFG only."""
     if settings.guidance_scale <= 0:
         return None
@@ -161,13 +170,15 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Generate `reference.png` (the reference encoder alone) and each output's image from the
     same noise, keeping an image made before from the same prompt, recipe, sampling and `models`
-    (`resume_key`); measure each against the reference image; write metadata.json."""
+    (`resume_key`); measure each against the reference image and the prompt; write metadata.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     reference_spec = ConditioningSpec(alpha=0.0)
     reference_embeds = condition(encoders, prompt, reference_spec)[0]
-    reference_image, _ = generate(pipeline, reference_embeds, _negative(encoders, reference_spec, settings), settings)
-    _save_png(reference_image, out_dir / REFERENCE_IMAGE)
+    reference_image, _ = generate(
+        pipeline, reference_embeds, negative_embeddings(encoders, reference_spec, settings), settings
+    )
+    save_png(reference_image, out_dir / REFERENCE_IMAGE)
     results = []
     for name, spec in tqdm(outputs.items(), desc="images", unit="image"):
         png, meta = out_dir / f"{name}.png", out_dir / f"{name}.json"
@@ -189,13 +200,14 @@ def run_experiment(
             embeds, stats = condition(encoders, prompt, spec)
         except ValueError as error:  # a recipe this model or prompt cannot serve: say which one
             raise ValueError(f"output {name!r}: {error}") from error
-        image, seconds = generate(pipeline, embeds, _negative(encoders, spec, settings), settings)
+        image, seconds = generate(pipeline, embeds, negative_embeddings(encoders, spec, settings), settings)
         entry = image_metadata(name, prompt, spec, stats, seconds)
         entry |= {
             "pixel_distance_to_reference": pixel_distance(image, reference_image),
+            **following(image, prompt, encoders.image),
             "made_from": made_from,
         }
-        _save_png(image, png)
+        save_png(image, png)
         write_json(meta, entry)
         log.info(
             "%s: %s tokens, std %.3g, cosine to reference %.3f, %.2fs",
@@ -210,12 +222,13 @@ def run_experiment(
         "prompt": prompt,
         "settings": asdict(settings),
         "reference_image": REFERENCE_IMAGE,
+        "reference_following": following(reference_image, prompt, encoders.image),
         "results": results,
     }
     write_json(out_dir / "metadata.json", metadata)
     return metadata
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
+def save_png(image: Image.Image, path: Path) -> None:
     with atomic_write(path, "wb") as handle:
         image.save(handle, format="PNG")

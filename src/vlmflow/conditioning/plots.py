@@ -23,14 +23,19 @@ TOKEN_TYPES = ("full", "image_only", "text_only")
 
 
 def _caption(entry: dict[str, Any]) -> str:
-    """What made the image and how far it is from the reference encoder's."""
+    """What made the image, how far it is from the reference encoder's, and whose colour it shows
+    (the prompt's, the VLM picture's or neither)."""
     if entry["alpha"] == 0:
         made = "reference encoder"
     else:
         made = (
             f"α={entry['alpha']:g} L{entry['hidden_layer']} {entry['token_selection']}\n{entry['normalization_mode']}"
         )
-    return f"{made}\nstd {entry['blended_std']:.3g}  cos {entry['cosine_to_reference']:.2f}\nΔpx {entry['pixel_distance_to_reference']:.3f}"
+    numbers = f"std {entry['blended_std']:.3g}  cos {entry['cosine_to_reference']:.2f}\nΔpx {entry['pixel_distance_to_reference']:.3f}"
+    if "dominant_colour" not in entry:  # made before the caption-following measure
+        return f"{made}\n{numbers}"
+    follows = "prompt's ✓" if entry["colour_follows_caption"] else ("image's" if entry["colour_follows_image"] else "✗")
+    return f"{made}\n{numbers}\n{entry['dominant_colour']}: {follows}"
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -112,4 +117,63 @@ def plot_dimensions(layers: pl.DataFrame, outliers: pl.DataFrame, output: str | 
             textcoords="offset points",
         )
     fig.suptitle(title)
+    save_figure(fig, output)
+
+
+def plot_following(rates: pl.DataFrame, rows: list[dict[str, Any]], image_dir: str | Path, output: str | Path,
+                   captions_shown: int) -> None:  # fmt: skip
+    """Left: per recipe, the share of pictures showing the caption's colour, the caption's side,
+    and the VLM picture's colour instead. Right: the first captions' pictures, one row per caption
+    and one column per recipe, so what each recipe does to a picture can be seen."""
+    recipes = rates["recipe"].to_list()
+    captions = list(dict.fromkeys(row["caption"] for row in rows))[:captions_shown]
+    by_key = {(row["recipe"], row["caption"]): row for row in rows}
+    fig = plt.figure(figsize=(5.5 + 1.3 * len(recipes), max(3.6, 1.3 * len(captions) + 0.8)), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[5.5, 1.3 * len(recipes)])
+    axis = left.subplots()
+    long = rates.unpivot(index="recipe", on=["colour_follows_caption", "side_follows_caption", "colour_follows_image"])
+    sns.barplot(long.to_pandas(), y="recipe", x="value", hue="variable", ax=axis, orient="h")
+    axis.set(xlim=(0, 1), xlabel=f"share of pictures (n = {rates['n'][0]} captions)", ylabel="")
+    axis.legend(fontsize=7, loc="lower right")
+    grid = right.subplots(len(captions), len(recipes), squeeze=False)
+    for r, caption in enumerate(captions):
+        for c, recipe in enumerate(recipes):
+            cell = grid[r][c]
+            cell.set(xticks=[], yticks=[])
+            row = by_key[(recipe, caption)]
+            cell.imshow(_pixels(Path(image_dir) / row["picture"]), interpolation="nearest")
+            mark = "✓" if row["colour_follows_caption"] else "✗"
+            cell.set_xlabel(f"{row['dominant_colour']} {mark}", fontsize=7)
+            if r == 0:
+                cell.set_title(recipe, fontsize=7)
+            if c == 0:
+                cell.set_ylabel(caption.replace(" with", "\nwith"), fontsize=6)
+    fig.suptitle("caption following: the colour (and side) a caption names, in the picture", fontsize=10)
+    save_figure(fig, output)
+
+
+def plot_pipeline_pretraining(record: dict[str, Any], output: str | Path) -> None:
+    """One panel per part of the pretrained pipeline: its training loss against samples seen,
+    titled with its objective; the shipped pipeline's evaluation in the figure's title."""
+    objectives = {
+        "text_encoder": "language modelling",
+        "vae": "reconstruction + KL",
+        "transformer": "flow matching",
+        "vlm": "captioning (tower only)",
+    }
+    parts = record["parts"]
+    fig, axes = plt.subplots(1, len(parts), figsize=(3.6 * len(parts), 3.2), squeeze=False, layout="constrained")
+    for axis, (part, trained) in zip(axes[0], parts.items(), strict=True):
+        curve = trained["training_curve"]
+        axis.plot([p["samples"] for p in curve], [p["loss"] for p in curve], color="tab:blue")
+        axis.set(xlabel="samples seen", ylabel="training loss", yscale="log")
+        axis.set_title(f"{part}: {objectives.get(part, '')}", fontsize=9)
+    following = record["evaluation"]["caption_following"]
+    captioning = record["evaluation"]["captioning"]
+    fig.suptitle(
+        f"{record['model']}: the named colour dominates {following['colour_follows_caption']:.0%} of the reference "
+        f"encoder's pictures (side {following['side_follows_caption']:.0%}, n = {following['n']}); "
+        f"the VLM's captions exact {captioning['exact_match']:.0%}, colour {captioning['colour_named']:.0%}",
+        fontsize=9,
+    )
     save_figure(fig, output)

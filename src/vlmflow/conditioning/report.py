@@ -1,6 +1,7 @@
 """The VL-conditioning study's rows of `results/summary.csv`: per image, how its embeddings
-compare with the reference encoder's and how far its picture moved; per layer and token type,
-the per-dimension std correlation and the largest outlier ratio."""
+compare with the reference encoder's and how far its picture moved; per recipe, how often its
+pictures follow their captions; per layer and token type, the per-dimension std correlation and
+the largest outlier ratio."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ from typing import Any
 
 import polars as pl
 
+from vlmflow.conditioning.following import RATES
+
 IMAGE_METRICS = (
     "blended_std",
     "vl_std",
     "std_correlation",
     "cosine_to_reference",
     "pixel_distance_to_reference",
+    "colour_follows_caption",
+    "colour_follows_image",
     "generation_time",
 )
 FAMILY = "conditioning"
@@ -37,6 +42,25 @@ def image_rows(experiment: str, model: str, metadata: dict[str, Any], source: st
         for entry in metadata["results"]
         for metric in IMAGE_METRICS
         if entry.get(metric) is not None
+    ]
+
+
+def following_rows(model: str, rates: pl.DataFrame, source: str) -> list[dict[str, Any]]:
+    """One row per recipe and rate (`<recipe>/<rate>`), n the captions."""
+    return [
+        {
+            "experiment": "conditioning.caption_following",
+            "family": FAMILY,
+            "model": model,
+            "dataset": None,
+            "n": row["n"],
+            "n_of": "captions",
+            "metric": f"{row['recipe']}/{rate}",
+            "value": float(row[rate]),
+            "source": source,
+        }
+        for row in rates.iter_rows(named=True)
+        for rate in RATES
     ]
 
 

@@ -135,3 +135,29 @@ class ImageSettings:
     guidance_scale: float = 0.0
     negative_prompt: str = ""  # the reference encoder's embeddings of it, when guidance_scale > 0
     seed: int = 0
+
+
+# The parts of the VL-conditioning study's pipeline that pretraining trains, in order, and the
+# trained parts each one learns from (the transformer from the text encoder's embeddings and the
+# VAE's latents; the VLM under the text encoder as its language model).
+ZIMAGE_PARTS = ("text_encoder", "vae", "transformer", "vlm")
+ZIMAGE_PART_NEEDS: dict[str, tuple[str, ...]] = {
+    "text_encoder": (),
+    "vae": (),
+    "transformer": ("text_encoder", "vae"),
+    "vlm": ("text_encoder",),
+}
+
+
+@dataclass(frozen=True)
+class ZImagePartSettings:
+    """How one part of the tiny Z-Image pipeline pretrains (`pretrain.conditioning.<name>.<part>`)."""
+
+    steps: int
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    checkpoint_every: int = 250
+    seed: int = 0
+    kl_weight: float = 1e-6  # the VAE's KL term (the posterior's summed KL, per picture)
+    language_lr: float | None = None  # the VLM's language model: None keeps it the text encoder (frozen)

@@ -21,6 +21,16 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def folder_digest(path: str | Path) -> str:
+    """One digest of every file under a folder: relative names and contents, in name order."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def state_digest(model: torch.nn.Module) -> str:
     """A digest of every parameter and buffer (names, dtypes, shapes and bytes), in name order."""
     digest = hashlib.sha256()
