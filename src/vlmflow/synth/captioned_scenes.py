@@ -24,7 +24,7 @@ OBJECTS: tuple[str, ...] = ("house", "square", "circle", "triangle")
 SIDES: tuple[str, ...] = ("left", "centre", "right")
 SKY = BACKGROUND  # a plain grey, far from every named colour
 # The VL-conditioning study's reference picture (the seed's "cartoon house with flat colors"): it
-# differs from the default prompt, "a red house with a yellow sun", in colour and side, so a
+# differs from the default prompt, "a green house with a yellow sun", in colour and side, so a
 # picture shows whether it followed the prompt or the picture the VLM saw.
 REFERENCE_SCENE = {"colour": "blue", "object": "house", "side": "right", "sun": "yellow"}
 
