@@ -109,6 +109,7 @@ def following_spec():
     each recipe's full settings (defaults' recipe < the recipe)."""
     own = {"grid_captions": 6, **{k: v for k, v in conditioning_following().items() if k != "recipes"}}
     spec = merged_settings("conditioning", CONDITIONING_DEFAULTS, own, nested=("recipe",))
+    spec.pop("prompt", None)  # the captions are the prompts
     recipe = spec.pop("recipe")
     spec["recipes"] = {name: {**recipe, **settings} for name, settings in conditioning_following()["recipes"].items()}
     if "model" not in spec:

@@ -820,6 +820,23 @@ def test_conditioning_family(finished_run):
         rows.filter(pl.col("experiment") == "conditioning.vl_only_vs_qwen3")["metric"]
     )
     assert "std_correlation/token_type=text_only/layer=-2" in set(rows["metric"])
+    # every picture is measured against its caption and the VLM's picture
+    assert {"colour_follows_caption", "colour_follows_image"} <= first["pure_vl_text_tokens"].keys()
+    reference = json.loads((root / "vl_only_vs_qwen3" / "metadata.json").read_text())["reference_following"]
+    assert reference["named_colour"] == "red" and reference["image_colour"] == "blue"
+    following = root / "caption_following"
+    pictures = [json.loads(line) for line in (following / "pictures.jsonl").read_text().splitlines()]
+    assert [p["question_id"] for p in pictures] == [f"{r}/{i}" for r in ("reference", "text_tokens") for i in range(4)]
+    assert all((following / p["picture"]).stat().st_size > 0 for p in pictures)
+    rates = pl.read_csv(following / "rates.csv")
+    assert rates["recipe"].to_list() == ["reference", "text_tokens"] and rates["n"].to_list() == [4, 4]
+    assert (following / "caption_following.png").stat().st_size > 0
+    summary = rows.filter(pl.col("experiment") == "conditioning.caption_following")
+    assert set(summary["metric"]) == {
+        f"{recipe}/{rate}"
+        for recipe in ("reference", "text_tokens")
+        for rate in ("colour_follows_caption", "side_follows_caption", "colour_follows_image")
+    }
 
 
 def write_png_questions(folder: Path) -> Path:

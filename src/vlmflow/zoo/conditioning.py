@@ -2,7 +2,8 @@
 
 Z-Image (diffusers' `ZImagePipeline`) conditions its diffusion transformer on Qwen3-4B's
 `hidden_states[-2]`; the seed swaps in Qwen3-VL-4B, whose language model has the same width and
-grew out of Qwen3. The default builds the same classes from small configs:
+grew out of Qwen3. `build_conditioning_models` builds the same classes from small configs, with
+random weights:
 
 - `pipeline/`: `ZImagePipeline` with a `ZImageTransformer2DModel`, an `AutoencoderKL` (16 latent
   channels, Z-Image's scaling and shift factors), a `FlowMatchEulerDiscreteScheduler` and, as its
@@ -12,8 +13,8 @@ grew out of Qwen3. The default builds the same classes from small configs:
   text tokens track the reference encoder and its image tokens do not.
 
 Both load exactly as the downloaded checkpoints do (`ZImagePipeline.from_pretrained`,
-`AutoModelForImageTextToText` / `AutoProcessor`). The transformer and VAE are random: the code
-path is the real one, the pictures are not.
+`AutoModelForImageTextToText` / `AutoProcessor`). `make pretrain` trains every part from this build
+(`vlmflow.conditioning.pretrain`) into the zoo the default uses; the tests use the random build.
 """
 
 from __future__ import annotations
