@@ -4,16 +4,16 @@ the first steps, packaging, and the caption-following study with its resume."""
 
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
-import polars as pl
 import pytest
 import torch
 from safetensors.torch import load_file
 from test_conditioning import SPEC
 
+import vlmflow.conditioning.following as following_module
 from vlmflow.conditioning.caption_following import caption_colour, caption_following, caption_side, dominant_colour
 from vlmflow.conditioning.following import following_rates, read_captions, run_following
 from vlmflow.conditioning.generate import load_encoders, resume_key
@@ -37,8 +37,8 @@ from vlmflow.synth.captioned_scenes import REFERENCE_SCENE, captioned_scenes, dr
 from vlmflow.zoo.conditioning import build_conditioning_models
 from vlmflow.zoo.provenance import state_digest
 
-# The test build: a three-level VAE (64 px -> 16x16 latents, as the shipped one) and a 128-entry
-# vocabulary covering the captions.
+# The test build: test_conditioning's tiny parts with a three-level VAE (64 px -> 16x16 latents, as
+# the shipped one).
 BUILD = {**SPEC, "vae": {"block_out_channels": [8, 16, 16], "layers_per_block": 1, "norm_num_groups": 4}}
 SETTINGS = ZImagePartSettings(steps=4, batch_size=4, warmup_steps=1, checkpoint_every=2)
 LOG = logging.getLogger("test")
@@ -121,13 +121,12 @@ def test_a_resumed_part_equals_an_uninterrupted_one(part, random_build, scenes_d
     whole = pretrain_part(part, random_build, {}, scenes, SETTINGS, tmp_path / "a.state", tmp_path / "a.jsonl")
     pretrain_part(part, random_build, {}, scenes, SETTINGS, tmp_path / "b.state", tmp_path / "b.jsonl", stop_at=2)
     resumed = pretrain_part(part, random_build, {}, scenes, SETTINGS, tmp_path / "b.state", tmp_path / "b.jsonl")
-    module = {"vlm": "vlm"}.get(part, part)
-    assert state_digest(getattr(whole, module)) == state_digest(getattr(resumed, module))
+    assert state_digest(getattr(whole, part)) == state_digest(getattr(resumed, part))
     assert read_jsonl(tmp_path / "a.jsonl") == read_jsonl(tmp_path / "b.jsonl")
     assert [r["step"] for r in read_jsonl(tmp_path / "a.jsonl")] == [1, 2, 3, 4]
 
 
-def test_the_vlm_trains_its_tower_under_the_trained_encoder(random_build, scenes_dir, tmp_path):
+def test_the_vlm_trains_its_tower_on_the_trained_encoder_frozen_or_at_language_lr(random_build, scenes_dir, tmp_path):
     scenes = read_scenes(scenes_dir / "train")
     encoder = pretrain_part("text_encoder", random_build, {}, scenes, SETTINGS, tmp_path / "t", tmp_path / "t.jsonl")
     save_part("text_encoder", encoder, scenes, tmp_path / "text_encoder")
@@ -150,6 +149,17 @@ def test_the_vlm_trains_its_tower_under_the_trained_encoder(random_build, scenes
         if not torch.equal(p, before.get_parameter(f"model.visual.{n}"))
     ]
     assert changed  # the tower learned
+    language_too = pretrain_part(
+        "vlm",
+        random_build,
+        {"text_encoder": tmp_path / "text_encoder"},
+        scenes,
+        replace(SETTINGS, language_lr=1e-3),
+        tmp_path / "w",
+        tmp_path / "w.jsonl",
+    )
+    moved = language_too.vlm.model.language_model.state_dict()
+    assert any(not torch.equal(moved[name], tensor) for name, tensor in language.items())  # language_lr trains it
 
 
 def test_the_saved_vae_gives_centred_unit_latents(random_build, scenes_dir, tmp_path):
@@ -214,8 +224,6 @@ def test_caption_following_study_resumes_and_rates_each_recipe(random_build, sce
         pipeline, encoders, captions, recipes, settings, tmp_path / "a" / "pictures.jsonl", models, LOG
     )
 
-    import vlmflow.conditioning.following as following_module
-
     real, calls = following_module.generate, []
 
     def dies_on_the_fifth(*args, **kwargs):
@@ -239,4 +247,3 @@ def test_caption_following_study_resumes_and_rates_each_recipe(random_build, sce
     assert rates["colour_follows_caption"][0] == pytest.approx(sum(r["colour_follows_caption"] for r in reference) / 4)
     plot_following(rates, resumed, out.parent, tmp_path / "following.png", captions_shown=2)
     assert (tmp_path / "following.png").stat().st_size > 0
-    assert isinstance(rates, pl.DataFrame) and json.dumps(resumed)

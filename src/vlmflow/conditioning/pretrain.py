@@ -9,8 +9,9 @@ scenes, each part by the objective its real counterpart was trained with:
   encoder's `hidden_states[-2]` and following `ZImagePipeline`'s conventions: the model sees
   `x_t = sigma·noise + (1 - sigma)·x_0` at timestep `1 - sigma` (sigma shifted as its scheduler
   shifts it) and predicts `x_0 - noise`, the negative of the scheduler's velocity;
-- `vlm`: Qwen3-VL's vision tower and merger learn to caption the pictures under the frozen language
-  model, which is the trained text encoder (as LLaVA-style stage 1 aligns a new tower to an LM).
+- `vlm`: Qwen3-VL learns to caption the pictures: its vision tower and merger, and (at its own
+  rate, or not at all) its language model, which starts as the trained text encoder, as Qwen3-VL's
+  grew out of Qwen3.
 
 Every part trains with one resumable loop (`train_part`): seeded batches, AdamW with warm-up,
 atomic checkpoints; a resumed run continues to the same weights.
@@ -110,18 +111,21 @@ def vae_loss(vae: AutoencoderKL, pixels: torch.Tensor, kl_weight: float) -> torc
 
 
 @torch.no_grad()
-def latent_factors(vae: AutoencoderKL, pixels: torch.Tensor, chunk: int = 256) -> tuple[float, float]:
+def posterior_means(vae: AutoencoderKL, pixels: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """(N, C, h, w) posterior means of the pictures, `chunk` at a time."""
+    return torch.cat([vae.encode(pixels[i : i + chunk]).latent_dist.mean for i in range(0, len(pixels), chunk)])
+
+
+def latent_factors(vae: AutoencoderKL, pixels: torch.Tensor) -> tuple[float, float]:
     """The shift and scaling that centre the latents (posterior means) and give them unit std."""
-    means = torch.cat([vae.encode(pixels[i : i + chunk]).latent_dist.mean for i in range(0, len(pixels), chunk)])
+    means = posterior_means(vae, pixels)
     shift = means.mean().item()
     return shift, 1.0 / (means - shift).std().item()
 
 
-@torch.no_grad()
-def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def encode_latents(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
     """(N, C, h, w) pipeline latents: posterior means, shifted and scaled by the VAE's config."""
-    means = torch.cat([vae.encode(pixels[i : i + chunk]).latent_dist.mean for i in range(0, len(pixels), chunk)])
-    return (means - vae.config.shift_factor) * vae.config.scaling_factor
+    return (posterior_means(vae, pixels) - vae.config.shift_factor) * vae.config.scaling_factor
 
 
 def caption_embeddings(
@@ -351,10 +355,6 @@ def pretrain_part(
     return parts
 
 
-def part_module(part: str, parts: Parts) -> torch.nn.Module:
-    return parts.vlm if part == "vlm" else getattr(parts, part)
-
-
 def first_steps(
     random_dir: str | Path,
     scenes: Scenes,
@@ -368,11 +368,11 @@ def first_steps(
     with the same config must reproduce, without training the parts each one needs first."""
     record = {}
     for part in ZIMAGE_PARTS:
-        start = part_module(part, load_parts(random_dir, {}, with_vlm=part == "vlm"))
+        start = getattr(load_parts(random_dir, {}, with_vlm=part == "vlm"), part)
         rows = [{"step": 0, "weights_sha256": state_digest(start)}]
         state, log_path = work_dir / f"{part}.state", work_dir / f"{part}.jsonl"
         parts = pretrain_part(part, random_dir, {}, scenes, settings[part], state, log_path, stop_at=steps)
         last = read_jsonl(log_path)[-1]
-        rows.append({"step": steps, "loss": last["loss"], "weights_sha256": state_digest(part_module(part, parts))})
+        rows.append({"step": steps, "loss": last["loss"], "weights_sha256": state_digest(getattr(parts, part))})
         record[part] = rows
     return record
