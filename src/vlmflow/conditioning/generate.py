@@ -77,6 +77,18 @@ def load_encoders(
     return pipeline, Encoders(pipeline.text_encoder, pipeline.tokenizer, vlm, processor, image)
 
 
+def load_job(
+    spec: dict[str, Any], model: dict[str, Any]
+) -> tuple[ZImagePipeline, Encoders, ImageSettings, dict[str, Any]]:
+    """A generating job's pipeline and encoders, its sampling settings and the models' resume key,
+    from its params (`spec`: the settings, `model`: the folders)."""
+    pipeline, encoders = load_encoders(
+        model["pipeline"], model["vlm"], spec["image"], spec["device"], model["trust_remote_code"]
+    )
+    settings = ImageSettings(**{k: spec[k] for k in ImageSettings.__dataclass_fields__})
+    return pipeline, encoders, settings, resume_key(model["pipeline"], model["vlm"], spec["image"])
+
+
 def generate(
     pipeline: ZImagePipeline,
     embeds: torch.Tensor,

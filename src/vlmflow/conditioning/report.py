@@ -24,21 +24,36 @@ IMAGE_METRICS = (
 FAMILY = "conditioning"
 
 
+def summary_row(experiment: str, model: str, n: int, n_of: str, metric: str, value: float, source: str,
+                kind: str = "result") -> dict[str, Any]:  # fmt: skip
+    """One row of the study in the summary's columns."""
+    return {
+        "experiment": f"conditioning.{experiment}",
+        "family": FAMILY,
+        "model": model,
+        "dataset": None,
+        "n": n,
+        "n_of": n_of,
+        "metric": metric,
+        "kind": kind,
+        "value": float(value),
+        "source": source,
+    }
+
+
 def image_rows(experiment: str, model: str, metadata: dict[str, Any], source: str) -> list[dict[str, Any]]:
     """One row per image and metric (`<image>/<metric>`), n the conditioning's token count."""
     return [
-        {
-            "experiment": f"conditioning.{experiment}",
-            "family": FAMILY,
-            "model": model,
-            "dataset": None,
-            "n": entry["blended_shape"][0],
-            "n_of": "tokens",
-            "metric": f"{entry['name']}/{metric}",
-            "kind": "timing" if metric == "generation_time" else "result",
-            "value": float(entry[metric]),
-            "source": source,
-        }
+        summary_row(
+            experiment,
+            model,
+            entry["blended_shape"][0],
+            "tokens",
+            f"{entry['name']}/{metric}",
+            entry[metric],
+            source,
+            kind="timing" if metric == "generation_time" else "result",
+        )
         for entry in metadata["results"]
         for metric in IMAGE_METRICS
         if entry.get(metric) is not None
@@ -48,17 +63,7 @@ def image_rows(experiment: str, model: str, metadata: dict[str, Any], source: st
 def following_rows(model: str, rates: pl.DataFrame, source: str) -> list[dict[str, Any]]:
     """One row per recipe and rate (`<recipe>/<rate>`), n the captions."""
     return [
-        {
-            "experiment": "conditioning.caption_following",
-            "family": FAMILY,
-            "model": model,
-            "dataset": None,
-            "n": row["n"],
-            "n_of": "captions",
-            "metric": f"{row['recipe']}/{rate}",
-            "value": float(row[rate]),
-            "source": source,
-        }
+        summary_row("caption_following", model, row["n"], "captions", f"{row['recipe']}/{rate}", row[rate], source)
         for row in rates.iter_rows(named=True)
         for rate in RATES
     ]
@@ -67,17 +72,15 @@ def following_rows(model: str, rates: pl.DataFrame, source: str) -> list[dict[st
 def dimension_rows(model: str, layers: pl.DataFrame, source: str) -> list[dict[str, Any]]:
     """One row per layer, token type and statistic (`<statistic>/token_type=<t>/layer=<l>`)."""
     return [
-        {
-            "experiment": "conditioning.dimensions",
-            "family": FAMILY,
-            "model": model,
-            "dataset": None,
-            "n": row["tokens"],
-            "n_of": "tokens",
-            "metric": f"{metric}/token_type={row['token_type']}/layer={row['layer']}",
-            "value": float(row[metric]),
-            "source": source,
-        }
+        summary_row(
+            "dimensions",
+            model,
+            row["tokens"],
+            "tokens",
+            f"{metric}/token_type={row['token_type']}/layer={row['layer']}",
+            row[metric],
+            source,
+        )
         for row in layers.iter_rows(named=True)
         for metric in ("std_correlation", "std", "max_ratio", "outlier_dims")
     ]

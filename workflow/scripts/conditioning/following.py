@@ -5,33 +5,20 @@ from pathlib import Path
 import torch
 
 from vlmflow.conditioning.following import following_rates, read_captions, run_following
-from vlmflow.conditioning.generate import load_encoders, resume_key
+from vlmflow.conditioning.generate import load_job
 from vlmflow.conditioning.plots import plot_following
 from vlmflow.conditioning.recipe import ConditioningSpec
 from vlmflow.core.io import atomic_write
 from vlmflow.core.scripting import log_to
-from vlmflow.core.settings import ImageSettings
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-spec, model = snakemake.params.spec, snakemake.params.model
-pipeline, encoders = load_encoders(
-    model["pipeline"], model["vlm"], spec["image"], spec["device"], model["trust_remote_code"]
-)
+spec = snakemake.params.spec
+pipeline, encoders, settings, models = load_job(spec, snakemake.params.model)
 recipes = {name: ConditioningSpec.from_config(recipe) for name, recipe in spec["recipes"].items()}
-settings = ImageSettings(**{k: spec[k] for k in ImageSettings.__dataclass_fields__})
 captions = read_captions(snakemake.input.captions)
 out = Path(snakemake.output.pictures)
-rows = run_following(
-    pipeline,
-    encoders,
-    captions,
-    recipes,
-    settings,
-    out,
-    resume_key(model["pipeline"], model["vlm"], spec["image"]),
-    log,
-)
+rows = run_following(pipeline, encoders, captions, recipes, settings, out, models, log)
 rates = following_rates(rows, list(recipes))
 with atomic_write(snakemake.output.rates, "wb") as handle:
     rates.write_csv(handle)
