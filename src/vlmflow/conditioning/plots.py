@@ -155,11 +155,12 @@ def plot_following(rates: pl.DataFrame, rows: list[dict[str, Any]], image_dir: s
 def plot_pipeline_pretraining(record: dict[str, Any], output: str | Path) -> None:
     """One panel per part of the pretrained pipeline: its training loss against samples seen,
     titled with its objective; the shipped pipeline's evaluation in the figure's title."""
+    language_lr = record["config"]["vlm"].get("language_lr")
     objectives = {
         "text_encoder": "language modelling",
         "vae": "reconstruction + KL",
         "transformer": "flow matching",
-        "vlm": "captioning (tower only)",
+        "vlm": "captioning" + (f" (LM at lr {language_lr:g})" if language_lr else " (tower only)"),
     }
     parts = record["parts"]
     fig, axes = plt.subplots(1, len(parts), figsize=(3.6 * len(parts), 3.2), squeeze=False, layout="constrained")
