@@ -161,3 +161,14 @@ def test_the_pretraining_figure_draws_from_the_shipped_provenance(model, tmp_pat
     assert [scale_label(n) for n in (0, 8000, 160000, 1500)] == ["0", "8k", "160k", "1500"]
     continued = {"qwen2vl_guide_reading": "samples seen after qwen2vl_guide 480k"}  # a second stage's axis
     assert samples_axis_label(records[-1]) == continued.get(model, "samples seen")
+
+
+@pytest.mark.parametrize("folder", PIPELINES, ids=lambda p: p.name)
+def test_the_conditioning_pretraining_figure_draws_from_the_shipped_provenance(folder, tmp_path):
+    from PIL import Image
+
+    from vlmflow.conditioning.plots import plot_pipeline_pretraining
+
+    plot_pipeline_pretraining(json.loads((folder / "provenance.json").read_text()), tmp_path / "pretraining.png")
+    with Image.open(tmp_path / "pretraining.png") as figure:
+        assert figure.width > 3 * figure.height > 600
