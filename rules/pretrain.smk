@@ -310,7 +310,7 @@ rule package_foveated_parts:
 # The VL-conditioning study's tiny Z-Image + Qwen3-VL (`pretrain.conditioning`): built with random
 # weights -> each part trained by its own objective on the captioned scenes (text encoder: language
 # modelling; VAE: reconstruction; transformer: flow matching on the trained encoder's embeddings and
-# the VAE's latents; VLM: captioning with its tower, under the trained encoder as language model)
+# the VAE's latents; VLM: captioning, its language model starting as the trained encoder)
 # -> the pipeline and VLM in fp16 with their provenance (caption following measured on the
 # default's scenes), which the conditioning default uses as it would Z-Image-Turbo and Qwen3-VL.
 use rule synth_captioned_scenes as synth_pretrain_scenes with:
