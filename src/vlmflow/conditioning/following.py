@@ -18,7 +18,7 @@ import polars as pl
 from diffusers import ZImagePipeline
 from tqdm.auto import tqdm
 
-from vlmflow.conditioning.generate import following, generate, negative_embeddings, save_png
+from vlmflow.conditioning.generate import following, generate, negative_embeddings, picture_colour, save_png
 from vlmflow.conditioning.recipe import ConditioningSpec, Encoders, condition
 from vlmflow.core.io import read_jsonl
 from vlmflow.core.resumable import ResumableJsonl
@@ -62,6 +62,7 @@ def run_following(
     writer = ResumableJsonl(out, fingerprint, expected_ids=ids)
     if writer.rows:
         log.info("resuming after %d of %d pictures", len(writer.rows), len(ids))
+    image_colour = picture_colour(encoders.image)
     for question_id in tqdm(ids[len(writer.rows) :], initial=len(writer.rows), total=len(ids), desc="pictures"):
         recipe, index = question_id.rsplit("/", 1)
         caption = captions[int(index)]
@@ -82,7 +83,7 @@ def run_following(
                     "picture": picture,
                     "cosine_to_reference": stats["cosine_to_reference"],
                     "generation_time": seconds,
-                    **following(image, caption, encoders.image),
+                    **following(image, caption, image_colour),
                 }
             ]
         )

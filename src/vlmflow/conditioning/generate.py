@@ -139,11 +139,15 @@ def image_metadata(
     }
 
 
-def following(image: Image.Image, prompt: str, vlm_image: Image.Image | None) -> dict[str, Any]:
+def picture_colour(picture: Image.Image | None) -> str | None:
+    """The dominant colour of the picture the VLM sees (None without one), measured once per job."""
+    return dominant_colour(picture)[0] if picture is not None else None
+
+
+def following(image: Image.Image, prompt: str, image_colour: str | None) -> dict[str, Any]:
     """Whether a picture shows what the prompt names (`caption_following`) and whether its
-    dominant colour is instead that of the picture the VLM saw (`colour_follows_image`)."""
+    dominant colour is instead `image_colour`, that of the picture the VLM saw (`colour_follows_image`)."""
     measure = caption_following(image, prompt)
-    image_colour = dominant_colour(vlm_image)[0] if vlm_image is not None else None
     return {**measure, "image_colour": image_colour, "colour_follows_image": measure["dominant_colour"] == image_colour}
 
 
@@ -187,6 +191,7 @@ def run_experiment(
     out_dir.mkdir(parents=True, exist_ok=True)
     reference_spec = ConditioningSpec(alpha=0.0)
     reference_embeds = condition(encoders, prompt, reference_spec)[0]
+    image_colour = picture_colour(encoders.image)
     reference_image, _ = generate(
         pipeline, reference_embeds, negative_embeddings(encoders, reference_spec, settings), settings
     )
@@ -216,7 +221,7 @@ def run_experiment(
         entry = image_metadata(name, prompt, spec, stats, seconds)
         entry |= {
             "pixel_distance_to_reference": pixel_distance(image, reference_image),
-            **following(image, prompt, encoders.image),
+            **following(image, prompt, image_colour),
             "made_from": made_from,
         }
         save_png(image, png)
@@ -234,7 +239,7 @@ def run_experiment(
         "prompt": prompt,
         "settings": asdict(settings),
         "reference_image": REFERENCE_IMAGE,
-        "reference_following": following(reference_image, prompt, encoders.image),
+        "reference_following": following(reference_image, prompt, image_colour),
         "results": results,
     }
     write_json(out_dir / "metadata.json", metadata)

@@ -15,10 +15,10 @@ from transformers import PreTrainedModel, ProcessorMixin
 
 from vlmflow.conditioning.caption_following import caption_colour, caption_following
 from vlmflow.conditioning.extract import reference_hidden_states
-from vlmflow.conditioning.generate import load_pipeline
+from vlmflow.conditioning.generate import generate, load_pipeline
 from vlmflow.conditioning.pretrain import CAPTION_REQUEST, Scenes, load_parts, pipeline_of
 from vlmflow.core.models import load_vlm
-from vlmflow.core.settings import ZIMAGE_PARTS
+from vlmflow.core.settings import ZIMAGE_PARTS, ImageSettings
 from vlmflow.zoo.provenance import DTYPES, current_commit, file_digest, folder_digest, training_curve
 
 # Where each part's weights lie in the shipped folder.
@@ -53,14 +53,8 @@ def evaluate_pipeline(
     pipeline.set_progress_bar_config(disable=True)
     rows = []
     for index, text in enumerate(tqdm(captions, desc="caption following", unit="caption")):
-        image = pipeline(
-            prompt_embeds=[reference_hidden_states(pipeline.text_encoder, pipeline.tokenizer, text)],
-            height=height,
-            width=width,
-            num_inference_steps=steps,
-            guidance_scale=0.0,
-            generator=torch.Generator().manual_seed(index),
-        ).images[0]
+        embeds = reference_hidden_states(pipeline.text_encoder, pipeline.tokenizer, text)
+        image, _ = generate(pipeline, embeds, None, ImageSettings(height=height, width=width, steps=steps, seed=index))
         rows.append(caption_following(image, text))
     return {
         "n": len(rows),

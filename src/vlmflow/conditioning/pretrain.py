@@ -337,6 +337,28 @@ def pipeline_of(parts: Parts) -> ZImagePipeline:
     )
 
 
+def part_fingerprint(
+    part: str, random_dir: str | Path, trained: dict[str, str | Path], scenes: Scenes
+) -> dict[str, Any]:
+    """What a part's training starts from, for its resume state."""
+    return {"part": part, "random": str(random_dir), "trained": sorted(trained), "scenes": len(scenes.rows)}
+
+
+def train_loaded_part(
+    part: str,
+    parts: Parts,
+    scenes: Scenes,
+    settings: ZImagePartSettings,
+    checkpoint: Path,
+    log_path: Path,
+    fingerprint: dict[str, Any],
+    stop_at: int | None = None,
+) -> None:
+    """Train one part of loaded `parts` on the scenes, in place."""
+    module, groups, loss_of = part_objective(part, parts, scenes, settings)
+    train_part(module, groups, loss_of, len(scenes.rows), settings, checkpoint, log_path, fingerprint, part, stop_at)
+
+
 def pretrain_part(
     part: str,
     random_dir: str | Path,
@@ -349,9 +371,8 @@ def pretrain_part(
 ) -> Parts:
     """Train one part from the random build on the scenes (the parts it needs already trained)."""
     parts = load_parts(random_dir, trained, with_vlm=part == "vlm")
-    module, groups, loss_of = part_objective(part, parts, scenes, settings)
-    fingerprint = {"part": part, "random": str(random_dir), "trained": sorted(trained), "scenes": len(scenes.rows)}
-    train_part(module, groups, loss_of, len(scenes.rows), settings, checkpoint, log_path, fingerprint, part, stop_at)
+    fingerprint = part_fingerprint(part, random_dir, trained, scenes)
+    train_loaded_part(part, parts, scenes, settings, checkpoint, log_path, fingerprint, stop_at)
     return parts
 
 
@@ -368,10 +389,11 @@ def first_steps(
     with the same config must reproduce, without training the parts each one needs first."""
     record = {}
     for part in ZIMAGE_PARTS:
-        start = getattr(load_parts(random_dir, {}, with_vlm=part == "vlm"), part)
-        rows = [{"step": 0, "weights_sha256": state_digest(start)}]
+        parts = load_parts(random_dir, {}, with_vlm=part == "vlm")
+        rows = [{"step": 0, "weights_sha256": state_digest(getattr(parts, part))}]
         state, log_path = work_dir / f"{part}.state", work_dir / f"{part}.jsonl"
-        parts = pretrain_part(part, random_dir, {}, scenes, settings[part], state, log_path, stop_at=steps)
+        fingerprint = part_fingerprint(part, random_dir, {}, scenes)
+        train_loaded_part(part, parts, scenes, settings[part], state, log_path, fingerprint, stop_at=steps)
         last = read_jsonl(log_path)[-1]
         rows.append({"step": steps, "loss": last["loss"], "weights_sha256": state_digest(getattr(parts, part))})
         record[part] = rows
