@@ -2,8 +2,8 @@
 VLM (one visual token per frame).
 
 A video is one coloured shape sliding in a straight line across a grey frame past a static grey
-distractor disc, so the direction is only readable by comparing frames. Images hold two shapes of
-different colour and shape, one in each half, so every left/right question has one answer. Text
+distractor disc, so the direction is only readable by comparing frames. Images hold one coloured
+shape in one half among grey distractor discs, so every left/right question has one answer. Text
 samples keep the language model talking without pixels. Records use one user/assistant JSON shape
 for all three kinds; frames are lossless PNGs, so answers can be checked against exact colours.
 """
@@ -79,25 +79,26 @@ def _video(rng: random.Random, size: int, frames: int, source: str) -> tuple[lis
 
 
 def _image(rng: random.Random, size: int) -> tuple[Image.Image, str, str]:
-    """Two shapes, one in each half (so left/right is unambiguous), and one question about them."""
-    colours, shapes = rng.sample(COLOURS, 2), rng.sample(scenes.SHAPES, 2)
+    """One coloured shape in one half (so left/right is unambiguous) among grey distractor discs, and
+    one question about it. The foveated model picks each frame's one token before it reads the
+    question, so an image question must be answerable from the one object its query finds."""
+    colour, shape, half = rng.choice(COLOURS), rng.choice(scenes.SHAPES), rng.randrange(2)
     margin, gap = max(1, size // 16), max(1, size // 20)
     image, draw = scenes.new_canvas(size)
     scenes.draw_distractors(draw, rng, size, rng.randint(1, 3))
-    for index in range(2):
-        side = round(size * rng.uniform(0.2, 0.28))
-        if index == 0:
-            x = rng.randint(margin, size // 2 - gap - side)
-        else:
-            x = rng.randint(size // 2 + gap, size - margin - side)
-        y = rng.randint(margin, size - margin - side)
-        scenes.draw_shape(draw, shapes[index], scenes.PALETTE[colours[index]], (x, y, x + side, y + side))
-    target, question = rng.randrange(2), rng.choice(("colour", "shape", "side"))
+    side = round(size * rng.uniform(0.2, 0.28))
+    if half == 0:
+        x = rng.randint(margin, size // 2 - gap - side)
+    else:
+        x = rng.randint(size // 2 + gap, size - margin - side)
+    y = rng.randint(margin, size - margin - side)
+    scenes.draw_shape(draw, shape, scenes.PALETTE[colour], (x, y, x + side, y + side))
+    question = rng.choice(("colour", "shape", "side"))
     if question == "colour":
-        return image, COLOUR_Q.format(shape=shapes[target]), colours[target]
+        return image, COLOUR_Q.format(shape=shape), colour
     if question == "shape":
-        return image, SHAPE_Q.format(colour=colours[target]), shapes[target]
-    return image, SIDE_Q.format(shape=shapes[target]), SIDES[target]
+        return image, SHAPE_Q.format(colour=colour), shape
+    return image, SIDE_Q.format(shape=shape), SIDES[half]
 
 
 def _text(rng: random.Random) -> tuple[str, str]:
