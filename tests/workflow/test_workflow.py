@@ -23,7 +23,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from vlmflow.foveated.model import from_parts, load_frame_lm
 from vlmflow.synth.vqav2 import write_vqav2
-from vlmflow.zoo.provenance import state_digest
+from vlmflow.zoo.provenance import float_machine, state_digest
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -285,9 +285,9 @@ def test_pretrain_target_ships_each_scale_with_provenance(finished_run):
         assert all(torch.equal(shipped[k], v.half()) for k, v in trained.items()), part
     assert zimage_record["evaluation"]["caption_following"]["n"] == 4  # the default's val scenes
     assert zimage_record["evaluation"]["captioning"]["n"] == 4
-    assert {part: [r["step"] for r in rows] for part, rows in zimage_record["first_steps"].items()} == dict.fromkeys(
-        zimage_record["parts"], [0, 2]
-    )
+    first_steps = {part: [r["step"] for r in zimage_record["first_steps"][part]] for part in zimage_record["parts"]}
+    assert first_steps == dict.fromkeys(zimage_record["parts"], [0, 2])
+    assert zimage_record["first_steps"]["machine"] == float_machine()
     assert not any(run_dir.glob("*.state"))  # finished parts leave no resume state behind
 
     shutil.copytree(zoo.parent, finished_run / "resources" / "zoo")  # what `make pretrain` publishes

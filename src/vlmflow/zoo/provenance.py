@@ -41,6 +41,13 @@ def state_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def float_machine() -> str:
+    """What sets a CPU run's floating-point results besides the code and the data: torch's version and
+    the CPU kernels it picked (AVX2, AVX512, ...). First steps recorded on one reproduce bit for bit on
+    the same; on another, the build's weights still do and the losses agree to float rounding."""
+    return f"torch {torch.__version__} cpu {torch.backends.cpu.get_cpu_capability()}"
+
+
 def current_commit(repository: str | Path = ".") -> str:
     """The commit the pretraining ran at ("+dirty" when tracked files differ), or "unknown"."""
     try:

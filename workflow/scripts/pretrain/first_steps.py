@@ -8,10 +8,10 @@ from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import Trainer, load_for_training
 from vlmflow.pretrain.zoo import corpus_digest
-from vlmflow.zoo.provenance import current_commit, state_digest
+from vlmflow.zoo.provenance import current_commit, float_machine, state_digest
 
 log = log_to(snakemake.log[0])
-torch.set_num_threads(1)  # one CPU thread: the same machine and versions give the same digests
+torch.set_num_threads(1)  # one CPU thread: the same `float_machine` gives the same digests
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = TrainSettings(**snakemake.params.settings)
 records = read_records(snakemake.input.caches)
@@ -29,6 +29,7 @@ write_json(
         "data_sha256": corpus_digest(snakemake.input.caches),
         "threads": 1,
         "device": "cpu",
+        "machine": float_machine(),
         "steps": steps,
     },
 )

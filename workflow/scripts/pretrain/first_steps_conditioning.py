@@ -10,6 +10,7 @@ from vlmflow.conditioning.pretrain import first_steps, read_scenes
 from vlmflow.core.io import write_json
 from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import ZIMAGE_PARTS, ZImagePartSettings
+from vlmflow.zoo.provenance import float_machine
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(1)  # the digests must not depend on the machine's thread count
@@ -22,5 +23,5 @@ with tempfile.TemporaryDirectory(dir=Path(snakemake.output.digests).parent) as w
         snakemake.params.steps,
         Path(work),
     )
-write_json(snakemake.output.digests, record)
+write_json(snakemake.output.digests, {**record, "machine": float_machine()})
 log.info("first steps of %s: %s", snakemake.wildcards.model, record)

@@ -7,10 +7,10 @@ from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import FoveatedSettings
 from vlmflow.foveated.data import read_samples
 from vlmflow.foveated.parts import corpus_digest, first_steps
-from vlmflow.zoo.provenance import current_commit
+from vlmflow.zoo.provenance import current_commit, float_machine
 
 log = log_to(snakemake.log[0])
-torch.set_num_threads(1)  # one CPU thread: the same machine and versions give the same digests
+torch.set_num_threads(1)  # one CPU thread: the same `float_machine` gives the same digests
 torch.use_deterministic_algorithms(True, warn_only=True)
 settings = FoveatedSettings(**snakemake.params.settings)
 train, val = read_samples(snakemake.input.train), read_samples(snakemake.input.val)
@@ -24,6 +24,7 @@ write_json(
         "data_sha256": corpus_digest(snakemake.input.train),
         "threads": 1,
         "device": "cpu",
+        "machine": float_machine(),
         "steps": steps,
     },
 )
