@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -63,6 +64,18 @@ def current_commit(repository: str | Path = ".") -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+def first_steps_record(data_sha256: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's first steps as its provenance keeps them, with where they ran (one CPU thread)."""
+    return {
+        "commit": current_commit(),
+        "data_sha256": data_sha256,
+        "threads": 1,
+        "device": "cpu",
+        "machine": float_machine(),
+        "steps": steps,
+    }
 
 
 def training_curve(train_log: Path | None, samples_per_step: int) -> list[dict[str, float]]:

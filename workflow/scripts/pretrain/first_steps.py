@@ -8,7 +8,7 @@ from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import GenerationSettings, TrainSettings
 from vlmflow.finetune.trainer import Trainer, load_for_training
 from vlmflow.pretrain.zoo import corpus_digest
-from vlmflow.zoo.provenance import current_commit, float_machine, state_digest
+from vlmflow.zoo.provenance import first_steps_record, state_digest
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(1)  # one CPU thread: the same `float_machine` gives the same digests
@@ -22,14 +22,4 @@ for _ in range(snakemake.params.steps):
     row = trainer.train_step()
     steps.append({"step": row["step"], "loss": row["loss"], "weights_sha256": state_digest(trainer.model)})
     log.info("step %d: loss %.6f, weights %s", row["step"], row["loss"], steps[-1]["weights_sha256"][:16])
-write_json(
-    snakemake.output.digests,
-    {
-        "commit": current_commit(),
-        "data_sha256": corpus_digest(snakemake.input.caches),
-        "threads": 1,
-        "device": "cpu",
-        "machine": float_machine(),
-        "steps": steps,
-    },
-)
+write_json(snakemake.output.digests, first_steps_record(corpus_digest(snakemake.input.caches), steps))

@@ -7,7 +7,7 @@ from vlmflow.core.scripting import log_to
 from vlmflow.core.settings import FoveatedSettings
 from vlmflow.foveated.data import read_samples
 from vlmflow.foveated.parts import corpus_digest, first_steps
-from vlmflow.zoo.provenance import current_commit, float_machine
+from vlmflow.zoo.provenance import first_steps_record
 
 log = log_to(snakemake.log[0])
 torch.set_num_threads(1)  # one CPU thread: the same `float_machine` gives the same digests
@@ -17,14 +17,4 @@ train, val = read_samples(snakemake.input.train), read_samples(snakemake.input.v
 steps = first_steps(snakemake.params.parts, train, val, settings, snakemake.params.steps)
 for row in steps[1:]:
     log.info("step %d: loss %.6f, weights %s", row["step"], row["loss"], row["weights_sha256"][:16])
-write_json(
-    snakemake.output.digests,
-    {
-        "commit": current_commit(),
-        "data_sha256": corpus_digest(snakemake.input.train),
-        "threads": 1,
-        "device": "cpu",
-        "machine": float_machine(),
-        "steps": steps,
-    },
-)
+write_json(snakemake.output.digests, first_steps_record(corpus_digest(snakemake.input.train), steps))
