@@ -14,8 +14,14 @@ from safetensors.torch import load_file
 from test_conditioning import SPEC
 
 import vlmflow.conditioning.following as following_module
-from vlmflow.conditioning.caption_following import caption_colour, caption_following, caption_side, dominant_colour
-from vlmflow.conditioning.following import following_rates, read_captions, run_following
+from vlmflow.conditioning.caption_following import (
+    caption_colour,
+    caption_following,
+    caption_side,
+    dominant_colour,
+    following_rates,
+)
+from vlmflow.conditioning.following import read_captions, run_following
 from vlmflow.conditioning.generate import load_encoders, resume_key
 from vlmflow.conditioning.package import evaluate_shipped, export, weight_digests
 from vlmflow.conditioning.plots import plot_following

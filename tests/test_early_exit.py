@@ -1,5 +1,5 @@
-"""Tests for vlmflow.guided.early_exit: scores, the threshold sweep (plain and per keep_ratio), the plot
-and the markdown table of operating points."""
+"""Tests for vlmflow.guided.early_exit: scores, the threshold sweep (plain and per keep_ratio) and the
+markdown table of operating points; and its figure (vlmflow.guided.report.plot_sweep)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 
 from vlmflow.guided.early_exit import (
     exit_score,
-    plot_sweep,
     sweep_markdown,
     threshold_sweep,
 )
+from vlmflow.guided.report import plot_sweep
 
 # The guide is right exactly on the two highest-scored questions; the decode model on all but one.
 FRAME = pl.DataFrame(

@@ -6,6 +6,7 @@ Each pixel is given the nearest of the named colours or the sky (RGB distance); 
 colour is the most frequent named colour, the side is the third of the picture holding the centre
 of its pixels. A caption names its object's colour as the first colour word and a side as "on the
 left" / "on the right" (none: the centre), as the captioned scenes the tiny Z-Image learns from do.
+`following_rates` gives each recipe's shares of pictures that follow (`RATES`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import re
 from typing import Any
 
 import numpy as np
+import polars as pl
 from PIL import Image
 
 from vlmflow.synth.captioned_scenes import SCENE_COLOURS, SKY
 from vlmflow.synth.scenes import PALETTE
+
+RATES = ("colour_follows_caption", "side_follows_caption", "colour_follows_image")
 
 # (colours + sky, 3) float RGB; the last row is the sky.
 _CENTRES = np.array([PALETTE[c] for c in SCENE_COLOURS] + [SKY], dtype=np.float32)
@@ -72,3 +76,12 @@ def caption_following(image: Image.Image, caption: str) -> dict[str, Any]:
         "side_of_named_colour": side,
         "side_follows_caption": side is not None and side == caption_side(caption),
     }
+
+
+def following_rates(rows: list[dict[str, Any]], recipes: list[str]) -> pl.DataFrame:
+    """Per recipe (in config order): the share of pictures that follow their caption's colour and
+    side, and the share whose dominant colour is the VLM picture's instead."""
+    frame = pl.DataFrame(rows).with_columns(pl.col(list(RATES)).cast(pl.Float64))
+    rates = frame.group_by("recipe").agg(pl.len().alias("n"), *[pl.col(r).mean() for r in RATES])
+    order = pl.DataFrame({"recipe": recipes, "order": list(range(len(recipes)))})
+    return rates.join(order, on="recipe").sort("order").drop("order")

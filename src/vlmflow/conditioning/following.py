@@ -14,7 +14,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 from diffusers import ZImagePipeline
 from tqdm.auto import tqdm
 
@@ -23,8 +22,6 @@ from vlmflow.conditioning.recipe import ConditioningSpec, Encoders, condition
 from vlmflow.core.io import read_jsonl
 from vlmflow.core.resumable import ResumableJsonl
 from vlmflow.core.settings import ImageSettings
-
-RATES = ("colour_follows_caption", "side_follows_caption", "colour_follows_image")
 
 
 def read_captions(folder: str | Path) -> list[str]:
@@ -89,12 +86,3 @@ def run_following(
         )
     writer.finish()
     return writer.rows
-
-
-def following_rates(rows: list[dict[str, Any]], recipes: list[str]) -> pl.DataFrame:
-    """Per recipe (in config order): the share of pictures that follow their caption's colour and
-    side, and the share whose dominant colour is the VLM picture's instead."""
-    frame = pl.DataFrame(rows).with_columns(pl.col(list(RATES)).cast(pl.Float64))
-    rates = frame.group_by("recipe").agg(pl.len().alias("n"), *[pl.col(r).mean() for r in RATES])
-    order = pl.DataFrame({"recipe": recipes, "order": list(range(len(recipes)))})
-    return rates.join(order, on="recipe").sort("order").drop("order")

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from vlmflow.conditioning.following import RATES
+from vlmflow.conditioning.caption_following import RATES
 
 IMAGE_METRICS = (
     "blended_std",

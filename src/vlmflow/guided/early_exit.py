@@ -10,17 +10,9 @@ and the sweep lists them all so the choice is a table lookup rather than a rerun
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
-import seaborn as sns
-
-from vlmflow.core.figures import save_figure
 
 REQUIRED_COLUMNS = ("score", "guide_correct", "decode_correct")
 SWEEP_SCHEMA = pl.Schema(
@@ -78,23 +70,6 @@ def threshold_sweep(frame: pl.DataFrame, thresholds: Sequence[float] | None = No
         for (ratio,), group in frame.group_by("keep_ratio")
     ]
     return pl.concat(parts).sort("keep_ratio", "threshold")
-
-
-def plot_sweep(sweep: pl.DataFrame, output: str | Path, title: str) -> None:
-    """Accuracy against the fraction of decode-model calls, one line per keep_ratio if present."""
-    sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(5, 3.6), constrained_layout=True)
-    if "keep_ratio" in sweep.columns:
-        by_ratio = sweep.sort("keep_ratio").group_by("keep_ratio", maintain_order=True)
-        groups = [(f"keep_ratio {ratio:g}", group) for (ratio,), group in by_ratio]
-    else:
-        groups = [(None, sweep)]
-    for label, group in groups:
-        x, y = group["decode_call_fraction"], group["accuracy"]
-        sns.lineplot(x=x, y=y, ax=ax, estimator=None, marker="o", label=label)
-    ax.set(xlim=(-0.02, 1.02), xlabel="fraction of questions sent to the decode model")
-    ax.set(ylabel="accuracy", title=title)
-    save_figure(fig, output)
 
 
 def _table(group: pl.DataFrame, points: int) -> list[str]:

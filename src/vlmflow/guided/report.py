@@ -1,5 +1,5 @@
 """The guided-pruning family's tables and figures: accuracy against retention, per method, and the
-per-question frame the early-exit sweep runs on."""
+per-question frame the early-exit sweep runs on, and the sweep's figure."""
 
 from __future__ import annotations
 
@@ -99,3 +99,20 @@ def early_exit_frame(rows: Sequence[Mapping[str, Any]], records: Sequence[Record
                 }
             )
     return pl.DataFrame(out)
+
+
+def plot_sweep(sweep: pl.DataFrame, output: str | Path, title: str) -> None:
+    """Accuracy against the fraction of decode-model calls, one line per keep_ratio if present."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(5, 3.6), constrained_layout=True)
+    if "keep_ratio" in sweep.columns:
+        by_ratio = sweep.sort("keep_ratio").group_by("keep_ratio", maintain_order=True)
+        groups = [(f"keep_ratio {ratio:g}", group) for (ratio,), group in by_ratio]
+    else:
+        groups = [(None, sweep)]
+    for label, group in groups:
+        x, y = group["decode_call_fraction"], group["accuracy"]
+        sns.lineplot(x=x, y=y, ax=ax, estimator=None, marker="o", label=label)
+    ax.set(xlim=(-0.02, 1.02), xlabel="fraction of questions sent to the decode model")
+    ax.set(ylabel="accuracy", title=title)
+    save_figure(fig, output)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from vlmflow.conditioning.following import following_rates, read_captions, run_following
+from vlmflow.conditioning.caption_following import following_rates
+from vlmflow.conditioning.following import read_captions, run_following
 from vlmflow.conditioning.generate import load_job
 from vlmflow.conditioning.plots import plot_following
 from vlmflow.conditioning.recipe import ConditioningSpec

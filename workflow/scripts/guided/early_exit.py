@@ -3,8 +3,8 @@
 from vlmflow.core.io import atomic_write, read_jsonl
 from vlmflow.core.records import read_records
 from vlmflow.core.scripting import log_to
-from vlmflow.guided.early_exit import plot_sweep, sweep_markdown, threshold_sweep
-from vlmflow.guided.report import early_exit_frame
+from vlmflow.guided.early_exit import sweep_markdown, threshold_sweep
+from vlmflow.guided.report import early_exit_frame, plot_sweep
 
 log = log_to(snakemake.log[0])
 frame = early_exit_frame(
