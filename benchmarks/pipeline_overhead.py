@@ -73,24 +73,43 @@ def step_seconds(log_path: Path, batch: int, after: int = 0) -> float:
     return sum(batch / row["samples_per_s"] for row in rows if row["step"] > after)
 
 
+def foveated_step_seconds(log_path: Path) -> float:
+    """Seconds of the optimizer steps in a foveated run's log (each row: samples so far, samples/s)."""
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    seen = [0] + [row["samples"] for row in rows]
+    return sum((now - before) / row["samples_per_s"] for before, now, row in zip(seen, seen[1:], rows))
+
+
 def model_seconds(run_dir: Path, job: dict) -> float:
     """Seconds in model passes by the engine's own account; 0 for jobs that run no model."""
     log = run_dir / job.get("log", "-")
     timing = log.with_suffix(".timing.json")
     if timing.is_file():
         return json.loads(timing.read_text())["forward_s"]
+    if job["rule"] == "train_foveated":
+        return foveated_step_seconds(run_dir / "results" / "foveated" / log.parent.name / "log.jsonl")
     if job["rule"] in ("train_model", "sanity_overfit"):
-        name = Path(job["log"]).parent.name
-        stages = sorted((run_dir / "results" / "train" / name).glob("step-*"), key=lambda p: int(p.name[5:]))
+        folder = run_dir / "results" / "finetune" / log.parent.name
+        stages = sorted(folder.glob("step-*"), key=lambda p: int(p.name[5:]))
         settings = json.loads((stages[-1] / "vlmflow_train.json").read_text())
         batch = settings["batch_size"] * settings["grad_accum"]
         if job["rule"] == "sanity_overfit":
             return step_seconds(log.with_suffix(".steps.jsonl"), batch)
-        step = int(Path(job["log"]).stem.removeprefix("step-"))
+        step = int(log.stem.removeprefix("step-"))
         earlier = [int(p.name[5:]) for p in stages if int(p.name[5:]) < step]
-        return step_seconds(run_dir / "results" / "train" / name / f"step-{step}" / "train_log.jsonl", batch,
-                            max(earlier, default=0))  # fmt: skip
+        return step_seconds(folder / f"step-{step}" / "train_log.jsonl", batch, max(earlier, default=0))
     return 0.0
+
+
+def start_seconds(run_dir: Path, job: dict) -> float | None:
+    """Seconds from Snakemake starting the job to its script's first log line (the interpreter and
+    the imports), to the second; None when the job's log has no start line."""
+    log = run_dir / job.get("log", "-")
+    if not log.is_file():
+        return None
+    if m := re.search(r"^==== (\S+ \S+) attempt started", log.read_text(errors="replace"), re.MULTILINE):
+        return max(0.0, (datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S") - job["start"]).total_seconds())
+    return None
 
 
 def startup_seconds(repeats: int = 3) -> float:
@@ -113,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     log = latest_full_log(args.run_dir)
     jobs = parse_log(log)
-    per_rule: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "job_s": 0.0, "model_s": 0.0})
+    per_rule: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "job_s": 0.0, "model_s": 0.0, "start_s": 0.0})
     for job in jobs:
         if job["rule"] == "all":  # the target rule runs nothing
             continue
@@ -121,6 +140,7 @@ def main() -> None:
         entry["jobs"] += 1
         entry["job_s"] += job_seconds(args.run_dir, job)
         entry["model_s"] += model_seconds(args.run_dir, job)
+        entry["start_s"] += start_seconds(args.run_dir, job) or 0.0
     total_job = sum(e["job_s"] for e in per_rule.values())
     total_model = sum(e["model_s"] for e in per_rule.values())
     wall = (max(j["end"] for j in jobs) - min(j["start"] for j in jobs)).total_seconds()
@@ -140,6 +160,7 @@ def main() -> None:
         "startup_s": startup,
         "model_jobs": model_job_count,
         "overhead_share_after_startup": 1 - total_model / (total_job - model_job_count * startup),
+        "start_s": sum(e["start_s"] for e in per_rule.values()),  # measured in the run, every job
         "median_job_s": statistics.median(job_seconds(args.run_dir, j) for j in jobs),
         "per_rule": {
             rule: {**e, "overhead_share": 1 - e["model_s"] / e["job_s"] if e["job_s"] else None}

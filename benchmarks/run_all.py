@@ -212,7 +212,14 @@ def section_pipeline(r: dict) -> list[str]:
         f"A fresh interpreter takes {r['startup_s']:.2f} s to import what a model job imports (torch, torchvision, "
         f"transformers' model classes, vlmflow); {r['model_jobs']} jobs ran a model, so {r['model_jobs'] * r['startup_s']:.0f} s "
         f"of the overhead is that start-up. Without it the overhead would be {r['overhead_share_after_startup']:.1%}. "
-        "Job times come from the log to the second, except for rules with a `benchmark:` file.",
+        "Job times come from the log to the second, except for rules with a `benchmark:` file. The conditioning "
+        "study's jobs keep no forward clock, so all their time counts as overhead here."
+        + (
+            f" Measured in the run itself, {r['start_s']:.0f} s of the job time ({r['start_s'] / r['job_s']:.0%}) passed "
+            "between Snakemake starting a job and its script's first log line."
+            if "start_s" in r
+            else ""
+        ),
         "",
         "| rule | jobs | job s | model s | overhead |",
         "| --- | --- | --- | --- | --- |",
